@@ -1,0 +1,191 @@
+"""Every failure a user can cause or meet, as a type whose `str()` is the message they read.
+
+Cogs and the CLI catch `VoiceBotError` and show `err.message`; nothing else turns an exception into
+user-facing text. Messages say what happened and what to do, with the actual value and the allowed range.
+"""
+
+from __future__ import annotations
+
+
+class VoiceBotError(Exception):
+    """Base class: `message` is short, plain and safe to show in Discord or on a terminal."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class InvalidInput(VoiceBotError):
+    """The user asked for something the bot can't do as asked (CLI exit 2, ephemeral reply)."""
+
+
+# --- text -----------------------------------------------------------------------------------
+
+
+class TextTooLong(InvalidInput):
+    def __init__(self, length: int, limit: int) -> None:
+        super().__init__(
+            f"That text is {length:,} characters long; the limit here is {limit:,}. "
+            "Shorten it or split it into several messages."
+        )
+        self.length, self.limit = length, limit
+
+
+class NothingToSay(InvalidInput):
+    def __init__(self) -> None:
+        super().__init__(
+            "There is nothing speakable in that text (only links, emoji, markup or whitespace). "
+            "Give some words to say."
+        )
+
+
+# --- audio ----------------------------------------------------------------------------------
+
+
+def _fmt_seconds(seconds: float) -> str:
+    if seconds >= 60:
+        minutes, secs = divmod(round(seconds), 60)
+        return f"{minutes} min {secs} s" if secs else f"{minutes} min"
+    return f"{seconds:.1f} s"
+
+
+def _fmt_bytes(n: int) -> str:
+    if n >= 1024 * 1024:
+        return f"{n / (1024 * 1024):.1f} MiB"
+    if n >= 1024:
+        return f"{n / 1024:.0f} KiB"
+    return f"{n} bytes"
+
+
+class BadReference(InvalidInput):
+    """Base for a reference clip that can't be used to clone a voice."""
+
+
+class FileTooLarge(BadReference):
+    def __init__(self, size: int, limit: int) -> None:
+        super().__init__(
+            f"That file is {_fmt_bytes(size)}; a reference can be at most {_fmt_bytes(limit)}. "
+            "Trim it or send a compressed format such as MP3 or Ogg."
+        )
+        self.size, self.limit = size, limit
+
+
+class NotAudio(BadReference):
+    def __init__(self, detected: str | None = None) -> None:
+        what = f" (it looks like {detected})" if detected else ""
+        super().__init__(
+            f"That file is not audio{what}. Send a recording as WAV, MP3, Ogg/Opus, M4A, FLAC, "
+            "WebM or MP4."
+        )
+        self.detected = detected
+
+
+class Undecodable(BadReference):
+    def __init__(self, detail: str = "") -> None:
+        super().__init__(
+            "That audio file is damaged or truncated and can't be decoded. "
+            "Export it again and re-upload it."
+        )
+        self.detail = detail
+
+
+class NoAudioStream(BadReference):
+    def __init__(self, container: str) -> None:
+        super().__init__(
+            f"That {container} file has no audio track. Send a file with someone speaking in it."
+        )
+        self.container = container
+
+
+class ReferenceTooShort(BadReference):
+    def __init__(self, seconds: float, minimum: float) -> None:
+        super().__init__(
+            f"That clip is {_fmt_seconds(seconds)} long; a reference must be "
+            f"{_fmt_seconds(minimum)} to 5 min. Record a little more speech."
+        )
+        self.seconds, self.minimum = seconds, minimum
+
+
+class ReferenceTooLong(BadReference):
+    def __init__(self, seconds: float, maximum: float) -> None:
+        super().__init__(
+            f"That clip is {_fmt_seconds(seconds)} long; a reference can be 5 s to "
+            f"{_fmt_seconds(maximum)}. Trim it to the clearest part."
+        )
+        self.seconds, self.maximum = seconds, maximum
+
+
+class ReferenceSilent(BadReference):
+    def __init__(self, peak_dbfs: float) -> None:
+        super().__init__(
+            f"That clip is silent or nearly so (peak {peak_dbfs:.0f} dBFS). "
+            "Send a recording where the speaker can be heard clearly."
+        )
+        self.peak_dbfs = peak_dbfs
+
+
+# --- synthesis backend ------------------------------------------------------------------------
+
+
+class BackendError(VoiceBotError):
+    """The speech backend could not do the job; `admin_hint` says what a server admin should do."""
+
+    admin_hint: str = ""
+
+
+class BackendNotDeployed(BackendError):
+    admin_hint = "Deploy the GPU app with `modal deploy modal_tts/app.py`, then try again."
+
+    def __init__(self, detail: str = "") -> None:
+        super().__init__(
+            "The speech engine isn't set up yet, so nothing can be spoken right now. "
+            "A bot admin needs to deploy it."
+        )
+        self.detail = detail
+
+
+class BackendUnauthorised(BackendError):
+    admin_hint = "Set MODAL_TOKEN_ID and MODAL_TOKEN_SECRET (or run `modal token new`)."
+
+    def __init__(self, detail: str = "") -> None:
+        super().__init__(
+            "The bot can't sign in to its speech engine. A bot admin needs to check its Modal "
+            "credentials."
+        )
+        self.detail = detail
+
+
+class BackendTimedOut(BackendError):
+    admin_hint = "The GPU took too long; check the Modal dashboard for cold starts or errors."
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(
+            f"The speech engine didn't answer within {seconds:.0f} s. Try again in a minute, "
+            "perhaps with shorter text."
+        )
+        self.seconds = seconds
+
+
+class BackendBusy(BackendError):
+    admin_hint = "Raise ECHO_MAX_CONTAINERS (Modal) or the local queue size if this is frequent."
+
+    def __init__(self, detail: str = "") -> None:
+        super().__init__("The speech engine is busy with other requests. Try again in a moment.")
+        self.detail = detail
+
+
+class BackendFailed(BackendError):
+    admin_hint = "See the bot's log for the error and `voicebot doctor` for a health check."
+
+    def __init__(self, detail: str = "") -> None:
+        super().__init__("The speech engine failed on that request. Try again; if it keeps "
+                         "failing, tell a bot admin.")
+        self.detail = detail
+
+
+class BackendInvalidRequest(BackendError, InvalidInput):
+    admin_hint = "The request's settings were out of range; the message says which."
+
+    def __init__(self, detail: str) -> None:
+        VoiceBotError.__init__(self, detail)
+        self.detail = detail
