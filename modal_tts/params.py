@@ -1,0 +1,124 @@
+"""Sampler settings for one synthesis request, validated in one place.
+
+Torch-free on purpose: the bot validates a request with the same rules before it spends a GPU call, and
+the GPU side validates again because it can't trust its caller.
+
+Defaults (the bot's, not Echo's README): Echo recommends 40 Euler steps with text CFG 3.0 and speaker CFG
+8.0 between t=0.5 and t=1.0 ("Independent-High-Speaker-CFG"). We keep those guidance scales, because a
+cloned voice that drifts is the main way this product fails, and keep 40 steps, because fewer steps
+audibly blur consonants on the real model. We add Echo's "Flat" preset's truncation 0.8 and temporal score
+rescale (k=1.2, sigma=3.0), which the model author found to reduce the long pauses and tail noise Echo is
+known for. "Force speaker" (speaker_kv_scale, typically 1.5) is off by default and exposed per request.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+SAMPLE_RATE = 44_100
+LATENT_SIZE = 80
+SAMPLES_PER_LATENT = 2048
+MAX_SEQUENCE_LENGTH = 640  # latents per generation: 640 * 2048 / 44100 ≈ 29.7 s
+MAX_SPEAKER_LATENT_LENGTH = 6400  # ≈ 297 s of reference audio
+SPEAKER_PATCH_SIZE = 4
+MAX_TEXT_BYTES = 768  # Echo's byte-level tokenizer limit, including the "[S1] " prefix
+MAX_SEED = 2**63 - 1
+
+
+class InvalidParams(ValueError):
+    """A setting is outside the range the sampler supports; the message names it and the range."""
+
+
+# name -> (min, max, allow_none)
+_RANGES: dict[str, tuple[float, float, bool]] = {
+    "steps": (1, 200, False),
+    "cfg_scale_text": (0.0, 20.0, False),
+    "cfg_scale_speaker": (0.0, 20.0, False),
+    "cfg_min_t": (0.0, 1.0, False),
+    "cfg_max_t": (0.0, 1.0, False),
+    "truncation_factor": (0.1, 1.5, True),
+    "rescale_k": (0.5, 2.0, True),
+    "rescale_sigma": (0.1, 10.0, True),
+    "speaker_kv_scale": (0.5, 3.0, True),
+    "speaker_kv_max_layers": (1, 64, True),
+    "speaker_kv_min_t": (0.0, 1.0, True),
+    "sequence_length": (SPEAKER_PATCH_SIZE, MAX_SEQUENCE_LENGTH, False),
+}
+_INTEGERS = {"steps", "speaker_kv_max_layers", "sequence_length"}
+
+
+@dataclass(frozen=True)
+class SynthesisParams:
+    steps: int = 40
+    cfg_scale_text: float = 3.0
+    cfg_scale_speaker: float = 8.0
+    cfg_min_t: float = 0.5
+    cfg_max_t: float = 1.0
+    truncation_factor: float | None = 0.8
+    rescale_k: float | None = 1.2
+    rescale_sigma: float | None = 3.0
+    # "Force speaker": scales the speaker attention keys/values while t >= speaker_kv_min_t.
+    speaker_kv_scale: float | None = None
+    speaker_kv_max_layers: int | None = None
+    speaker_kv_min_t: float | None = 0.9
+    sequence_length: int = MAX_SEQUENCE_LENGTH
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            low, high, allow_none = _RANGES[f.name]
+            if value is None:
+                if not allow_none:
+                    raise InvalidParams(f"{f.name} is required ({low:g} to {high:g}).")
+                continue
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise InvalidParams(f"{f.name} must be a number, not {type(value).__name__}.")
+            if f.name in _INTEGERS and int(value) != value:
+                raise InvalidParams(f"{f.name} must be a whole number, not {value!r}.")
+            if not low <= value <= high or value != value:  # value != value catches NaN
+                raise InvalidParams(f"{f.name} is {value!r}; allowed is {low:g} to {high:g}.")
+        if self.cfg_min_t > self.cfg_max_t:
+            raise InvalidParams(
+                f"cfg_min_t ({self.cfg_min_t:g}) must not be above cfg_max_t ({self.cfg_max_t:g})."
+            )
+        if (self.rescale_k is None) != (self.rescale_sigma is None):
+            raise InvalidParams("rescale_k and rescale_sigma must be set together or both left off.")
+        if self.speaker_kv_scale is not None and self.speaker_kv_min_t is None:
+            raise InvalidParams("speaker_kv_min_t is required when speaker_kv_scale is set.")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SynthesisParams:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise InvalidParams(f"Unknown setting(s): {', '.join(unknown)}.")
+        return cls(**data)
+
+
+def check_seed(seed: int) -> int:
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
+        raise InvalidParams(f"seed is {seed!r}; allowed is 0 to {MAX_SEED}.")
+    return seed
+
+
+def chunk_seed(seed: int, index: int) -> int:
+    """The seed of chunk `index` of a request: each chunk gets its own noise, reproducibly."""
+    return (seed + index) % (MAX_SEED + 1)
+
+
+def check_texts(texts: list[str]) -> list[str]:
+    if not isinstance(texts, list | tuple) or not texts:
+        raise InvalidParams("At least one text is required.")
+    for i, text in enumerate(texts):
+        if not isinstance(text, str) or not text.strip():
+            raise InvalidParams(f"Text {i + 1} is empty.")
+        size = len(text.encode("utf-8"))
+        if size > MAX_TEXT_BYTES:
+            raise InvalidParams(
+                f"Text {i + 1} is {size} bytes of UTF-8; Echo takes at most {MAX_TEXT_BYTES}."
+            )
+    return list(texts)

@@ -1,0 +1,55 @@
+"""Sampler settings: ranges, defaults and the dict form that crosses the wire."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from modal_tts.params import InvalidParams, SynthesisParams, check_seed, chunk_seed
+
+
+def test_defaults_are_echos_recommended_guidance():
+    p = SynthesisParams()
+    assert (p.steps, p.cfg_scale_text, p.cfg_scale_speaker) == (40, 3.0, 8.0)
+    assert (p.cfg_min_t, p.cfg_max_t, p.sequence_length) == (0.5, 1.0, 640)
+    assert p.speaker_kv_scale is None
+
+
+def test_round_trip_through_a_dict():
+    p = SynthesisParams(steps=20, speaker_kv_scale=1.5)
+    assert SynthesisParams.from_dict(p.to_dict()) == p
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"steps": 0}, "steps is 0; allowed is 1 to 200"),
+        ({"steps": 2.5}, "whole number"),
+        ({"cfg_scale_text": -1.0}, "cfg_scale_text"),
+        ({"cfg_scale_speaker": math.nan}, "cfg_scale_speaker"),
+        ({"sequence_length": 641}, "sequence_length is 641; allowed is 4 to 640"),
+        ({"cfg_min_t": 0.9, "cfg_max_t": 0.2}, "must not be above"),
+        ({"rescale_k": None}, "set together"),
+        ({"speaker_kv_scale": 9.0}, "speaker_kv_scale"),
+        ({"truncation_factor": "0.8"}, "must be a number"),
+        ({"steps": True}, "must be a number"),
+        ({"steps": None}, "required"),
+    ],
+)
+def test_out_of_range_settings_name_the_setting_and_range(changes, message):
+    with pytest.raises(InvalidParams, match=message):
+        SynthesisParams(**changes)
+
+
+def test_unknown_settings_from_the_wire_are_refused():
+    with pytest.raises(InvalidParams, match="Unknown setting"):
+        SynthesisParams.from_dict({"stepz": 3})
+
+
+def test_seeds():
+    assert check_seed(0) == 0
+    with pytest.raises(InvalidParams):
+        check_seed(2**63)
+    assert chunk_seed(5, 2) == 7
+    assert chunk_seed(2**63 - 1, 1) == 0
