@@ -1,0 +1,53 @@
+"""The one async interface every speech backend offers the bot, and the values that cross it."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from modal_tts.params import SynthesisParams
+
+
+@dataclass(frozen=True)
+class SpeakerLatent:
+    """A cloned voice as the model sees it: float16 [T, 80], and the weights revision that made it."""
+
+    data: np.ndarray
+    revision: str
+
+
+@dataclass(frozen=True)
+class SpokenChunk:
+    """One chunk of speech, float32 mono 44.1 kHz, with the GPU time it cost (for quotas)."""
+
+    index: int
+    audio: np.ndarray
+    gpu_seconds: float
+
+
+@runtime_checkable
+class TTSBackend(Protocol):
+    name: str
+
+    async def encode_speaker(self, pcm: np.ndarray) -> SpeakerLatent:
+        """Reference audio (float32 mono 44.1 kHz) → the voice's latent."""
+        ...
+
+    def synthesize(
+        self,
+        texts: Sequence[str],
+        latent: SpeakerLatent,
+        params: SynthesisParams,
+        seed: int,
+    ) -> AsyncIterator[SpokenChunk]:
+        """Yield one chunk per text, in order, each as soon as it is ready."""
+        ...
+
+    async def info(self) -> dict[str, Any]:
+        """Revision, device and versions of the engine behind the backend."""
+        ...
+
+    async def close(self) -> None: ...

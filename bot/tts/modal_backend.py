@@ -1,0 +1,174 @@
+"""Speech from the Modal app (`modal_tts/app.py`), called by name; no torch on this side.
+
+Every `modal.exception.*` (and anything else a call can raise) becomes one of the typed backend errors
+in `bot.errors`, in `_map_error` alone. Transient failures (connection, Modal internals) are retried
+once, and a stream only while it has yielded nothing, so a retry never repeats audio.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Callable, Sequence
+from typing import Any
+
+import modal
+import modal.exception as mx
+import numpy as np
+
+from bot.errors import (
+    BackendBusy,
+    BackendError,
+    BackendFailed,
+    BackendInvalidRequest,
+    BackendNotDeployed,
+    BackendTimedOut,
+    BackendUnauthorised,
+)
+from bot.tts.base import SpeakerLatent, SpokenChunk
+from modal_tts import wire
+from modal_tts.params import SynthesisParams, check_seed, check_texts
+
+log = logging.getLogger(__name__)
+
+_TRANSIENT = (mx.ConnectionError, mx.InternalFailure, mx.InternalError, mx.ServiceError)
+
+
+class _Transient(Exception):
+    """A failure worth one more try; carries the typed error to raise if the retry fails too."""
+
+    def __init__(self, error: BackendError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+def _map_error(exc: BaseException, timeout: float) -> BackendError | _Transient:
+    detail = f"{type(exc).__name__}: {exc}"
+    if isinstance(exc, mx.AuthError | mx.PermissionDeniedError):
+        return BackendUnauthorised(detail)
+    if isinstance(exc, mx.NotFoundError):
+        return BackendNotDeployed(detail)
+    if isinstance(exc, mx.TimeoutError | TimeoutError):
+        return BackendTimedOut(timeout)
+    if isinstance(exc, mx.ResourceExhaustedError):
+        return BackendBusy(detail)
+    if isinstance(exc, _TRANSIENT):
+        return _Transient(BackendFailed(detail))
+    if isinstance(exc, mx.RequestSizeError):
+        return BackendInvalidRequest("That request is too large for the speech engine.")
+    if isinstance(exc, ValueError):
+        # InvalidParams / WireError raised in the container: the message names the bad setting.
+        return BackendInvalidRequest(str(exc))
+    # ExecutionError, RemoteError, (De)SerializationError, VersionError, DeprecationError (a
+    # UserWarning, not a modal.Error), InputCancellation, CUDA errors re-raised from the container …
+    return BackendFailed(detail)
+
+
+class ModalBackend:
+    name = "modal"
+
+    def __init__(
+        self,
+        app_name: str = "echo-voicebot",
+        class_name: str = "EchoTTS",
+        *,
+        timeout: float = 180.0,
+        retry_delay: float = 1.0,
+        lookup: Callable[[], Any] | None = None,
+    ) -> None:
+        self.app_name, self.class_name = app_name, class_name
+        self.timeout = timeout  # per call, and per chunk of a stream (cold start included)
+        self.retry_delay = retry_delay
+        self._lookup = lookup or self._from_name
+        self._handle: Any = None
+
+    def _from_name(self) -> Any:
+        # Lazy: nothing touches the network until the first call, where a missing token or app shows.
+        return modal.Cls.from_name(self.app_name, self.class_name)()
+
+    def _obj(self) -> Any:
+        if self._handle is None:
+            self._handle = self._lookup()
+        return self._handle
+
+    async def _call(self, method: str, *args: Any) -> Any:
+        for attempt in (1, 2):
+            try:
+                fn = getattr(self._obj(), method)
+                async with asyncio.timeout(self.timeout):
+                    return await fn.remote.aio(*args)
+            except asyncio.CancelledError:
+                raise
+            except (Exception, mx.InputCancellation) as exc:  # all become typed errors here
+                mapped = _map_error(exc, self.timeout)
+                if isinstance(mapped, _Transient):
+                    if attempt == 1:
+                        log.warning("Modal %s failed (%s); retrying once", method, mapped)
+                        await asyncio.sleep(self.retry_delay)
+                        continue
+                    mapped = mapped.error
+                raise mapped from exc
+        raise AssertionError("unreachable")
+
+    async def encode_speaker(self, pcm: np.ndarray) -> SpeakerLatent:
+        reply = await self._call("encode_speaker", wire.pcm_to_bytes(pcm))
+        try:
+            data, revision = wire.latent_from_wire(reply)
+        except wire.WireError as exc:
+            raise BackendFailed(str(exc)) from exc
+        return SpeakerLatent(data, revision)
+
+    async def synthesize(
+        self, texts: Sequence[str], latent: SpeakerLatent, params: SynthesisParams, seed: int
+    ) -> AsyncIterator[SpokenChunk]:
+        try:
+            texts = check_texts(list(texts))
+            check_seed(seed)
+        except ValueError as exc:
+            raise BackendInvalidRequest(str(exc)) from exc
+        message = wire.latent_to_wire(latent.data, latent.revision)
+        yielded = 0
+        for attempt in (1, 2):
+            stream = None
+            try:
+                stream = self._obj().synthesize.remote_gen.aio(
+                    texts, message, params.to_dict(), seed
+                )
+                while True:
+                    try:
+                        async with asyncio.timeout(self.timeout):
+                            reply = await anext(stream)
+                    except StopAsyncIteration:
+                        break
+                    index, audio, gpu_seconds = wire.chunk_from_wire(reply)
+                    if index != yielded:
+                        raise BackendFailed(f"chunk {index} arrived when {yielded} was expected")
+                    yielded += 1
+                    yield SpokenChunk(index, audio, gpu_seconds)
+                if yielded != len(texts):
+                    raise BackendFailed(f"stream ended after {yielded} of {len(texts)} chunks")
+                return
+            except (asyncio.CancelledError, GeneratorExit):
+                raise
+            except BackendError:
+                raise
+            except wire.WireError as exc:
+                raise BackendFailed(f"malformed reply from the GPU: {exc}") from exc
+            except (Exception, mx.InputCancellation) as exc:
+                mapped = _map_error(exc, self.timeout)
+                if isinstance(mapped, _Transient):
+                    if attempt == 1 and yielded == 0:
+                        log.warning("Modal synthesize failed (%s); retrying once", mapped)
+                        await asyncio.sleep(self.retry_delay)
+                        continue
+                    mapped = mapped.error
+                raise mapped from exc
+            finally:
+                if stream is not None and hasattr(stream, "aclose"):
+                    await stream.aclose()
+
+    async def info(self) -> dict[str, Any]:
+        return await self._call("info")
+
+    async def close(self) -> None:
+        self._handle = None

@@ -1,0 +1,146 @@
+"""Echo-TTS on a Modal GPU: `modal deploy modal_tts/app.py`, then the bot calls it by name.
+
+Read top to bottom: the image, the Volume that keeps the 6 GB of weights between containers, a
+function that fills it, and the `EchoTTS` class the bot calls.
+
+Wire format (numpy-only helpers in `modal_tts/wire.py`, shared with the bot):
+
+    encode_speaker(pcm: bytes) -> {"latent": bytes, "shape": [T, 80], "revision": str}
+        pcm is float32 little-endian mono 44,100 Hz; the latent is float16 little-endian, C order.
+    synthesize(texts: list[str], latent: {"latent", "shape", "revision"}, params: dict, seed: int)
+        -> yields {"index": i, "pcm": bytes, "sample_rate": 44100, "gpu_seconds": float} in order
+        pcm is int16 little-endian mono 44,100 Hz, one message per text, each sent as soon as it is
+        decoded; params is `SynthesisParams.to_dict()`; chunk i uses seed + i.
+    info() -> {"revision", "device", "device_name", "dtype", "parameters", "versions", ...}
+
+Bad input raises `modal_tts.params.InvalidParams` (a ValueError), which Modal re-raises in the bot.
+
+Deploy-time settings (environment of the machine running `modal deploy`), with cost-conscious defaults:
+
+    ECHO_GPU               L40S  bf16 2.4B DiT at a good price per second; H100 is ~2x faster for
+                                 ~2x the price, L4 is cheaper per hour but slower per request.
+    ECHO_SCALEDOWN_WINDOW  120   seconds an idle container stays up (cost of idling vs. cold starts).
+    ECHO_MIN_CONTAINERS    0     scale to zero when nobody talks; 1 removes cold starts for ~$1.95/h.
+    ECHO_MAX_CONTAINERS    2     a ceiling on spend if a server floods the bot.
+    ECHO_TIMEOUT           300   seconds one call may run before Modal stops it.
+    ECHO_APP_NAME          echo-voicebot
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import modal
+
+from modal_tts import wire
+from modal_tts.params import SAMPLE_RATE, SynthesisParams
+
+APP_NAME = os.environ.get("ECHO_APP_NAME", "echo-voicebot")
+CLASS_NAME = "EchoTTS"
+VOLUME_NAME = "echo-voicebot-weights"
+VOLUME_PATH = "/weights"
+
+
+def _env_int(name: str, default: int) -> int:
+    value = os.environ.get(name)
+    return int(value) if value else default
+
+
+GPU = os.environ.get("ECHO_GPU", "L40S")
+SCALEDOWN_WINDOW = _env_int("ECHO_SCALEDOWN_WINDOW", 120)
+MIN_CONTAINERS = _env_int("ECHO_MIN_CONTAINERS", 0)
+MAX_CONTAINERS = _env_int("ECHO_MAX_CONTAINERS", 2)
+TIMEOUT = _env_int("ECHO_TIMEOUT", 300)
+
+# The same pins as the project's `engine` extra, so the GPU runs the code the tests ran.
+image = (
+    modal.Image.debian_slim(python_version="3.11")
+    .uv_pip_install(
+        "torch==2.11.0",
+        "torchaudio==2.11.0",
+        "echo-tts==0.1.4",
+        "safetensors>=0.4",
+        "numpy>=2.0",
+        "huggingface_hub[hf_transfer]>=0.30",
+    )
+    .env({"HF_HUB_ENABLE_HF_TRANSFER": "1"})
+    .add_local_python_source("modal_tts")
+)
+
+app = modal.App(APP_NAME, image=image)
+weights_volume = modal.Volume.from_name(VOLUME_NAME, create_if_missing=True)
+
+
+@app.function(volumes={VOLUME_PATH: weights_volume}, timeout=1800)
+def download_weights() -> list[str]:
+    """Fill the Volume from Hugging Face (`modal run modal_tts/app.py::download_weights`). Idempotent."""
+    from modal_tts.weights import fill_weights_dir
+
+    fetched = fill_weights_dir(VOLUME_PATH)
+    if fetched:
+        weights_volume.commit()
+    return fetched
+
+
+@app.cls(
+    gpu=GPU,
+    volumes={VOLUME_PATH: weights_volume},
+    scaledown_window=SCALEDOWN_WINDOW,
+    min_containers=MIN_CONTAINERS,
+    max_containers=MAX_CONTAINERS,
+    timeout=TIMEOUT,
+    # Restore a CPU-memory snapshot with the weights already loaded instead of re-reading 6 GB.
+    enable_memory_snapshot=True,
+)
+class EchoTTS:
+    @modal.enter(snap=True)
+    def load(self) -> None:
+        """Runs once when the snapshot is made (no GPU yet): weights from the Volume into CPU memory."""
+        import torch
+
+        from modal_tts.engine import EchoEngine, weights_present
+        from modal_tts.weights import fill_weights_dir
+
+        in_container = not modal.is_local()
+        # Tests and `.local()` runs point ECHO_WEIGHTS_DIR at a weights directory of their own.
+        root = Path(os.environ.get("ECHO_WEIGHTS_DIR", VOLUME_PATH))
+        if not weights_present(root):
+            # First start on an empty Volume: fetch, keep for every later container, then load.
+            if fill_weights_dir(root) and in_container:
+                weights_volume.commit()
+        # bf16 for the GPU it will be moved to; float32 when a CPU does the work.
+        dtype = torch.bfloat16 if in_container else None
+        self.engine = EchoEngine.from_dir(root, device="cpu", dtype=dtype)
+
+    @modal.enter(snap=False)
+    def to_gpu(self) -> None:
+        """Runs in every container after restore: move the loaded weights onto the GPU."""
+        import torch
+
+        if torch.cuda.is_available():
+            self.engine.to("cuda")
+
+    @modal.method()
+    def encode_speaker(self, pcm: bytes) -> dict[str, Any]:
+        latent = self.engine.encode_speaker(wire.pcm_from_bytes(pcm))
+        return wire.latent_to_wire(latent, self.engine.revision)
+
+    @modal.method()
+    def synthesize(
+        self, texts: list[str], latent: dict[str, Any], params: dict[str, Any], seed: int
+    ) -> Iterator[dict[str, Any]]:
+        speaker, _revision = wire.latent_from_wire(latent)
+        settings = SynthesisParams.from_dict(params)
+        started = time.perf_counter()
+        for index, audio in self.engine.synthesize_iter(texts, speaker, settings, seed):
+            now = time.perf_counter()
+            yield wire.chunk_to_wire(index, audio, SAMPLE_RATE, gpu_seconds=now - started)
+            started = time.perf_counter()
+
+    @modal.method()
+    def info(self) -> dict[str, Any]:
+        return {**self.engine.info(), "app": APP_NAME, "gpu": GPU}

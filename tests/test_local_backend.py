@@ -1,0 +1,149 @@
+"""LocalBackend: the engine in a worker thread, batching across requests, a responsive event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import numpy as np
+import pytest
+
+from bot.errors import BackendBusy, BackendInvalidRequest, BackendNotDeployed
+from bot.tts.base import SpeakerLatent
+from bot.tts.local_backend import LocalBackend
+from modal_tts.engine import Row
+from modal_tts.params import SynthesisParams, chunk_seed
+from tests.conftest import speech_like
+
+FAST = SynthesisParams(steps=6, sequence_length=96)
+TEXTS = ["[S1] First.", "[S1] Second one.", "[S1] Third, and last."]
+
+
+@pytest.fixture
+async def local(tiny_engine):
+    backend = LocalBackend(engine=tiny_engine)
+    yield backend
+    await backend.close()
+
+
+@pytest.fixture(scope="module")
+def voice(tiny_latent) -> SpeakerLatent:
+    return SpeakerLatent(tiny_latent, "rev")
+
+
+async def collect(stream) -> list:
+    return [chunk async for chunk in stream]
+
+
+async def test_chunks_stream_in_order_and_match_the_engine(local, voice, tiny_engine):
+    chunks = await collect(local.synthesize(TEXTS, voice, FAST, seed=5))
+    expected = tiny_engine.synthesize(TEXTS, voice.data, FAST, seed=5)
+    assert [c.index for c in chunks] == [0, 1, 2]
+    for chunk, audio in zip(chunks, expected, strict=True):
+        np.testing.assert_allclose(chunk.audio, audio, atol=2e-4)
+        assert chunk.gpu_seconds > 0
+
+
+async def test_the_event_loop_stays_responsive_while_the_engine_works(local, voice):
+    lags: list[float] = []
+    done = asyncio.Event()
+
+    async def ticker() -> None:
+        while not done.is_set():
+            before = time.perf_counter()
+            await asyncio.sleep(0.005)
+            lags.append(time.perf_counter() - before - 0.005)
+
+    task = asyncio.create_task(ticker())
+    started = time.perf_counter()
+    chunks = await collect(local.synthesize(TEXTS, voice, SynthesisParams(), seed=1))
+    busy = time.perf_counter() - started
+    done.set()
+    await task
+    assert len(chunks) == 3 and busy > 0.5  # the engine really worked for a while …
+    assert len(lags) > busy / 0.05  # … the loop kept ticking through it …
+    assert max(lags) < 0.25, f"worst event-loop lag {max(lags) * 1000:.0f} ms"  # … and never stalled
+    print(f"engine busy {busy:.2f} s; loop lag max {max(lags) * 1e3:.1f} ms")
+
+
+async def test_requests_that_arrive_together_share_one_batch(local, voice, tiny_engine):
+    other = SpeakerLatent(tiny_engine.encode_speaker(speech_like(9.0, seed=2)), "rev")
+    a, b = await asyncio.gather(
+        collect(local.synthesize(TEXTS[:2], voice, FAST, seed=10)),
+        collect(local.synthesize(TEXTS[2:], other, FAST, seed=20)),
+    )
+    assert local.batches_run == 1
+    # Each chunk is what it would be alone: its own seed, its own voice.
+    ((_, alone),) = tiny_engine.synthesize_rows([Row(TEXTS[2], other.data, chunk_seed(20, 0))], FAST)
+    np.testing.assert_allclose(b[0].audio, alone, atol=2e-4)
+    assert [c.index for c in a] == [0, 1] and [c.index for c in b] == [0]
+
+
+async def test_requests_with_different_settings_do_not_share(local, voice):
+    await asyncio.gather(
+        collect(local.synthesize(TEXTS[:1], voice, FAST, seed=1)),
+        collect(local.synthesize(TEXTS[:1], voice, SynthesisParams(steps=5, sequence_length=96), 1)),
+    )
+    assert local.batches_run == 2
+
+
+async def test_long_requests_are_split_into_batches_in_order(tiny_engine, voice):
+    backend = LocalBackend(engine=tiny_engine, max_batch_rows=2)
+    try:
+        texts = [f"[S1] Sentence number {i}." for i in range(5)]
+        chunks = await collect(backend.synthesize(texts, voice, FAST, seed=3))
+        assert [c.index for c in chunks] == [0, 1, 2, 3, 4]
+        assert backend.batches_run == 3
+    finally:
+        await backend.close()
+
+
+async def test_a_full_queue_says_busy(tiny_engine, voice):
+    backend = LocalBackend(engine=tiny_engine, max_waiting_rows=2)
+    try:
+        with pytest.raises(BackendBusy):
+            await collect(backend.synthesize(TEXTS, voice, FAST, seed=1))
+    finally:
+        await backend.close()
+
+
+async def test_a_consumer_that_stops_early_cancels_its_remaining_chunks(tiny_engine, voice):
+    backend = LocalBackend(engine=tiny_engine, max_batch_rows=1)
+    try:
+        stream = backend.synthesize(TEXTS, voice, FAST, seed=1)
+        first = await anext(stream)
+        await stream.aclose()
+        await asyncio.sleep(0.5)
+        assert first.index == 0 and backend.batches_run <= 2  # the third chunk never ran
+    finally:
+        await backend.close()
+
+
+async def test_bad_input_and_bad_weights_are_typed_errors(local, voice, tmp_path):
+    with pytest.raises(BackendInvalidRequest, match="769 bytes"):
+        await collect(local.synthesize(["x" * 769], voice, FAST, seed=1))
+    broken = LocalBackend(tmp_path / "no-weights", device="cpu")
+    try:
+        with pytest.raises(BackendNotDeployed) as info:
+            await broken.encode_speaker(speech_like(6.0))
+        assert "does not exist" in info.value.detail
+    finally:
+        await broken.close()
+
+
+async def test_encode_speaker_and_info(local, tiny_engine):
+    latent = await local.encode_speaker(speech_like(6.0))
+    assert latent.revision == tiny_engine.revision
+    np.testing.assert_array_equal(latent.data, tiny_engine.encode_speaker(speech_like(6.0)))
+    assert (await local.info())["revision"] == tiny_engine.revision
+
+
+def test_importing_the_backends_does_not_import_torch():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, bot.tts, bot.tts.modal_backend, bot.tts.local_backend, bot.errors; "
+        "assert 'torch' not in sys.modules and 'modal_tts.engine' not in sys.modules"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
