@@ -31,10 +31,21 @@ class TextTooLong(InvalidInput):
         self.length, self.limit = length, limit
 
 
+class TextReadsTooLong(InvalidInput):
+    """Short as typed, but emoji and symbols read out as words make it too long to speak."""
+
+    def __init__(self, spoken_length: int, limit: int) -> None:
+        super().__init__(
+            f"Read aloud, that text comes to about {spoken_length:,} characters (emoji and symbols "
+            f"are read as words); the limit is {limit:,}. Use fewer emoji or symbols."
+        )
+        self.spoken_length, self.limit = spoken_length, limit
+
+
 class NothingToSay(InvalidInput):
     def __init__(self) -> None:
         super().__init__(
-            "There is nothing speakable in that text (only links, emoji, markup or whitespace). "
+            "There is nothing speakable in that text (only markup, symbols or whitespace). "
             "Give some words to say."
         )
 

@@ -22,7 +22,7 @@ SAMPLES_PER_LATENT = 2048
 MAX_SEQUENCE_LENGTH = 640  # latents per generation: 640 * 2048 / 44100 ≈ 29.7 s
 MAX_SPEAKER_LATENT_LENGTH = 6400  # ≈ 297 s of reference audio
 SPEAKER_PATCH_SIZE = 4
-MAX_TEXT_BYTES = 768  # Echo's byte-level tokenizer limit, including the "[S1] " prefix
+MAX_TEXT_BYTES = 767  # Echo reads 768 byte tokens and the first is its BOS: 767 bytes of text incl. "[S1] "
 MAX_SEED = 2**63 - 1
 
 
