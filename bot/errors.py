@@ -200,3 +200,38 @@ class BackendInvalidRequest(BackendError, InvalidInput):
     def __init__(self, detail: str) -> None:
         VoiceBotError.__init__(self, detail)
         self.detail = detail
+
+
+# --- voice library ----------------------------------------------------------------------------
+
+
+class InvalidVoiceName(InvalidInput):
+    def __init__(self, name: str) -> None:
+        super().__init__(
+            f"“{name[:40]}” can't be a voice name: use 1 to 32 letters, digits, spaces, '-' or '_'."
+        )
+        self.name = name
+
+
+class VoiceNameTaken(InvalidInput):
+    def __init__(self, name: str) -> None:
+        super().__init__(
+            f"This server already has a voice called “{name}”. Pick another name or delete that one."
+        )
+        self.name = name
+
+
+class VoiceNotFound(InvalidInput):
+    def __init__(self, name: str) -> None:
+        super().__init__(
+            f"There is no voice called “{name[:40]}” on this server. See the list with /voices."
+        )
+        self.name = name
+
+
+class VoiceLimitReached(InvalidInput):
+    def __init__(self, limit: int) -> None:
+        super().__init__(
+            f"This server has reached its limit of {limit} voices. Delete one before cloning another."
+        )
+        self.limit = limit

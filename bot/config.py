@@ -1,0 +1,119 @@
+"""Settings from the environment (and `.env`), validated once at start.
+
+Every setting has a default that suits a small server; a bad value is one clear line naming the variable
+and what is allowed. Secrets (the Discord token, Modal credentials) are read here and never logged.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+
+from bot.errors import InvalidInput
+
+
+class ConfigError(InvalidInput):
+    """A setting is missing or malformed; the message names the variable."""
+
+
+@dataclass(frozen=True)
+class Config:
+    data_dir: Path = Path("data")
+    backend: str = "modal"  # modal | local
+    weights_dir: Path | None = None  # for the local backend
+    device: str | None = None  # local backend: cuda / cpu (default: cuda when available)
+    modal_app: str = "echo-voicebot"
+    backend_timeout_s: float = 180.0
+    max_text_chars: int = 2000
+    max_voices_per_guild: int = 25  # Discord shows at most 25 autocomplete choices
+    max_reference_bytes: int = 25 * 1024 * 1024
+    discord_token: str | None = field(default=None, repr=False)
+    dev_guild_id: int | None = None
+
+    def with_overrides(self, **changes: object) -> Config:
+        return replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+
+_ENV = {
+    "data_dir": "VOICEBOT_DATA_DIR",
+    "backend": "VOICEBOT_BACKEND",
+    "weights_dir": "ECHO_WEIGHTS_DIR",
+    "device": "VOICEBOT_DEVICE",
+    "modal_app": "ECHO_APP_NAME",
+    "backend_timeout_s": "VOICEBOT_BACKEND_TIMEOUT",
+    "max_text_chars": "VOICEBOT_MAX_TEXT_CHARS",
+    "max_voices_per_guild": "VOICEBOT_MAX_VOICES",
+    "max_reference_bytes": "VOICEBOT_MAX_REFERENCE_BYTES",
+    "discord_token": "DISCORD_TOKEN",
+    "dev_guild_id": "VOICEBOT_DEV_GUILD",
+}
+
+_LIMITS: dict[str, tuple[float, float]] = {
+    "backend_timeout_s": (5, 3600),
+    "max_text_chars": (10, 20_000),
+    "max_voices_per_guild": (1, 1000),
+    "max_reference_bytes": (64 * 1024, 500 * 1024 * 1024),
+}
+
+
+def read_dotenv(path: Path) -> dict[str, str]:
+    """KEY=VALUE lines; `#` comments, optional `export `, optional quotes. Never overrides the env."""
+    values: dict[str, str] = {}
+    if not path.is_file():
+        return values
+    for raw in path.read_text(encoding="utf-8").splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#") or "=" not in line:
+            continue
+        key, _, value = line.removeprefix("export ").partition("=")
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        values[key.strip()] = value
+    return values
+
+
+def _convert(name: str, var: str, raw: str) -> object:
+    kind = {f.name: f.type for f in fields(Config)}[name]
+    try:
+        if "Path" in str(kind):
+            return Path(raw).expanduser()
+        if "int" in str(kind):
+            value: float = int(raw)
+        elif "float" in str(kind):
+            value = float(raw)
+        else:
+            return raw
+    except ValueError:
+        raise ConfigError(f"{var}={raw!r} is not a number.") from None
+    if name in _LIMITS:
+        low, high = _LIMITS[name]
+        if not low <= value <= high:
+            raise ConfigError(f"{var} is {raw}; allowed is {low:g} to {high:g}.")
+    return value
+
+
+def load_config(env: Mapping[str, str] | None = None, dotenv: Path | None = Path(".env")) -> Config:
+    """Environment first, then `.env` for anything the environment leaves unset."""
+    merged = dict(read_dotenv(dotenv) if dotenv else {})
+    merged.update(os.environ if env is None else env)
+    values: dict[str, object] = {}
+    for name, var in _ENV.items():
+        raw = merged.get(var, "").strip()
+        if raw:
+            values[name] = _convert(name, var, raw)
+    config = Config(**values)  # type: ignore[arg-type]
+    check(config)
+    return config
+
+
+def check(config: Config) -> Config:
+    if config.backend not in ("modal", "local"):
+        raise ConfigError(f"VOICEBOT_BACKEND is {config.backend!r}; allowed is modal or local.")
+    if config.backend == "local" and config.weights_dir is None:
+        raise ConfigError(
+            "The local backend needs a weights directory: set ECHO_WEIGHTS_DIR or pass --weights DIR."
+        )
+    return config

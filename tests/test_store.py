@@ -1,0 +1,162 @@
+"""VoiceStore: rows and files together, guild isolation, names, limits, migrations and the sweep."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import numpy as np
+import pytest
+
+from bot.errors import InvalidVoiceName, VoiceLimitReached, VoiceNameTaken, VoiceNotFound
+from bot.store import SCHEMA_VERSION, VoiceStore, clean_name
+
+LATENT = np.arange(8 * 80, dtype=np.float16).reshape(8, 80)
+
+
+def add(store: VoiceStore, guild: int, name: str, **kw) -> object:
+    values = dict(owner_id=7, reference_flac=b"fLaC-bytes", latent=LATENT, duration_s=6.25,
+                  revision="echo-abc", consent_by=7, source="test")
+    values.update(kw)
+    return store.add(guild, name, **values)
+
+
+@pytest.fixture
+def store(tmp_path):
+    s = VoiceStore(tmp_path, max_voices_per_guild=3)
+    yield s
+    s.close()
+
+
+def test_a_voice_is_a_row_plus_two_files(store, tmp_path):
+    voice = add(store, 1, "Ada")
+    folder = tmp_path / "voices" / "1" / voice.id
+    assert sorted(p.name for p in folder.iterdir()) == ["latent.npy", "reference.flac"]
+    assert (folder / "reference.flac").read_bytes() == b"fLaC-bytes"
+    np.testing.assert_array_equal(store.load_latent(voice), LATENT)
+    row = sqlite3.connect(tmp_path / "voicebot.db").execute(
+        "select guild_id, name, name_key, owner_id, duration_s, revision, consent_by, source from voices"
+    ).fetchall()
+    assert row == [(1, "Ada", "ada", 7, 6.25, "echo-abc", 7, "test")]
+    assert len(voice.sha256) == 64 and voice.created_at.endswith("+00:00")
+
+
+def test_wal_mode_and_schema_version(store, tmp_path):
+    conn = sqlite3.connect(tmp_path / "voicebot.db")
+    assert conn.execute("pragma journal_mode").fetchone()[0] == "wal"
+    assert conn.execute("pragma user_version").fetchone()[0] == SCHEMA_VERSION == store.schema_version()
+    assert {"voices", "usage"} <= {r[0] for r in conn.execute("select name from sqlite_master")}
+
+
+def test_reopening_keeps_everything(tmp_path):
+    with_voice = VoiceStore(tmp_path)
+    voice = add(with_voice, 1, "Ada")
+    with_voice.close()
+    again = VoiceStore(tmp_path)
+    assert again.get(1, "ada") == voice and again.last_sweep.removed_folders == 0
+    again.close()
+
+
+def test_another_guilds_voice_is_simply_not_found(store):
+    voice = add(store, 1, "Ada")
+    assert store.list(2) == [] and store.find(2, "Ada") is None
+    with pytest.raises(VoiceNotFound):
+        store.get(2, "Ada")
+    with pytest.raises(VoiceNotFound):
+        store.get_by_id(2, voice.id)
+    with pytest.raises(VoiceNotFound):
+        store.delete(2, "Ada")
+    assert store.get(1, "Ada") == voice
+    add(store, 2, "Ada")  # the same name is free in another guild
+    assert [v.guild_id for v in store.list(2)] == [2]
+
+
+def test_names_are_unique_per_guild_ignoring_case(store):
+    add(store, 1, "Ada")
+    with pytest.raises(VoiceNameTaken, match="Ada"):
+        add(store, 1, "ADA")
+    assert store.get(1, "aDa").name == "Ada"
+
+
+@pytest.mark.parametrize("name", ["", " ", "x" * 33, "Ada!", "a/b", "<@123>", "émoji 👍"])
+def test_bad_names_are_refused(store, name):
+    with pytest.raises(InvalidVoiceName, match="1 to 32 letters"):
+        add(store, 1, name)
+    assert store.list(1) == []
+
+
+def test_names_are_tidied(store):
+    assert clean_name("  Old   Captain_1 ") == "Old Captain_1"
+    assert clean_name("Zoë-Ünal") == "Zoë-Ünal"
+
+
+def test_the_limit_per_guild(store, tmp_path):
+    for name in ("a", "b", "c"):
+        add(store, 1, name)
+    with pytest.raises(VoiceLimitReached, match="limit of 3"):
+        add(store, 1, "d")
+    assert len(list((tmp_path / "voices" / "1").iterdir())) == 3
+
+
+def test_rename_and_delete(store, tmp_path):
+    voice = add(store, 1, "Ada")
+    add(store, 1, "Bob")
+    with pytest.raises(VoiceNameTaken):
+        store.rename(1, "Ada", "bob")
+    renamed = store.rename(1, "Ada", "Ada Lovelace")
+    assert renamed.id == voice.id and store.find(1, "Ada") is None
+    store.delete(1, "ada lovelace")
+    assert [v.name for v in store.list(1)] == ["Bob"]
+    assert not (tmp_path / "voices" / "1" / voice.id).exists()
+
+
+def test_sweep_repairs_folders_without_rows_and_rows_without_files(tmp_path):
+    store = VoiceStore(tmp_path)
+    kept = add(store, 1, "Kept")
+    lost = add(store, 1, "Lost")
+    (tmp_path / "voices" / "1" / lost.id / "latent.npy").unlink()
+    (tmp_path / "voices" / "1" / ".tmp-deadbeef").mkdir()
+    (tmp_path / "voices" / "5" / "0123456789abcdef").mkdir(parents=True)
+    store.close()
+
+    again = VoiceStore(tmp_path)
+    assert again.last_sweep.removed_rows == 1 and again.last_sweep.removed_folders == 2
+    assert [v.id for v in again.list(1)] == [kept.id]
+    assert sorted(p.name for p in (tmp_path / "voices" / "1").iterdir()) == [kept.id]
+    assert list((tmp_path / "voices" / "5").iterdir()) == []
+    assert again.integrity_check() == "ok"
+    again.close()
+
+
+def test_a_failed_insert_leaves_no_files(store, tmp_path, monkeypatch):
+    def boom(*a, **k):
+        raise sqlite3.OperationalError("disk I/O error")
+
+    monkeypatch.setattr(store.db["voices"].__class__, "insert", boom)
+    with pytest.raises(sqlite3.OperationalError):
+        add(store, 1, "Ada")
+    assert list((tmp_path / "voices" / "1").iterdir()) == []
+
+
+def test_replace_latent_after_a_model_change(store):
+    voice = add(store, 1, "Ada")
+    newer = store.replace_latent(voice, LATENT + 1, "echo-new")
+    assert newer.revision == "echo-new" and newer.id == voice.id
+    np.testing.assert_array_equal(store.load_latent(newer), LATENT + 1)
+
+
+def test_usage_is_summed_per_guild_and_user(store):
+    store.record_usage(1, 10, kind="say", audio_seconds=5.0, gpu_seconds=0.2)
+    store.record_usage(1, 11, kind="say", audio_seconds=3.0, gpu_seconds=0.1)
+    store.record_usage(2, 10, kind="say", audio_seconds=100.0, gpu_seconds=1.0)
+    assert store.audio_seconds_since(1, 0) == 8.0
+    assert store.audio_seconds_since(1, 0, user_id=10) == 5.0
+    assert store.audio_seconds_since(1, 1e12) == 0.0
+
+
+def test_a_newer_schema_is_refused(tmp_path):
+    VoiceStore(tmp_path).close()
+    conn = sqlite3.connect(tmp_path / "voicebot.db")
+    conn.execute(f"pragma user_version = {SCHEMA_VERSION + 1}")
+    conn.close()
+    with pytest.raises(RuntimeError, match="Upgrade the bot"):
+        VoiceStore(tmp_path)
