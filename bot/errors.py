@@ -53,14 +53,14 @@ class NothingToSay(InvalidInput):
 # --- audio ----------------------------------------------------------------------------------
 
 
-def _fmt_seconds(seconds: float) -> str:
+def fmt_seconds(seconds: float) -> str:
     if seconds >= 60:
         minutes, secs = divmod(round(seconds), 60)
         return f"{minutes} min {secs} s" if secs else f"{minutes} min"
     return f"{seconds:.1f} s"
 
 
-def _fmt_bytes(n: int) -> str:
+def fmt_bytes(n: int) -> str:
     if n >= 1024 * 1024:
         return f"{n / (1024 * 1024):.1f} MiB"
     if n >= 1024:
@@ -75,7 +75,7 @@ class BadReference(InvalidInput):
 class FileTooLarge(BadReference):
     def __init__(self, size: int, limit: int) -> None:
         super().__init__(
-            f"That file is {_fmt_bytes(size)}; a reference can be at most {_fmt_bytes(limit)}. "
+            f"That file is {fmt_bytes(size)}; a reference can be at most {fmt_bytes(limit)}. "
             "Trim it or send a compressed format such as MP3 or Ogg."
         )
         self.size, self.limit = size, limit
@@ -111,8 +111,8 @@ class NoAudioStream(BadReference):
 class ReferenceTooShort(BadReference):
     def __init__(self, seconds: float, minimum: float) -> None:
         super().__init__(
-            f"That clip is {_fmt_seconds(seconds)} long; a reference must be "
-            f"{_fmt_seconds(minimum)} to 5 min. Record a little more speech."
+            f"That clip is {fmt_seconds(seconds)} long; a reference must be "
+            f"{fmt_seconds(minimum)} to 5 min. Record a little more speech."
         )
         self.seconds, self.minimum = seconds, minimum
 
@@ -120,8 +120,8 @@ class ReferenceTooShort(BadReference):
 class ReferenceTooLong(BadReference):
     def __init__(self, seconds: float, maximum: float) -> None:
         super().__init__(
-            f"That clip is {_fmt_seconds(seconds)} long; a reference can be 5 s to "
-            f"{_fmt_seconds(maximum)}. Trim it to the clearest part."
+            f"That clip is {fmt_seconds(seconds)} long; a reference can be 5 s to "
+            f"{fmt_seconds(maximum)}. Trim it to the clearest part."
         )
         self.seconds, self.maximum = seconds, maximum
 
@@ -133,6 +133,16 @@ class ReferenceSilent(BadReference):
             "Send a recording where the speaker can be heard clearly."
         )
         self.peak_dbfs = peak_dbfs
+
+
+class OutputTooLarge(InvalidInput):
+    def __init__(self, seconds: float, fmt: str, size: int, limit: int) -> None:
+        super().__init__(
+            f"That speech is {fmt_seconds(seconds)} long and even at the lowest quality its "
+            f"{fmt.upper()} file is {fmt_bytes(size)}; the upload limit here is {fmt_bytes(limit)}. "
+            "Ask for shorter text or play it in a voice channel."
+        )
+        self.seconds, self.size, self.limit = seconds, size, limit
 
 
 # --- synthesis backend ------------------------------------------------------------------------
