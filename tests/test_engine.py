@@ -27,7 +27,7 @@ from modal_tts.params import (
     chunk_seed,
 )
 from modal_tts.tiny import write_tiny_model
-from tests.conftest import speech_like
+from tests.media import speech_like
 
 FAST = SynthesisParams(steps=10, sequence_length=160)
 TEXTS = ["[S1] Hello there.", "[S1] A second, rather longer sentence.", "[S1] Third one!"]

@@ -13,7 +13,7 @@ from bot.tts.base import SpeakerLatent
 from bot.tts.local_backend import LocalBackend
 from modal_tts.engine import Row
 from modal_tts.params import SynthesisParams, chunk_seed
-from tests.conftest import speech_like
+from tests.media import speech_like
 
 FAST = SynthesisParams(steps=6, sequence_length=96)
 TEXTS = ["[S1] First.", "[S1] Second one.", "[S1] Third, and last."]

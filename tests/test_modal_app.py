@@ -9,7 +9,7 @@ import pytest
 
 from modal_tts import wire
 from modal_tts.params import InvalidParams, SynthesisParams
-from tests.conftest import speech_like
+from tests.media import speech_like
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*executing locally.*:UserWarning")
 

@@ -220,7 +220,7 @@ async def test_round_trip_against_the_real_modal_class(tiny_model_dir, tiny_engi
 
     handle = Handle(**{m: Local(getattr(obj, m)) for m in ("encode_speaker", "synthesize", "info")})
     b = ModalBackend(lookup=lambda: handle)
-    from tests.conftest import speech_like
+    from tests.media import speech_like
 
     latent = await b.encode_speaker(speech_like(6.0))
     assert latent.revision == tiny_engine.revision and latent.data.dtype == np.float16

@@ -1,0 +1,115 @@
+"""Saying text in a cloned voice: text → chunks → speech backend → one stitched, tagged file.
+
+Shared by the CLI and the Discord cogs. The chunks stream from the backend in order, so a caller can
+show progress (or play them) while later chunks are still being made.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from bot import audio, text
+from bot.store import Voice, VoiceStore
+from bot.tts import SpeakerLatent, SpokenChunk, TTSBackend
+from modal_tts.params import SynthesisParams
+
+# Called after each chunk: (chunks done, chunks in all).
+ChunkProgress = Callable[[int, int], Awaitable[None] | None]
+
+FORCE_SPEAKER_SCALE = 1.5  # Echo's suggested "force speaker" strength
+
+
+@dataclass(frozen=True)
+class Request:
+    guild_id: int
+    user_id: int
+    voice: Voice
+    chunks: list[str]
+    params: SynthesisParams
+    seed: int
+
+
+@dataclass(frozen=True)
+class Speech:
+    request: Request
+    pcm: np.ndarray  # float32 mono 44.1 kHz, stitched and levelled
+    audio_seconds: float
+    gpu_seconds: float
+
+
+def new_seed() -> int:
+    return secrets.randbelow(2**31)
+
+
+def settings(force_speaker: bool = False) -> SynthesisParams:
+    return SynthesisParams(speaker_kv_scale=FORCE_SPEAKER_SCALE if force_speaker else None)
+
+
+def plan(
+    store: VoiceStore,
+    *,
+    guild_id: int,
+    user_id: int,
+    voice_name: str,
+    words: str,
+    max_chars: int,
+    resolve: text.Resolver | None = None,
+    params: SynthesisParams | None = None,
+    seed: int | None = None,
+) -> Request:
+    """Everything checked before any GPU time: the text, then the voice in this guild."""
+    chunks = text.prepare(words, resolve=resolve, max_chars=max_chars)
+    voice = store.get(guild_id, voice_name)
+    seed = new_seed() if seed is None else seed
+    return Request(guild_id, user_id, voice, chunks, params or settings(), seed)
+
+
+async def stream(store: VoiceStore, backend: TTSBackend, request: Request) -> AsyncIterator[SpokenChunk]:
+    latent = await asyncio.to_thread(store.load_latent, request.voice)
+    speaker = SpeakerLatent(latent, request.voice.revision)
+    async for chunk in backend.synthesize(request.chunks, speaker, request.params, request.seed):
+        yield chunk
+
+
+async def speak(
+    store: VoiceStore,
+    backend: TTSBackend,
+    request: Request,
+    *,
+    progress: ChunkProgress | None = None,
+) -> Speech:
+    pieces: list[np.ndarray] = []
+    gpu_seconds = 0.0
+    async for chunk in stream(store, backend, request):
+        pieces.append(chunk.audio)
+        gpu_seconds += chunk.gpu_seconds
+        if progress is not None:
+            result = progress(len(pieces), len(request.chunks))
+            if asyncio.iscoroutine(result):
+                await result
+    pcm = await asyncio.to_thread(audio.stitch, pieces)
+    seconds = audio.duration_seconds(pcm)
+    await asyncio.to_thread(
+        store.record_usage, request.guild_id, request.user_id, kind="say",
+        audio_seconds=seconds, gpu_seconds=gpu_seconds,
+    )
+    return Speech(request, pcm, seconds, gpu_seconds)
+
+
+def tags_for(speech: Speech) -> audio.Tags:
+    first = speech.request.chunks[0].removeprefix(text.SPEAKER_PREFIX)
+    title = first if len(first) <= 60 else first[:57].rstrip() + "…"
+    return audio.Tags(title=title, voice=speech.request.voice.name)
+
+
+def render(speech: Speech, fmt: str, limit_bytes: int | None = None) -> bytes:
+    """The file to hand over: tagged, and within `limit_bytes` (lower bitrate rather than fail)."""
+    tags = tags_for(speech)
+    if limit_bytes is None:
+        return audio.encode(speech.pcm, fmt, tags=tags)
+    return audio.fit_to_limit(speech.pcm, fmt, limit_bytes, tags)

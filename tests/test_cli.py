@@ -1,0 +1,279 @@
+"""`voicebot` as an admin uses it, on the tiny model: round trip, bad input, guild isolation."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+import av
+import mutagen
+import numpy as np
+import pytest
+
+from bot.cli import main
+from tests import media
+
+GOOD_CLIP = media.encode(media.speech_like(7.0), "voice-message")
+
+
+@pytest.fixture
+def run(tmp_path, tiny_model_dir, capsys, monkeypatch):
+    """Run `voicebot ARGS` in-process with the local backend on the tiny model; (code, out, err)."""
+    monkeypatch.delenv("DISCORD_TOKEN", raising=False)
+    monkeypatch.chdir(tmp_path)  # no stray .env from the developer's checkout
+
+    def invoke(*args: str, backend: bool = True) -> tuple[int, str, str]:
+        extra = ["--data-dir", str(tmp_path / "data")]
+        if backend:
+            extra += ["--backend", "local", "--weights", str(tiny_model_dir), "--device", "cpu"]
+        try:
+            code = main([args[0], *extra, *args[1:]])
+        except SystemExit as exc:  # argparse's usage errors
+            code = exc.code
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return invoke
+
+
+def library(tmp_path: Path) -> tuple[set[str], list[tuple]]:
+    """What the library holds: files under voices/, and the voice rows."""
+    data = tmp_path / "data"
+    files = {str(p.relative_to(data)) for p in (data / "voices").rglob("*")} if data.exists() else set()
+    rows = []
+    if (data / "voicebot.db").exists():
+        conn = sqlite3.connect(data / "voicebot.db")
+        rows = conn.execute("select guild_id, name, id from voices order by id").fetchall()
+        conn.close()
+    return files, rows
+
+
+def test_clone_list_say_delete_round_trip(run, tmp_path):
+    clip = tmp_path / "ada.ogg"
+    clip.write_bytes(GOOD_CLIP)
+    code, out, err = run("clone", "--guild", "1", "--name", "Ada", "--owner", "42", str(clip))
+    assert (code, err) == (0, "") and "Cloned “Ada” in guild 1 from ogg/opus, 7.0 s" in out
+
+    code, out, _ = run("voices", "--guild", "1", "--json", backend=False)
+    (voice,) = json.loads(out)
+    assert (voice["name"], voice["guild_id"], voice["owner_id"], voice["consent_by"]) == ("Ada", 1, 42, 42)
+    assert voice["revision"].startswith("echo-") and voice["duration_s"] == pytest.approx(7.0, abs=0.05)
+
+    out_file = tmp_path / "out" / "hello.ogg"
+    code, out, err = run(
+        "say",
+        "--guild",
+        "1",
+        "--voice",
+        "ada",
+        "--out",
+        str(out_file),
+        "--seed",
+        "5",
+        "Hello there. This is a test.",
+    )
+    assert (code, err) == (0, "") and f"Wrote {out_file}" in out and "seed 5" in out
+    container = av.open(str(out_file))
+    stream = container.streams.audio[0]
+    assert (stream.codec_context.name, stream.rate) == ("opus", 48000)
+    seconds = float(container.duration / 1e6)
+    container.close()
+    assert 0.5 < seconds < 31  # the tiny model babbles up to one full 29.7 s generation
+    tags = mutagen.File(out_file).tags
+    assert tags["artist"] == ["Ada"] and tags["license"] == ["CC-BY-NC-SA-4.0"]
+    assert tags["comment"] == ["AI-generated speech (Echo-TTS)"] and tags["title"][0].startswith("Hello")
+    assert out_file.stat().st_mode & 0o044  # a normal, readable file
+
+    usage = (
+        sqlite3.connect(tmp_path / "data" / "voicebot.db")
+        .execute("select guild_id, kind, audio_seconds from usage")
+        .fetchall()
+    )
+    assert usage == [(1, "say", pytest.approx(seconds, abs=0.1))]
+
+    code, out, _ = run("delete", "--guild", "1", "--voice", "ADA", backend=False)
+    assert code == 0 and "Deleted “Ada”" in out
+    assert library(tmp_path) == ({"voices/1"}, [])
+
+
+def test_mp3_and_wav_outputs_and_same_seed_same_audio(run, tmp_path):
+    clip = tmp_path / "clip.wav"
+    clip.write_bytes(media.encode(media.speech_like(6.0), "wav"))
+    assert run("clone", "--guild", "3", "--name", "Bo", str(clip))[0] == 0
+    for name in ("a.wav", "b.wav", "c.mp3"):
+        code, _, err = run(
+            "say",
+            "--guild",
+            "3",
+            "--voice",
+            "Bo",
+            "--out",
+            str(tmp_path / name),
+            "--seed",
+            "9",
+            "Same words.",
+        )
+        assert (code, err) == (0, "")
+    assert (tmp_path / "a.wav").read_bytes() == (tmp_path / "b.wav").read_bytes()
+    assert mutagen.File(tmp_path / "c.mp3").tags["TPE1"].text == ["Bo"]
+
+
+def test_a_voice_is_invisible_to_other_guilds(run, tmp_path):
+    clip = tmp_path / "ada.ogg"
+    clip.write_bytes(GOOD_CLIP)
+    assert run("clone", "--guild", "1", "--name", "Ada", str(clip))[0] == 0
+    assert json.loads(run("voices", "--guild", "2", "--json", backend=False)[1]) == []
+    code, _, err = run("say", "--guild", "2", "--voice", "Ada", "--out", str(tmp_path / "x.ogg"), "Hi.")
+    assert code == 2 and "no voice called “Ada”" in err and not (tmp_path / "x.ogg").exists()
+    voice_id = library(tmp_path)[1][0][2]
+    code, _, err = run("say", "--guild", "2", "--voice", voice_id, "--out", str(tmp_path / "x.ogg"), "Hi.")
+    assert code == 2 and not (tmp_path / "x.ogg").exists()  # nor by its id
+    assert run("delete", "--guild", "2", "--voice", "Ada", backend=False)[0] == 2
+    assert len(library(tmp_path)[1]) == 1
+
+
+def _bad_inputs(tmp: Path) -> list[tuple[str, list[str], str]]:
+    def clip(name: str, data: bytes) -> str:
+        (tmp / name).write_bytes(data)
+        return str(tmp / name)
+
+    out = str(tmp / "out.ogg")
+    return [
+        ("missing file", ["clone", "--guild", "1", "--name", "X", str(tmp / "nope.wav")], "no file at"),
+        (
+            "bad name",
+            ["clone", "--guild", "1", "--name", "Ada!", clip("a.ogg", GOOD_CLIP)],
+            "1 to 32 letters",
+        ),
+        ("long name", ["clone", "--guild", "1", "--name", "x" * 33, clip("b.ogg", GOOD_CLIP)], "1 to 32"),
+        ("taken name", ["clone", "--guild", "1", "--name", "KEPT", clip("c.ogg", GOOD_CLIP)], "already has"),
+        (
+            "png",
+            ["clone", "--guild", "1", "--name", "X", clip("p.ogg", b"\x89PNG\r\n\x1a\n" + bytes(64))],
+            "not audio (it looks like a PNG image)",
+        ),
+        (
+            "text",
+            ["clone", "--guild", "1", "--name", "X", clip("t.mp3", b"hello, I am text\n" * 20)],
+            "not audio",
+        ),
+        (
+            "too short",
+            [
+                "clone",
+                "--guild",
+                "1",
+                "--name",
+                "X",
+                clip("s.wav", media.encode(media.speech_like(3.0), "wav")),
+            ],
+            "3.0 s long",
+        ),
+        (
+            "silent",
+            [
+                "clone",
+                "--guild",
+                "1",
+                "--name",
+                "X",
+                clip("q.wav", media.encode(np.zeros(44100 * 6, np.float32), "wav")),
+            ],
+            "silent",
+        ),
+        (
+            "too long",
+            [
+                "clone",
+                "--guild",
+                "1",
+                "--name",
+                "X",
+                clip("l.ogg", media.encode(media.speech_like(310.0), "ogg-opus")),
+            ],
+            "5 min 10 s",
+        ),
+        (
+            "truncated",
+            ["clone", "--guild", "1", "--name", "X", clip("tr.ogg", GOOD_CLIP[:300])],
+            "damaged or truncated",
+        ),
+        (
+            "unknown voice",
+            ["say", "--guild", "1", "--voice", "Nobody", "--out", out, "Hi."],
+            "no voice called",
+        ),
+        (
+            "text too long",
+            ["say", "--guild", "1", "--voice", "Kept", "--out", out, "a" * 2001],
+            "2,001 characters long; the limit here is 2,000",
+        ),
+        (
+            "nothing to say",
+            ["say", "--guild", "1", "--voice", "Kept", "--out", out, "  ** ~~ **"],
+            "nothing speakable",
+        ),
+        (
+            "bad format",
+            ["say", "--guild", "1", "--voice", "Kept", "--out", str(tmp / "o.xyz"), "Hi."],
+            "use .ogg, .mp3 or .wav",
+        ),
+        ("delete unknown", ["delete", "--guild", "1", "--voice", "Nobody"], "no voice called"),
+        ("no guild", ["voices", "--json"], "--guild"),
+        ("guild not a number", ["voices", "--guild", "one"], "invalid int value"),
+        ("unknown command", ["frobnicate"], "invalid choice"),
+    ]
+
+
+def test_bad_input_exits_2_with_one_line_and_writes_nothing(run, tmp_path):
+    clip = tmp_path / "kept.ogg"
+    clip.write_bytes(GOOD_CLIP)
+    assert run("clone", "--guild", "1", "--name", "Kept", str(clip))[0] == 0
+    cases = _bad_inputs(tmp_path)
+    assert len(cases) >= 15
+    for label, args, expected in cases:
+        before = library(tmp_path)
+        code, _, err = run(*args)
+        assert code == 2, label
+        assert library(tmp_path) == before, label
+        assert not (tmp_path / "out.ogg").exists() and not (tmp_path / "o.xyz").exists(), label
+        assert err.count("\n") == 1 and err.startswith("voicebot: "), (label, err)
+        assert expected in err, (label, err)
+
+
+def test_usage_errors_are_one_line(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["voices", "--json"])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and err.count("\n") == 1
+    assert "--guild" in err and err.startswith("voicebot: ")
+
+
+def test_a_fresh_data_dir_is_not_created_by_bad_input(run, tmp_path):
+    png = tmp_path / "x.png"
+    png.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(64))
+    assert run("clone", "--guild", "1", "--name", "X", str(png))[0] == 2
+    assert run("say", "--guild", "1", "--voice", "X", "--out", str(tmp_path / "o.ogg"), "Hi.")[0] == 2
+    assert not (tmp_path / "data").exists()
+
+
+def test_local_backend_without_weights_is_a_config_error(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("ECHO_WEIGHTS_DIR", raising=False)
+    code = main(["say", "--backend", "local", "--guild", "1", "--voice", "A", "--out", "o.ogg", "Hi"])
+    err = capsys.readouterr().err
+    assert code == 2 and "needs a weights directory" in err and err.count("\n") == 1
+
+
+def test_doctor_reports_what_to_fix(run, tmp_path, monkeypatch):
+    code, out, _ = run("doctor")
+    assert code == 1  # no Discord token in this test
+    assert "FIX  DISCORD_TOKEN is not set" in out
+    assert "ok   Speech backend (local) answers: model echo-" in out
+    monkeypatch.setenv("DISCORD_TOKEN", "x" * 10)
+    code, out, _ = run("doctor")
+    assert code == 0 and "All good." in out and "x" * 10 not in out  # the token is never printed
+
+    code, out, _ = run("doctor", "--weights", str(tmp_path / "empty"))
+    assert code == 1 and "lacks echo/pytorch_model.safetensors" in out
