@@ -1,0 +1,368 @@
+"""The gateway half of the fake: Discord's gateway v10 over a plain websocket, JSON text frames.
+
+discord.py connects to ``DEFAULT_GATEWAY?v=10&encoding=json&compress=zlib-stream`` but only
+inflates *binary* frames, so the fake answers with uncompressed text frames (allowed by the
+protocol). Covered:
+
+* op 10 HELLO → client op 1 heartbeats (answered with op 11) and op 2 IDENTIFY (wrong token →
+  close 4004; a second IDENTIFY on one connection → 4005);
+* READY (top-level ``s``; ``session_id``, ``resume_gateway_url`` pointing back at the fake,
+  ``user``, guilds as ``{id, unavailable: true}``, ``application {id, flags}``) then one
+  GUILD_CREATE per guild (members: everyone with GUILD_MEMBERS, otherwise the bot and members in
+  voice — like Discord; ``member_count`` is exact so discord.py does not wait for chunks);
+* op 8 REQUEST_GUILD_MEMBERS → one GUILD_MEMBERS_CHUNK;
+* op 4 VOICE_STATE_UPDATE → VOICE_STATE_UPDATE (needs the GUILD_VOICE_STATES intent, as on
+  Discord) and, when joining, VOICE_SERVER_UPDATE with a fresh voice token and the fake's voice
+  endpoint;
+* op 6 RESUME → the missed dispatches (by sequence) replayed, then RESUMED; unknown session →
+  op 9 INVALID_SESSION ``false``; a client closing with 1000/1001 ends its session (as on
+  Discord); op 3 presence updates are recorded;
+* server side: dispatch of any event with per-session sequence numbers and intent filtering,
+  dropping connections (close code, or an abrupt TCP abort), op 7 RECONNECT, op 9.
+
+Not covered: zlib/etf encodings, sharding (one shard), rate limits on gateway sends, presence
+and typing events, privileged-intent refusal (4014), heartbeat-timeout zombies.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import secrets
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import WSMsgType, web
+
+from .models import VoiceState
+from .state import World
+
+if TYPE_CHECKING:
+    from .voice import VoiceServer
+
+
+class Intent:
+    GUILDS = 1 << 0
+    GUILD_MEMBERS = 1 << 1
+    GUILD_VOICE_STATES = 1 << 7
+    GUILD_MESSAGES = 1 << 9
+
+
+#: Dispatches that Discord only sends with an intent.
+_EVENT_INTENTS = {
+    "GUILD_CREATE": Intent.GUILDS,
+    "GUILD_MEMBER_ADD": Intent.GUILD_MEMBERS,
+    "GUILD_MEMBER_REMOVE": Intent.GUILD_MEMBERS,
+    "VOICE_STATE_UPDATE": Intent.GUILD_VOICE_STATES,
+    "MESSAGE_CREATE": Intent.GUILD_MESSAGES,
+    "MESSAGE_UPDATE": Intent.GUILD_MESSAGES,
+    "MESSAGE_DELETE": Intent.GUILD_MESSAGES,
+}
+
+
+class GatewayConnection:
+    """One websocket; frames leave through a queue so their order is the order of ``send``."""
+
+    def __init__(self, ws: web.WebSocketResponse, request: web.Request) -> None:
+        self.ws = ws
+        self.request = request
+        self.path = request.path
+        self.query = dict(request.query)
+        self.session: GatewaySession | None = None
+        self._queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
+        self._writer = asyncio.create_task(self._write(), name="fakediscord-gateway-writer")
+        self.closed_with: int | None = None
+
+    def send(self, frame: dict[str, Any]) -> None:
+        self._queue.put_nowait(frame)
+
+    async def _write(self) -> None:
+        while (frame := await self._queue.get()) is not None:
+            try:
+                if not self.ws.closed:
+                    with contextlib.suppress(ConnectionError, RuntimeError):
+                        await self.ws.send_str(json.dumps(frame))
+            finally:
+                self._queue.task_done()
+
+    async def close(self, code: int | None) -> None:
+        """Close with ``code``, or abort the TCP connection when ``code`` is None."""
+        self.closed_with = 1006 if code is None else code
+        if code is None:
+            transport = self.request.transport
+            if transport is not None:
+                transport.abort()
+        else:
+            await self.flush()
+            await self.ws.close(code=code)
+
+    async def flush(self) -> None:
+        """Wait until every queued frame has been written."""
+        if not self._writer.done():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._queue.join(), 5.0)
+
+    async def stop(self) -> None:
+        self._queue.put_nowait(None)
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._writer
+
+
+@dataclass
+class GatewaySession:
+    """A logged-in bot session: survives reconnects and is what RESUME refers to."""
+
+    session_id: str
+    intents: int
+    identify: dict[str, Any]
+    seq: int = 0
+    backlog: list[dict[str, Any]] = field(default_factory=list)
+    connection: GatewayConnection | None = None
+    presence: dict[str, Any] | None = None
+    resumes: int = 0
+
+
+class GatewayServer:
+    """Accepts gateway websockets at ``/gateway`` (and ``/gateway-resume``, the resume URL)."""
+
+    def __init__(self, world: World, *, heartbeat_interval_ms: int = 41_250) -> None:
+        self.world = world
+        self.heartbeat_interval_ms = heartbeat_interval_ms
+        self.voice: VoiceServer | None = None
+        self.sessions: dict[str, GatewaySession] = {}
+        self.connections: list[GatewayConnection] = []
+        #: How each connection ended: the code the fake closed it with, else the client's.
+        self.close_codes: list[int | None] = []
+        self.received: list[dict[str, Any]] = []
+        self.base_url = ""
+        world.dispatch = self.dispatch
+
+    def install(self, app: web.Application) -> None:
+        app.router.add_get("/gateway", self.handle)
+        app.router.add_get("/gateway-resume", self.handle)
+
+    @property
+    def resume_url(self) -> str:
+        return f"{self.base_url}/gateway-resume"
+
+    # -- dispatching -------------------------------------------------------------------------------
+
+    def dispatch(self, event: str, data: dict[str, Any]) -> None:
+        """Send a dispatch to every logged-in session (buffered while a session is disconnected)."""
+        for session in self.sessions.values():
+            self._dispatch_to(session, event, data)
+
+    def _dispatch_to(self, session: GatewaySession, event: str, data: dict[str, Any]) -> None:
+        needed = _EVENT_INTENTS.get(event)
+        if needed is not None and not session.intents & needed:
+            return
+        session.seq += 1
+        frame = {"op": 0, "t": event, "s": session.seq, "d": data}
+        session.backlog.append(frame)
+        if session.connection is not None:
+            session.connection.send(frame)
+
+    # -- connections -------------------------------------------------------------------------------
+
+    async def handle(self, request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse(autoping=True, max_msg_size=0)
+        await ws.prepare(request)
+        connection = GatewayConnection(ws, request)
+        self.connections.append(connection)
+        hello = {"heartbeat_interval": self.heartbeat_interval_ms, "_trace": ["fakediscord"]}
+        connection.send({"op": 10, "s": None, "t": None, "d": hello})
+        try:
+            async for message in ws:
+                if message.type is not WSMsgType.TEXT:
+                    continue
+                frame = json.loads(message.data)
+                self.received.append(frame)
+                await self._on_frame(connection, frame)
+        finally:
+            self.close_codes.append(connection.closed_with or ws.close_code)
+            session = connection.session
+            if session is not None and session.connection is connection:
+                session.connection = None
+                if connection.closed_with is None and ws.close_code in (1000, 1001):
+                    # A client closing with 1000/1001 ends its session: it cannot be resumed.
+                    self.sessions.pop(session.session_id, None)
+            self.connections.remove(connection)
+            await connection.stop()
+            self.world.signal.notify()
+        return ws
+
+    async def _on_frame(self, connection: GatewayConnection, frame: dict[str, Any]) -> None:
+        op, data = frame.get("op"), frame.get("d")
+        if op == 1:
+            connection.send({"op": 11, "s": None, "t": None, "d": None})
+        elif op == 2:
+            await self._identify(connection, data)
+        elif op == 3 and connection.session is not None:
+            connection.session.presence = data
+        elif op == 4 and connection.session is not None:
+            self._voice_state_update(connection.session, data)
+        elif op == 6:
+            await self._resume(connection, data)
+        elif op == 8 and connection.session is not None:
+            self._request_members(connection.session, data)
+        self.world.signal.notify()
+
+    async def _identify(self, connection: GatewayConnection, data: dict[str, Any]) -> None:
+        if data.get("token") != self.world.token:
+            await connection.close(4004)
+            return
+        if connection.session is not None:
+            await connection.close(4005)
+            return
+        session = GatewaySession(
+            session_id=secrets.token_hex(16),
+            intents=int(data.get("intents", 0)),
+            identify=data,
+            connection=connection,
+        )
+        connection.session = session
+        self.sessions[session.session_id] = session
+        bot = self.world.bot.payload()
+        bot.update(verified=True, mfa_enabled=False, flags=0, email=None)
+        ready = {
+            "v": 10,
+            "user": bot,
+            "guilds": [{"id": str(g), "unavailable": True} for g in self.world.guilds],
+            "session_id": session.session_id,
+            "session_type": "normal",
+            "resume_gateway_url": self.resume_url,
+            "application": {"id": str(self.world.application_id), "flags": 0},
+            "user_settings": {},
+            "relationships": [],
+            "private_channels": [],
+            "presences": [],
+            "guild_join_requests": [],
+            "geo_ordered_rtc_regions": ["fake"],
+            "_trace": ["fakediscord"],
+        }
+        if "shard" in data:
+            ready["shard"] = data["shard"]
+        self._dispatch_to(session, "READY", ready)
+        for guild in self.world.guilds.values():
+            self._dispatch_to(session, "GUILD_CREATE", self.guild_create(guild.id, session))
+
+    def guild_create(self, guild_id: int, session: GatewaySession) -> dict[str, Any]:
+        guild = self.world.guilds[guild_id]
+        if session.intents & Intent.GUILD_MEMBERS:
+            return guild.payload()
+        in_voice = [uid for uid, state in guild.voice_states.items() if state.channel_id]
+        return guild.payload(member_ids=[self.world.bot.id, *in_voice])
+
+    async def _resume(self, connection: GatewayConnection, data: dict[str, Any]) -> None:
+        session = self.sessions.get(data.get("session_id", ""))
+        if session is None or data.get("token") != self.world.token:
+            connection.send({"op": 9, "s": None, "t": None, "d": False})
+            return
+        previous = session.connection
+        session.connection = connection
+        connection.session = session
+        if previous is not None and previous is not connection:
+            await previous.close(4000)
+        last_seen = data.get("seq") or 0
+        for frame in session.backlog:
+            if frame["s"] > last_seen:
+                connection.send(frame)
+        session.resumes += 1
+        self._dispatch_to(session, "RESUMED", {"_trace": ["fakediscord"]})
+
+    def _request_members(self, session: GatewaySession, data: dict[str, Any]) -> None:
+        guild = self.world.guilds.get(int(data["guild_id"]))
+        if guild is None:
+            return
+        members = list(guild.members.values())
+        if data.get("user_ids"):
+            wanted = {int(u) for u in data["user_ids"]}
+            members = [m for m in members if m.id in wanted]
+        query = data.get("query")
+        if query:
+            members = [m for m in members if m.name.lower().startswith(query.lower())]
+        if data.get("limit"):
+            members = members[: int(data["limit"])]
+        chunk: dict[str, Any] = {
+            "guild_id": str(guild.id),
+            "members": [m.payload() for m in members],
+            "chunk_index": 0,
+            "chunk_count": 1,
+            "not_found": [],
+        }
+        if data.get("nonce"):
+            chunk["nonce"] = data["nonce"]
+        self._dispatch_to(session, "GUILD_MEMBERS_CHUNK", chunk)
+
+    # -- voice state -------------------------------------------------------------------------------
+
+    def _voice_state_update(self, session: GatewaySession, data: dict[str, Any]) -> None:
+        guild_id = int(data["guild_id"])
+        channel_id = int(data["channel_id"]) if data.get("channel_id") else None
+        self.set_voice_state(
+            guild_id,
+            self.world.bot.id,
+            channel_id,
+            session_id=session.session_id,
+            self_mute=bool(data.get("self_mute")),
+            self_deaf=bool(data.get("self_deaf")),
+        )
+        if channel_id is not None and self.voice is not None:
+            token = self.voice.issue_token(guild_id, self.world.bot.id, session.session_id)
+            self._dispatch_to(
+                session,
+                "VOICE_SERVER_UPDATE",
+                {
+                    "token": token,
+                    "guild_id": str(guild_id),
+                    "endpoint": self.voice.endpoint,
+                },
+            )
+
+    def set_voice_state(
+        self,
+        guild_id: int,
+        user_id: int,
+        channel_id: int | None,
+        *,
+        session_id: str | None = None,
+        self_mute: bool = False,
+        self_deaf: bool = False,
+    ) -> VoiceState:
+        """Move a user (the bot or a test member) into a voice channel (None = leave) and tell bots."""
+        guild = self.world.guilds[guild_id]
+        previous = guild.voice_states.get(user_id)
+        state = VoiceState(
+            guild_id=guild_id,
+            user_id=user_id,
+            channel_id=channel_id,
+            session_id=session_id or (previous.session_id if previous else secrets.token_hex(16)),
+            self_mute=self_mute,
+            self_deaf=self_deaf,
+        )
+        if channel_id is None:
+            guild.voice_states.pop(user_id, None)
+        else:
+            guild.voice_states[user_id] = state
+        self.dispatch("VOICE_STATE_UPDATE", state.payload(guild.members.get(user_id)))
+        return state
+
+    # -- faults ------------------------------------------------------------------------------------
+
+    async def drop(self, code: int | None = 4000) -> int:
+        """Close every live gateway connection (``None`` = abrupt TCP abort); returns how many."""
+        live = [c for c in self.connections if c.session is not None]
+        for connection in live:
+            await connection.close(code)
+        return len(live)
+
+    def send_op(self, op: int, data: Any) -> None:
+        """Send a raw non-dispatch op (7 RECONNECT, 9 INVALID_SESSION) on every live connection."""
+        for connection in self.connections:
+            connection.send({"op": op, "s": None, "t": None, "d": data})
+
+    async def close(self) -> None:
+        for connection in list(self.connections):
+            with contextlib.suppress(Exception):
+                await connection.close(1001)
