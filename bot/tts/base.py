@@ -8,7 +8,8 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from modal_tts.params import SynthesisParams
+from bot.errors import BackendInvalidRequest
+from modal_tts.params import SynthesisParams, check_seed, check_texts
 
 
 @dataclass(frozen=True)
@@ -51,3 +52,13 @@ class TTSBackend(Protocol):
         ...
 
     async def close(self) -> None: ...
+
+
+def checked_request(texts: Sequence[str], seed: int) -> list[str]:
+    """Refuse a malformed request before it costs a GPU call, in the backends' common terms."""
+    try:
+        texts = check_texts(list(texts))
+        check_seed(seed)
+    except ValueError as exc:
+        raise BackendInvalidRequest(str(exc)) from exc
+    return texts

@@ -22,8 +22,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from bot.errors import BackendBusy, BackendError, BackendFailed, BackendInvalidRequest, BackendNotDeployed
-from bot.tts.base import SpeakerLatent, SpokenChunk
-from modal_tts.params import SynthesisParams, check_seed, check_texts, chunk_seed
+from bot.tts.base import SpeakerLatent, SpokenChunk, checked_request
+from modal_tts.params import SynthesisParams, chunk_seed
 
 if TYPE_CHECKING:
     from modal_tts.engine import EchoEngine
@@ -125,9 +125,8 @@ class LocalBackend:
     async def synthesize(
         self, texts: Sequence[str], latent: SpeakerLatent, params: SynthesisParams, seed: int
     ) -> AsyncIterator[SpokenChunk]:
+        texts = checked_request(texts, seed)
         try:
-            texts = check_texts(list(texts))
-            check_seed(seed)
             await self.engine()
         except Exception as exc:
             raise _map_error(exc) from exc

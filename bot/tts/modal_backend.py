@@ -25,9 +25,9 @@ from bot.errors import (
     BackendTimedOut,
     BackendUnauthorised,
 )
-from bot.tts.base import SpeakerLatent, SpokenChunk
+from bot.tts.base import SpeakerLatent, SpokenChunk, checked_request
 from modal_tts import wire
-from modal_tts.params import SynthesisParams, check_seed, check_texts
+from modal_tts.params import SynthesisParams
 
 log = logging.getLogger(__name__)
 
@@ -121,11 +121,7 @@ class ModalBackend:
     async def synthesize(
         self, texts: Sequence[str], latent: SpeakerLatent, params: SynthesisParams, seed: int
     ) -> AsyncIterator[SpokenChunk]:
-        try:
-            texts = check_texts(list(texts))
-            check_seed(seed)
-        except ValueError as exc:
-            raise BackendInvalidRequest(str(exc)) from exc
+        texts = checked_request(texts, seed)
         message = wire.latent_to_wire(latent.data, latent.revision)
         yielded = 0
         for attempt in (1, 2):
