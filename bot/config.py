@@ -30,7 +30,12 @@ class Config:
     max_voices_per_guild: int = 25  # Discord shows at most 25 autocomplete choices
     max_reference_bytes: int = 25 * 1024 * 1024
     discord_token: str | None = field(default=None, repr=False)
-    dev_guild_id: int | None = None
+    dev_guild_id: int | None = None  # sync commands to this guild only (instant), not globally
+    idle_leave_s: float = 300.0  # leave a voice channel after this long with nothing to play
+    # For the end-to-end tests' loopback Discord only; never set these against the real Discord.
+    discord_api_base: str | None = None
+    discord_gateway: str | None = None
+    voice_tls_verify: bool = True
 
     def with_overrides(self, **changes: object) -> Config:
         return replace(self, **{k: v for k, v in changes.items() if v is not None})
@@ -48,6 +53,10 @@ _ENV = {
     "max_reference_bytes": "VOICEBOT_MAX_REFERENCE_BYTES",
     "discord_token": "DISCORD_TOKEN",
     "dev_guild_id": "VOICEBOT_DEV_GUILD",
+    "idle_leave_s": "VOICEBOT_IDLE_LEAVE",
+    "discord_api_base": "VOICEBOT_DISCORD_API_BASE",
+    "discord_gateway": "VOICEBOT_DISCORD_GATEWAY",
+    "voice_tls_verify": "VOICEBOT_VOICE_TLS_VERIFY",
 }
 
 _LIMITS: dict[str, tuple[float, float]] = {
@@ -55,6 +64,7 @@ _LIMITS: dict[str, tuple[float, float]] = {
     "max_text_chars": (10, 20_000),
     "max_voices_per_guild": (1, 1000),
     "max_reference_bytes": (64 * 1024, 500 * 1024 * 1024),
+    "idle_leave_s": (5, 86_400),
 }
 
 
@@ -77,6 +87,12 @@ def read_dotenv(path: Path) -> dict[str, str]:
 
 def _convert(name: str, var: str, raw: str) -> object:
     kind = {f.name: f.type for f in fields(Config)}[name]
+    if "bool" in str(kind):
+        if raw.lower() in ("1", "true", "yes", "on"):
+            return True
+        if raw.lower() in ("0", "false", "no", "off"):
+            return False
+        raise ConfigError(f"{var}={raw!r} is not a yes/no value (use true or false).")
     try:
         if "Path" in str(kind):
             return Path(raw).expanduser()

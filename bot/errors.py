@@ -245,3 +245,90 @@ class VoiceLimitReached(InvalidInput):
             f"This server has reached its limit of {limit} voices. Delete one before cloning another."
         )
         self.limit = limit
+
+
+# --- Discord commands ---------------------------------------------------------------------------
+
+
+class GuildOnly(InvalidInput):
+    def __init__(self) -> None:
+        super().__init__("Voices belong to a server: use this command in a server, not in DMs.")
+
+
+class NotAllowedToClone(InvalidInput):
+    def __init__(self, role: str) -> None:
+        super().__init__(f"Only members with the {role} role may clone voices on this server.")
+        self.role = role
+
+
+class ConsentRequired(InvalidInput):
+    def __init__(self) -> None:
+        super().__init__(
+            "A voice can only be cloned with its speaker's permission. Confirm that you have it "
+            "(set consent to True) and try again."
+        )
+
+
+class NotVoiceOwner(InvalidInput):
+    def __init__(self, name: str) -> None:
+        super().__init__(
+            f"Only the owner of “{name}” or someone with Manage Server can change or delete it."
+        )
+        self.name = name
+
+
+class NoAudioAttachment(InvalidInput):
+    def __init__(self) -> None:
+        super().__init__("That message has no audio attachment to clone. Use a voice message or "
+                         "an audio file.")
+
+
+class NoDefaultVoice(InvalidInput):
+    def __init__(self) -> None:
+        super().__init__(
+            "Pick a voice: give the voice option, or set your default with /voice default."
+        )
+
+
+class CooldownActive(InvalidInput):
+    def __init__(self, seconds_left: float) -> None:
+        super().__init__(
+            f"Slow down a little: you can use /say again in {max(1, round(seconds_left))} s."
+        )
+        self.seconds_left = seconds_left
+
+
+class QuotaExhausted(InvalidInput):
+    def __init__(self, used_s: float, quota_s: float) -> None:
+        super().__init__(
+            f"This server has used {fmt_seconds(used_s)} of its {fmt_seconds(quota_s)} of speech "
+            "for today (UTC). It resets at midnight UTC; an admin can raise it with /settings."
+        )
+        self.used_s, self.quota_s = used_s, quota_s
+
+
+class NotInVoiceChannel(InvalidInput):
+    def __init__(self) -> None:
+        super().__init__("Join a voice channel first, or choose mode: file to get an audio file.")
+
+
+class CannotJoinVoice(InvalidInput):
+    def __init__(self, channel: str) -> None:
+        super().__init__(
+            f"I'm not allowed to join or speak in {channel}. Ask an admin to give me Connect and "
+            "Speak there, or choose mode: file."
+        )
+        self.channel = channel
+
+
+class NotPlaying(InvalidInput):
+    def __init__(self) -> None:
+        super().__init__("I'm not playing anything in a voice channel on this server.")
+
+
+class SpeakingElsewhere(InvalidInput):
+    def __init__(self, channel: str) -> None:
+        super().__init__(
+            f"I'm speaking in {channel} right now. Wait for it to finish, or use /stop there first."
+        )
+        self.channel = channel

@@ -126,8 +126,37 @@ def _migrate_1(db: sqlite_utils.Database) -> None:
     db["usage"].create_index(["guild_id", "at"])
 
 
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_migrate_1]
+def _migrate_2(db: sqlite_utils.Database) -> None:
+    db["guild_settings"].create(
+        {
+            "guild_id": int, "clone_role_id": int, "max_text_chars": int, "cooldown_s": float,
+            "daily_quota_s": float, "default_mode": str, "file_format": str,
+        },
+        pk="guild_id",
+    )
+    db["user_defaults"].create({"guild_id": int, "user_id": int, "voice_id": str},
+                               pk=("guild_id", "user_id"))
+
+
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_migrate_1, _migrate_2]
 SCHEMA_VERSION = len(MIGRATIONS)
+
+
+MODES = ("auto", "file", "channel")
+FILE_FORMATS = ("ogg", "mp3")
+
+
+@dataclass(frozen=True)
+class GuildSettings:
+    """What a server's admins chose with /settings; None means "the bot's default"."""
+
+    guild_id: int
+    clone_role_id: int | None = None  # None: everyone may clone
+    max_text_chars: int | None = None  # None: the bot's configured maximum
+    cooldown_s: float = 0.0  # per user, between two /say
+    daily_quota_s: float | None = None  # seconds of speech per server per UTC day; None: no limit
+    default_mode: str = "auto"
+    file_format: str = "ogg"
 
 
 @dataclass(frozen=True)
@@ -309,8 +338,55 @@ class VoiceStore:
         voice = self.get(guild_id, name)
         with self._lock, self.db.conn:
             self.db["voices"].delete(voice.id)
+            self.db.execute("delete from user_defaults where voice_id = ?", [voice.id])
         shutil.rmtree(self._folder(guild_id, voice.id), ignore_errors=True)
         return voice
+
+    # --- per-guild settings and per-user defaults --------------------------------------------------
+
+    def settings(self, guild_id: int) -> GuildSettings:
+        with self._lock:
+            rows = list(self.db["guild_settings"].rows_where("guild_id = ?", [guild_id]))
+        if not rows:
+            return GuildSettings(guild_id)
+        row = {k: v for k, v in rows[0].items() if v is not None}
+        return GuildSettings(**row)
+
+    def update_settings(self, guild_id: int, **changes: object) -> GuildSettings:
+        current = self.settings(guild_id).__dict__ | changes
+        if current["default_mode"] not in MODES or current["file_format"] not in FILE_FORMATS:
+            raise ValueError(f"bad settings: {changes}")
+        with self._lock, self.db.conn:
+            self.db["guild_settings"].upsert(current, pk="guild_id")
+        return self.settings(guild_id)
+
+    def default_voice(self, guild_id: int, user_id: int) -> Voice | None:
+        with self._lock:
+            rows = list(self.db["user_defaults"].rows_where(
+                "guild_id = ? and user_id = ?", [guild_id, user_id]))
+        if not rows:
+            return None
+        try:
+            return self.get_by_id(guild_id, rows[0]["voice_id"])
+        except VoiceNotFound:
+            return None
+
+    def set_default_voice(self, guild_id: int, user_id: int, name: str) -> Voice:
+        voice = self.get(guild_id, name)
+        with self._lock, self.db.conn:
+            self.db["user_defaults"].upsert(
+                {"guild_id": guild_id, "user_id": user_id, "voice_id": voice.id},
+                pk=("guild_id", "user_id"),
+            )
+        return voice
+
+    def last_say_at(self, guild_id: int, user_id: int) -> float | None:
+        with self._lock:
+            row = self.db.execute(
+                "select max(at) from usage where guild_id = ? and user_id = ? and kind = 'say'",
+                [guild_id, user_id],
+            ).fetchone()
+        return row[0]
 
     # --- usage ----------------------------------------------------------------------------------
 

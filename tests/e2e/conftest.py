@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
 
+import discord
 import pytest
 
+from bot.client import VoiceBot, point_at_discord
+from bot.config import Config
+from bot.errors import BackendError
+from bot.tts.local_backend import LocalBackend
 from tests.fakediscord import FakeDiscord
+from tests.fakediscord.models import Guild, Member, Perm
+from tests.media import speech_like
 
 
 @pytest.fixture
@@ -19,3 +30,112 @@ async def fake_discord() -> AsyncIterator[FakeDiscord]:
     """
     async with FakeDiscord() as fake:
         yield fake
+
+
+class SwitchableBackend:
+    """The tiny-model LocalBackend, which a test can make fail with a chosen backend error."""
+
+    def __init__(self, inner: LocalBackend) -> None:
+        self.inner, self.name = inner, "local"
+        self.failure: BackendError | None = None
+        self.chunk_times: list[float] = []  # time.monotonic() as each chunk left the backend
+
+    async def encode_speaker(self, pcm):
+        if self.failure:
+            raise self.failure
+        return await self.inner.encode_speaker(pcm)
+
+    async def synthesize(self, texts, latent, params, seed):
+        if self.failure:
+            raise self.failure
+        async for chunk in self.inner.synthesize(texts, latent, params, seed):
+            self.chunk_times.append(time.monotonic())
+            yield chunk
+
+    async def info(self):
+        return await self.inner.info()
+
+    async def close(self) -> None:
+        await self.inner.close()
+
+
+@dataclass
+class World:
+    fake: FakeDiscord
+    bot: VoiceBot
+    backend: SwitchableBackend
+    guild: Guild
+    other_guild: Guild
+    admin: Member
+    alice: Member
+    bob: Member
+    carol: Member  # in the other guild
+
+    @property
+    def voice_channel(self):
+        return next(c for c in self.guild.channels.values() if c.type == 2)
+
+    @property
+    def text_channel(self):
+        return next(c for c in self.guild.channels.values() if c.type == 0)
+
+    async def join_voice(self, member: Member) -> None:
+        """A member joins the voice channel, and the bot has seen it (voice state cached)."""
+        await self.fake.member_join_voice(member, self.voice_channel)
+        channel = self.bot.get_channel(self.voice_channel.id)
+        await self.fake.wait_until(lambda: member.id in channel.voice_states, timeout=5)
+
+    def add_voice(self, name: str, owner: Member, guild: Guild | None = None, seconds: float = 6.0):
+        """A voice put straight into the library (cloning through Discord has tests of its own)."""
+        engine = self.backend.inner._engine
+        latent = engine.encode_speaker(speech_like(seconds))
+        return self.bot.store.add(
+            (guild or self.guild).id,
+            name,
+            owner_id=owner.id,
+            reference_flac=b"fLaC",
+            latent=latent,
+            duration_s=seconds,
+            revision=engine.revision,
+            consent_by=owner.id,
+            source="test",
+        )
+
+
+@pytest.fixture
+async def world(tmp_path: Path, tiny_engine, tiny_model_dir) -> AsyncIterator[World]:
+    """The real bot (bot/client.py) on the loopback Discord, configured only through its settings."""
+    async with FakeDiscord(patch_discord=False) as fake:
+        guild = fake.add_guild("Alpha")
+        other = fake.add_guild("Beta")
+        admin = fake.add_member(guild, "Admin", permissions=Perm.MANAGE_GUILD)
+        alice = fake.add_member(guild, "Alice")
+        bob = fake.add_member(guild, "Bob")
+        carol = fake.add_member(other, "Carol")
+        config = Config(
+            data_dir=tmp_path / "data",
+            backend="local",
+            weights_dir=tiny_model_dir,
+            discord_token=fake.token,
+            discord_api_base=fake.api_base,
+            discord_gateway=fake.gateway_url,
+            voice_tls_verify=False,
+            idle_leave_s=30,
+        )
+        saved = discord.http.Route.BASE, discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY
+        point_at_discord(config)
+        backend = SwitchableBackend(LocalBackend(engine=tiny_engine))
+        bot = VoiceBot(config, backend=backend)
+        try:
+            async with fake.running(bot, ready_timeout=20):
+                await fake.wait_for_commands("say", "clone", "voices")
+                yield World(fake, bot, backend, guild, other, admin, alice, bob, carol)
+        finally:
+            discord.http.Route.BASE, discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = saved
+            await asyncio.sleep(0)
+
+
+def clip(seconds: float = 7.0, seed: int = 0) -> bytes:
+    from tests import media
+
+    return media.encode(media.speech_like(seconds, seed=seed), "voice-message")

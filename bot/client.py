@@ -1,0 +1,155 @@
+"""The discord.py bot: loads the cogs, syncs the commands, owns the shared services.
+
+Services live here for the life of the process: the voice library (`store`), the speech backend
+(`backend`) and the voice-channel player (`playback`). Cogs reach them through `interaction.client`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import signal
+from typing import Any
+
+import aiohttp
+import discord
+import yarl
+from discord.ext import commands
+
+from bot import replies
+from bot.config import Config, ConfigError
+from bot.store import VoiceStore
+from bot.tts import TTSBackend, create_backend
+
+log = logging.getLogger(__name__)
+
+EXTENSIONS = ("cogs.voices", "cogs.clone", "cogs.say", "cogs.voice_channel", "cogs.settings")
+
+
+def point_at_discord(config: Config) -> None:
+    """Tests alone set these, to reach the loopback Discord; production leaves discord.py's own."""
+    if config.discord_api_base:
+        discord.http.Route.BASE = config.discord_api_base.rstrip("/")
+    if config.discord_gateway:
+        discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(config.discord_gateway)
+
+
+class VoiceBot(commands.Bot):
+    def __init__(
+        self, config: Config, *, backend: TTSBackend | None = None, sync_on_start: bool = True
+    ) -> None:
+        intents = discord.Intents.none()
+        intents.guilds = True
+        intents.voice_states = True  # who is in which voice channel: joining, leaving when alone
+        connector = None
+        if not config.voice_tls_verify:
+            connector = aiohttp.TCPConnector(ssl=False)
+        super().__init__(
+            command_prefix=commands.when_mentioned,
+            intents=intents,
+            help_command=None,
+            connector=connector,
+            guild_ready_timeout=0.5,
+        )
+        self.config = config
+        self._given_backend = backend
+        self.sync_on_start = sync_on_start
+        self.store: VoiceStore
+        self.backend: TTSBackend
+        self.playback: Any = None
+        self.synced: list[discord.app_commands.AppCommand] = []
+
+    async def setup_hook(self) -> None:
+        self.store = await asyncio.to_thread(
+            VoiceStore, self.config.data_dir, max_voices_per_guild=self.config.max_voices_per_guild
+        )
+        self.backend = self._given_backend or create_backend(
+            self.config.backend,
+            weights_dir=self.config.weights_dir,
+            device=self.config.device,
+            app_name=self.config.modal_app,
+            timeout=self.config.backend_timeout_s,
+        )
+        from bot.playback import Playback
+
+        self.playback = Playback(idle_timeout=self.config.idle_leave_s)
+        for extension in EXTENSIONS:
+            await self.load_extension(extension)
+        self.tree.on_error = self._on_command_error
+        if self.sync_on_start:
+            await self.sync_commands(force=False)
+
+    async def _on_command_error(
+        self, interaction: discord.Interaction, error: discord.app_commands.AppCommandError
+    ) -> None:
+        await replies.report(interaction, error)
+
+    def _commands_digest(self, guild: discord.Object | None) -> str:
+        payload = [c.to_dict(self.tree) for c in self.tree.get_commands(guild=guild)]
+        return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+    async def sync_commands(self, *, force: bool) -> list[discord.app_commands.AppCommand]:
+        """Globally, or to the dev guild only; skipped when nothing changed since the last sync
+        (Discord limits how often commands may be re-registered)."""
+        guild = discord.Object(self.config.dev_guild_id) if self.config.dev_guild_id else None
+        if guild is not None:
+            self.tree.copy_global_to(guild=guild)
+        scope = f"guild-{guild.id}" if guild else "global"
+        marker = self.config.data_dir / f".commands-{scope}.sha256"
+        digest = self._commands_digest(guild)
+        if not force and marker.exists() and marker.read_text() == digest:
+            log.info("Commands unchanged since the last sync (%s); not re-registering", scope)
+            return []
+        self.synced = await self.tree.sync(guild=guild)
+        marker.write_text(digest)
+        log.info("Synced %d commands (%s)", len(self.synced), scope)
+        return self.synced
+
+    async def on_voice_state_update(
+        self, member: discord.Member, before: discord.VoiceState, after: discord.VoiceState
+    ) -> None:
+        if self.playback is not None:
+            await self.playback.on_voice_state_update(member, before, after)
+
+    async def close(self) -> None:
+        """Graceful: stop playback and leave voice, then the gateway, then the backend and the DB."""
+        if self.playback is not None:
+            await self.playback.close()
+        await super().close()
+        if getattr(self, "backend", None) is not None:
+            await self.backend.close()
+        if getattr(self, "store", None) is not None:
+            await asyncio.to_thread(self.store.close)
+
+
+def _token(config: Config) -> str:
+    if not config.discord_token:
+        raise ConfigError(
+            "DISCORD_TOKEN is not set: put the bot's token in the environment or in .env "
+            "(Discord Developer Portal → your app → Bot → Reset Token)."
+        )
+    return config.discord_token
+
+
+async def run_bot(config: Config, *, sync_only: bool = False) -> None:
+    token = _token(config)
+    point_at_discord(config)
+    bot = VoiceBot(config, sync_on_start=not sync_only)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, lambda: asyncio.ensure_future(bot.close()))
+    async with bot:
+        try:
+            if sync_only:
+                await bot.login(token)  # runs setup_hook: cogs loaded, nothing synced yet
+                await bot.sync_commands(force=True)
+                return
+            await bot.start(token)
+        except discord.LoginFailure:
+            raise ConfigError(
+                "Discord rejected DISCORD_TOKEN (401). Copy a fresh token from the Developer Portal."
+            ) from None
+        except discord.PrivilegedIntentsRequired:
+            raise ConfigError("Discord refused the bot's intents; enable them in the Portal.") from None

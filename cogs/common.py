@@ -1,0 +1,62 @@
+"""What every cog needs: the bot's services, the guild scope, voice-name autocomplete, mention names.
+
+Not an extension itself; the feature cogs import it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, cast
+
+import discord
+from discord import app_commands
+
+from bot.errors import GuildOnly
+
+if TYPE_CHECKING:
+    from bot.client import VoiceBot
+
+
+def bot_of(interaction: discord.Interaction) -> VoiceBot:
+    return cast("VoiceBot", interaction.client)
+
+
+def guild_id_of(interaction: discord.Interaction) -> int:
+    if interaction.guild_id is None:
+        raise GuildOnly()
+    return interaction.guild_id
+
+
+def is_manager(interaction: discord.Interaction) -> bool:
+    permissions = getattr(interaction.user, "guild_permissions", None)
+    return bool(permissions and permissions.manage_guild)
+
+
+async def voice_names(interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
+    """Autocomplete from this guild's library only: another server's voices never appear."""
+    if interaction.guild_id is None:
+        return []
+    voices = await asyncio.to_thread(bot_of(interaction).store.list, interaction.guild_id)
+    wanted = current.casefold().strip()
+    matches = [v for v in voices if wanted in v.name.casefold()]
+    matches.sort(key=lambda v: (not v.name.casefold().startswith(wanted), v.name.casefold()))
+    return [app_commands.Choice(name=v.name, value=v.name) for v in matches[:25]]
+
+
+class GuildNames:
+    """`bot.text.Resolver` over a guild's cache: mentions read as display names."""
+
+    def __init__(self, guild: discord.Guild | None) -> None:
+        self.guild = guild
+
+    def user_name(self, user_id: int) -> str | None:
+        member = self.guild.get_member(user_id) if self.guild else None
+        return member.display_name if member else None
+
+    def role_name(self, role_id: int) -> str | None:
+        role = self.guild.get_role(role_id) if self.guild else None
+        return role.name if role else None
+
+    def channel_name(self, channel_id: int) -> str | None:
+        channel = self.guild.get_channel(channel_id) if self.guild else None
+        return channel.name if channel else None

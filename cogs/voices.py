@@ -1,0 +1,115 @@
+"""Browse and manage a server's voices: /voices and /voice info|rename|delete|default."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from bot.errors import NotVoiceOwner
+from bot.store import Voice
+from cogs.common import bot_of, guild_id_of, is_manager, voice_names
+
+PAGE_SIZE = 10
+
+
+def voice_card(voice: Voice, *, title: str | None = None) -> discord.Embed:
+    embed = discord.Embed(title=title or f"🎙️ {voice.name}", colour=discord.Colour.blurple())
+    embed.add_field(name="Reference", value=f"{voice.duration_s:.1f} s")
+    embed.add_field(name="Owner", value=f"<@{voice.owner_id}>" if voice.owner_id else "server admin")
+    embed.add_field(name="Created", value=f"<t:{_unix(voice.created_at)}:D>")
+    embed.set_footer(text=f"id {voice.id} · model {voice.revision} · output CC-BY-NC-SA-4.0")
+    return embed
+
+
+def _unix(iso: str) -> int:
+    from datetime import datetime
+
+    return int(datetime.fromisoformat(iso).timestamp())
+
+
+class Voices(commands.Cog):
+    def __init__(self, bot: commands.Bot) -> None:
+        self.bot = bot
+
+    @app_commands.command(name="voices", description="List this server's cloned voices.")
+    @app_commands.describe(page="Which page of the list (10 voices per page)")
+    @app_commands.guild_only()
+    async def voices(
+        self, interaction: discord.Interaction, page: app_commands.Range[int, 1, 100] = 1
+    ) -> None:
+        guild_id = guild_id_of(interaction)
+        voices = await asyncio.to_thread(bot_of(interaction).store.list, guild_id)
+        if not voices:
+            await interaction.response.send_message(
+                "This server has no voices yet. Clone one with /clone.", ephemeral=True
+            )
+            return
+        pages = math.ceil(len(voices) / PAGE_SIZE)
+        page = min(page, pages)
+        shown = voices[(page - 1) * PAGE_SIZE : page * PAGE_SIZE]
+        embed = discord.Embed(title="Voices on this server", colour=discord.Colour.blurple())
+        embed.description = "\n".join(
+            f"**{v.name}** · {v.duration_s:.0f} s reference · "
+            + (f"<@{v.owner_id}>" if v.owner_id else "server admin")
+            for v in shown
+        )
+        embed.set_footer(text=f"Page {page}/{pages} · {len(voices)} voice(s) · /voices page:N for more")
+        await interaction.response.send_message(embed=embed, ephemeral=True)
+
+    voice = app_commands.Group(name="voice", description="Manage one cloned voice", guild_only=True)
+
+    @voice.command(name="info", description="Show a voice's details.")
+    @app_commands.describe(name="The voice")
+    @app_commands.autocomplete(name=voice_names)
+    async def info(self, interaction: discord.Interaction, name: str) -> None:
+        voice = await asyncio.to_thread(bot_of(interaction).store.get, guild_id_of(interaction), name)
+        await interaction.response.send_message(embed=voice_card(voice), ephemeral=True)
+
+    async def _owned(self, interaction: discord.Interaction, name: str) -> Voice:
+        voice = await asyncio.to_thread(bot_of(interaction).store.get, guild_id_of(interaction), name)
+        if voice.owner_id != interaction.user.id and not is_manager(interaction):
+            raise NotVoiceOwner(voice.name)
+        return voice
+
+    @voice.command(name="rename", description="Rename a voice (its owner or Manage Server).")
+    @app_commands.describe(name="The voice", new_name="1–32 letters, digits, spaces, - or _")
+    @app_commands.autocomplete(name=voice_names)
+    async def rename(
+        self, interaction: discord.Interaction, name: str, new_name: app_commands.Range[str, 1, 32]
+    ) -> None:
+        voice = await self._owned(interaction, name)
+        renamed = await asyncio.to_thread(
+            bot_of(interaction).store.rename, voice.guild_id, voice.name, new_name
+        )
+        await interaction.response.send_message(
+            f"Renamed “{voice.name}” to “{renamed.name}”.", ephemeral=True
+        )
+
+    @voice.command(name="delete", description="Delete a voice and its files (its owner or Manage Server).")
+    @app_commands.describe(name="The voice")
+    @app_commands.autocomplete(name=voice_names)
+    async def delete(self, interaction: discord.Interaction, name: str) -> None:
+        voice = await self._owned(interaction, name)
+        await asyncio.to_thread(bot_of(interaction).store.delete, voice.guild_id, voice.name)
+        await interaction.response.send_message(
+            f"Deleted “{voice.name}”: its recording and voice data are gone.", ephemeral=True
+        )
+
+    @voice.command(name="default", description="Use this voice when you don't name one in /say.")
+    @app_commands.describe(name="The voice")
+    @app_commands.autocomplete(name=voice_names)
+    async def default(self, interaction: discord.Interaction, name: str) -> None:
+        voice = await asyncio.to_thread(
+            bot_of(interaction).store.set_default_voice, guild_id_of(interaction), interaction.user.id, name
+        )
+        await interaction.response.send_message(
+            f"Your default voice here is now “{voice.name}”.", ephemeral=True
+        )
+
+
+async def setup(bot: commands.Bot) -> None:
+    await bot.add_cog(Voices(bot))
