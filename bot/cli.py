@@ -5,6 +5,8 @@
     voicebot voices --guild G [--json]
     voicebot delete --guild G --voice N
     voicebot doctor
+    voicebot run      (also `python -m bot`): connect to Discord and serve the commands
+    voicebot sync     register the slash commands (globally, or to VOICEBOT_DEV_GUILD) and exit
 
 Every command takes --data-dir DIR (default ./data), --backend modal|local, --weights DIR (local).
 Exit status: 0 done; 2 bad input (one line on stderr saying what and what is allowed; nothing written);
@@ -74,6 +76,8 @@ def build_parser() -> argparse.ArgumentParser:
     delete.add_argument("--voice", required=True)
 
     commands.add_parser("doctor", help="check the configuration, data and backend; say what to fix")
+    commands.add_parser("run", help="connect to Discord and serve the commands (Ctrl-C stops it)")
+    commands.add_parser("sync", help="register the slash commands with Discord, then exit")
     for sub in commands.choices.values():
         _common(sub)
     return parser
@@ -220,9 +224,26 @@ async def cmd_doctor(args: argparse.Namespace, config: Config) -> int:
     return 0 if not problems else 1
 
 
+async def cmd_run(args: argparse.Namespace, config: Config) -> int:
+    from bot.client import run_bot
+
+    logging.getLogger().setLevel(logging.INFO)
+    await run_bot(config)
+    return 0
+
+
+async def cmd_sync(args: argparse.Namespace, config: Config) -> int:
+    from bot.client import run_bot
+
+    await run_bot(config, sync_only=True)
+    scope = f"guild {config.dev_guild_id}" if config.dev_guild_id else "all servers (global)"
+    print(f"Slash commands registered for {scope}.")
+    return 0
+
+
 COMMANDS: dict[str, Callable[[argparse.Namespace, Config], Awaitable[int]]] = {
     "clone": cmd_clone, "say": cmd_say, "voices": cmd_voices, "delete": cmd_delete,
-    "doctor": cmd_doctor,
+    "doctor": cmd_doctor, "run": cmd_run, "sync": cmd_sync,
 }
 
 

@@ -14,8 +14,15 @@ LATENT = np.arange(8 * 80, dtype=np.float16).reshape(8, 80)
 
 
 def add(store: VoiceStore, guild: int, name: str, **kw) -> object:
-    values = dict(owner_id=7, reference_flac=b"fLaC-bytes", latent=LATENT, duration_s=6.25,
-                  revision="echo-abc", consent_by=7, source="test")
+    values = dict(
+        owner_id=7,
+        reference_flac=b"fLaC-bytes",
+        latent=LATENT,
+        duration_s=6.25,
+        revision="echo-abc",
+        consent_by=7,
+        source="test",
+    )
     values.update(kw)
     return store.add(guild, name, **values)
 
@@ -33,9 +40,13 @@ def test_a_voice_is_a_row_plus_two_files(store, tmp_path):
     assert sorted(p.name for p in folder.iterdir()) == ["latent.npy", "reference.flac"]
     assert (folder / "reference.flac").read_bytes() == b"fLaC-bytes"
     np.testing.assert_array_equal(store.load_latent(voice), LATENT)
-    row = sqlite3.connect(tmp_path / "voicebot.db").execute(
-        "select guild_id, name, name_key, owner_id, duration_s, revision, consent_by, source from voices"
-    ).fetchall()
+    row = (
+        sqlite3.connect(tmp_path / "voicebot.db")
+        .execute(
+            "select guild_id, name, name_key, owner_id, duration_s, revision, consent_by, source from voices"
+        )
+        .fetchall()
+    )
     assert row == [(1, "Ada", "ada", 7, 6.25, "echo-abc", 7, "test")]
     assert len(voice.sha256) == 64 and voice.created_at.endswith("+00:00")
 
@@ -160,3 +171,41 @@ def test_a_newer_schema_is_refused(tmp_path):
     conn.close()
     with pytest.raises(RuntimeError, match="Upgrade the bot"):
         VoiceStore(tmp_path)
+
+
+def test_guild_settings_default_then_persist(store, tmp_path):
+    assert store.settings(1).default_mode == "auto" and store.settings(1).daily_quota_s is None
+    store.update_settings(1, cooldown_s=30.0, daily_quota_s=600.0, file_format="mp3", clone_role_id=99)
+    again = VoiceStore(tmp_path)
+    settings = again.settings(1)
+    assert (settings.cooldown_s, settings.daily_quota_s, settings.file_format, settings.clone_role_id) == (
+        30.0,
+        600.0,
+        "mp3",
+        99,
+    )
+    assert again.settings(2).cooldown_s == 0.0  # per guild
+    assert again.update_settings(1, clone_role_id=None).clone_role_id is None
+    with pytest.raises(ValueError):
+        again.update_settings(1, default_mode="shout")
+    again.close()
+
+
+def test_default_voice_per_user_and_guild_and_gone_with_the_voice(store):
+    add(store, 1, "Ada")
+    assert store.default_voice(1, 10) is None
+    assert store.set_default_voice(1, 10, "ada").name == "Ada"
+    assert store.default_voice(1, 10).name == "Ada" and store.default_voice(1, 11) is None
+    with pytest.raises(VoiceNotFound):
+        store.set_default_voice(2, 10, "Ada")  # another guild's voice can't be anyone's default
+    store.delete(1, "Ada")
+    assert store.default_voice(1, 10) is None
+    assert store.db.execute("select count(*) from user_defaults").fetchone()[0] == 0
+
+
+def test_last_say_is_per_guild_and_user(store):
+    assert store.last_say_at(1, 10) is None
+    store.record_usage(1, 10, kind="say", audio_seconds=1.0, gpu_seconds=0.1)
+    store.record_usage(1, 11, kind="clone", audio_seconds=0.0, gpu_seconds=0.1)
+    assert store.last_say_at(1, 10) is not None and store.last_say_at(1, 11) is None
+    assert store.last_say_at(2, 10) is None

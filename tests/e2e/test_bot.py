@@ -300,3 +300,20 @@ async def test_channel_mode_needs_a_voice_channel_and_permission(world: World):
     )
     reply = await record.wait_for_callback()
     assert reply.ephemeral and "Join a voice channel first" in reply.content
+
+
+async def test_long_files_show_progress_and_fit_the_upload_limit(world: World):
+    small = world.fake.add_guild("Small", upload_limit=300_000)
+    member = world.fake.add_member(small, "Dana")
+    world.add_voice("Ada", member, guild=small)
+    await world.fake.wait_until(lambda: world.bot.get_guild(small.id) is not None, timeout=5)
+    record = await world.fake.invoke("say", {"text": LONG_TEXT, "voice": "Ada"}, user=member)
+    caption = await record.wait_for(lambda r: r.kind == "edit" and "Ada" in (r.content or ""), timeout=60)
+    progress = [r.content for r in record.edits if (r.content or "").startswith("Speaking…")]
+    chunks = len(world.backend.chunk_times)
+    assert chunks >= 4 and progress and progress[0] == f"Speaking… 1/{chunks}"
+    assert len(progress) < chunks  # throttled to about one edit a second, never one per chunk burst
+    posted = await world.fake.wait_for_message(lambda m: m.flags & 8192)
+    (upload,) = posted.files
+    assert len(upload.data) <= 300_000  # a lower bitrate rather than a failed upload
+    assert decode_seconds(upload.data) > 60 and "seed" in caption.content

@@ -1,0 +1,94 @@
+"""`voicebot run` / `python -m bot` as an admin starts it: a real process against the loopback Discord."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.fakediscord import FakeDiscord
+
+
+def bot_env(fake: FakeDiscord, data_dir: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("VOICEBOT_", "DISCORD_", "ECHO_"))}
+    env.update(
+        {
+            "DISCORD_TOKEN": fake.token,
+            "VOICEBOT_DATA_DIR": str(data_dir),
+            "VOICEBOT_BACKEND": "modal",  # no GPU needed to serve /voices; never called here
+            # The documented test-only switches: the loopback Discord's URLs, its self-signed voice TLS.
+            "VOICEBOT_DISCORD_API_BASE": fake.api_base,
+            "VOICEBOT_DISCORD_GATEWAY": fake.gateway_url,
+            "VOICEBOT_VOICE_TLS_VERIFY": "false",
+        }
+    )
+    env.update(extra)
+    return env
+
+
+async def start(env: dict[str, str], cwd: Path, *args: str) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "bot",
+        *args,
+        env=env,
+        cwd=cwd,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+
+
+async def test_run_serves_commands_then_stops_gracefully_on_sigterm(tmp_path):
+    async with FakeDiscord(patch_discord=False) as fake:
+        guild = fake.add_guild("Alpha")
+        alice = fake.add_member(guild, "Alice")
+        env = bot_env(fake, tmp_path / "data")
+        for run in (1, 2):
+            process = await start(env, tmp_path)
+            try:
+                # This process's own gateway session (the first run's commands are already there).
+                await fake.wait_until(lambda n=run: len(fake.gateway_sessions) >= n, timeout=30)
+                await asyncio.sleep(1.0)  # on_ready follows GUILD_CREATE by guild_ready_timeout (0.5 s)
+                await fake.wait_for_commands("say", "voices", timeout=30)
+                record = await fake.invoke("voices", {}, user=alice)
+                reply = await record.wait_for_callback(timeout=15)
+                assert reply.ephemeral and "no voices yet" in reply.content
+            finally:
+                process.send_signal(signal.SIGTERM)
+                _, stderr = await asyncio.wait_for(process.communicate(), 30)
+            assert process.returncode == 0, stderr.decode()
+            assert b"Traceback" not in stderr and fake.token.encode() not in stderr
+            if run == 1:
+                assert b"Synced" in stderr
+            else:  # nothing changed: Discord's command registry is left alone
+                assert b"Commands unchanged" in stderr
+        assert len(fake.command_syncs) == 1
+
+
+@pytest.mark.parametrize(
+    ("token", "message"),
+    [("", "DISCORD_TOKEN is not set"), ("not-the-token", "Discord rejected DISCORD_TOKEN")],
+)
+async def test_a_missing_or_rejected_token_is_one_clear_line(tmp_path, token, message):
+    async with FakeDiscord(patch_discord=False) as fake:
+        env = bot_env(fake, tmp_path / "data", DISCORD_TOKEN=token)
+        process = await start(env, tmp_path, "run")
+        _, stderr = await asyncio.wait_for(process.communicate(), 30)
+    lines = stderr.decode().strip().splitlines()
+    assert process.returncode == 2 and lines[-1].startswith("voicebot: ") and message in lines[-1]
+    assert "Traceback" not in stderr.decode()
+
+
+async def test_sync_registers_commands_and_exits(tmp_path):
+    async with FakeDiscord(patch_discord=False) as fake:
+        fake.add_guild("Alpha")
+        process = await start(bot_env(fake, tmp_path / "data"), tmp_path, "sync")
+        stdout, stderr = await asyncio.wait_for(process.communicate(), 30)
+        assert process.returncode == 0, stderr.decode()
+        assert "Slash commands registered for all servers (global)." in stdout.decode()
+        assert {"say", "clone", "voices"} <= {c["name"] for c in fake.commands()}
