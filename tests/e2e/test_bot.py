@@ -317,3 +317,49 @@ async def test_long_files_show_progress_and_fit_the_upload_limit(world: World):
     (upload,) = posted.files
     assert len(upload.data) <= 300_000  # a lower bitrate rather than a failed upload
     assert decode_seconds(upload.data) > 60 and "seed" in caption.content
+
+
+async def test_settings_restrict_cloning_to_a_role_and_shape_say(world: World):
+    cloners = world.fake.add_role(world.guild, "Cloners")
+    dana = world.fake.add_member(world.guild, "Dana", roles=[cloners])
+    saved = await world.fake.invoke(
+        "settings",
+        {"clone_role": cloners, "max_text_length": 20, "default_mode": "channel"},
+        user=world.admin,
+    )
+    fields = str((await saved.wait_for_callback()).embeds[0]["fields"])
+    assert f"<@&{cloners.id}>" in fields and "20 characters" in fields and "channel" in fields
+
+    upload = world.fake.attachment("a.ogg", clip(), content_type="audio/ogg")
+    denied = await world.fake.invoke(
+        "clone", {"name": "Nope", "consent": True}, user=world.alice, attachments=[upload]
+    )
+    assert "Only members with the @Cloners role" in (await denied.wait_for_callback()).content
+    allowed = await world.fake.invoke(
+        "clone",
+        {"name": "Dana", "consent": True},
+        user=dana,
+        attachments=[world.fake.attachment("d.ogg", clip(), content_type="audio/ogg")],
+    )
+    await allowed.wait_for(lambda r: r.kind == "edit" and r.embeds, timeout=30)
+
+    too_long = await world.fake.invoke("say", {"text": "x" * 21, "voice": "Dana", "mode": "file"}, user=dana)
+    reply = await too_long.wait_for(lambda r: "limit here is 20" in (r.content or ""), timeout=20)
+    assert reply.ephemeral
+    # default mode "channel": a member outside voice is told to join one, not sent a file.
+    channel_default = await world.fake.invoke("say", {"text": "Hi.", "voice": "Dana"}, user=dana)
+    assert "Join a voice channel first" in (await channel_default.wait_for_callback()).content
+
+
+async def test_force_speaker_changes_the_delivery_with_the_same_seed(world: World):
+    world.add_voice("Ada", world.alice)
+    await (await world.fake.invoke("settings", {"file_format": "mp3"}, user=world.admin)).wait_for_callback()
+    files = []
+    for force in (False, True, False):
+        record = await world.fake.invoke(
+            "say", {"text": "Same seed.", "voice": "Ada", "seed": 7, "force_speaker": force}, user=world.alice
+        )
+        files.append(
+            (await record.wait_for(lambda r: r.kind == "edit" and r.files, timeout=30)).files[0].data
+        )
+    assert files[0] == files[2] and files[0] != files[1]

@@ -92,3 +92,14 @@ async def test_sync_registers_commands_and_exits(tmp_path):
         assert process.returncode == 0, stderr.decode()
         assert "Slash commands registered for all servers (global)." in stdout.decode()
         assert {"say", "clone", "voices"} <= {c["name"] for c in fake.commands()}
+
+
+async def test_sync_to_a_dev_guild_only(tmp_path):
+    async with FakeDiscord(patch_discord=False) as fake:
+        guild = fake.add_guild("Dev")
+        env = bot_env(fake, tmp_path / "data", VOICEBOT_DEV_GUILD=str(guild.id))
+        process = await start(env, tmp_path, "sync")
+        stdout, stderr = await asyncio.wait_for(process.communicate(), 30)
+        assert process.returncode == 0, stderr.decode()
+        assert f"registered for guild {guild.id}" in stdout.decode()
+        assert fake.commands() == [] and {"say", "clone"} <= {c["name"] for c in fake.commands(guild)}
