@@ -8,6 +8,7 @@ Ogg/Opus (or MP3) attachment, always within the interaction's upload limit.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import json
 import time
@@ -18,7 +19,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot import audio, speech, text
+from bot import audio, replies, speech, text
 from bot.errors import (
     CannotJoinVoice,
     CooldownActive,
@@ -206,13 +207,15 @@ class Say(commands.Cog):
     async def _play(
         self, interaction: discord.Interaction, request: speech.Request, channel: discord.VoiceChannel
     ) -> None:
-        from bot.playback import Outcome, QueueItem
+        from bot.playback import Ending, Outcome, QueueItem
 
         bot = bot_of(interaction)
 
         async def chunks():
             async for chunk in speech.stream(bot.store, bot.backend, request):
                 yield chunk.audio
+
+        announced = asyncio.Event()
 
         async def finished(outcome: Outcome) -> None:
             # Only what was really heard counts against the quota.
@@ -224,6 +227,16 @@ class Say(commands.Cog):
                 audio_seconds=outcome.seconds,
                 gpu_seconds=0.0,
             )
+            problem = None
+            if outcome.ending == Ending.FAILED and outcome.error is not None:
+                problem = replies.message_for(outcome.error)
+            elif outcome.ending == Ending.DISCONNECTED:
+                problem = "The voice connection dropped, so that was cut short. Try /say again."
+            if problem:
+                # After the "Speaking now…" notice, never before it, whatever the timing.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(announced.wait(), 10)
+                await replies.tell(interaction, problem)
 
         title = request.chunks[0].removeprefix(text.SPEAKER_PREFIX)[:80]
         item = QueueItem(title=title, requester_id=request.user_id, chunks=chunks(), on_finish=finished)
@@ -234,6 +247,7 @@ class Say(commands.Cog):
             if position == 0
             else f"🔊 Queued in {where} at position {position} as **{name}**."
         )
+        announced.set()
 
 
 async def enqueue_or_explain(bot, channel: discord.VoiceChannel, item) -> int:

@@ -363,3 +363,16 @@ async def test_force_speaker_changes_the_delivery_with_the_same_seed(world: Worl
             (await record.wait_for(lambda r: r.kind == "edit" and r.files, timeout=30)).files[0].data
         )
     assert files[0] == files[2] and files[0] != files[1]
+
+
+async def test_a_failure_while_speaking_in_voice_is_reported_privately(world: World):
+    world.add_voice("Ada", world.alice)
+    await world.join_voice(world.alice)
+    world.backend.failure = BackendTimedOut(180)
+    record = await world.fake.invoke("say", {"text": "Hello.", "voice": "Ada"}, user=world.alice)
+    reply = await record.wait_for(lambda r: "didn't answer within 180 s" in (r.content or ""), timeout=20)
+    assert reply.ephemeral and "Traceback" not in reply.content
+    world.backend.failure = None
+    again = await world.fake.invoke("say", {"text": "Hello again.", "voice": "Ada"}, user=world.alice)
+    await again.wait_for(lambda r: "Speaking now" in (r.content or ""), timeout=20)
+    await world.fake.wait_until(lambda: world.fake.voice_packets(world.guild), timeout=30)
