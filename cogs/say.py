@@ -13,7 +13,7 @@ import io
 import json
 import time
 from datetime import UTC, datetime
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import discord
 from discord import app_commands
@@ -29,6 +29,10 @@ from bot.errors import (
 )
 from bot.store import GuildSettings
 from cogs.common import GuildNames, bot_of, guild_id_of, voice_names
+
+if TYPE_CHECKING:
+    from bot.client import VoiceBot
+    from bot.playback import QueueItem
 
 Mode = Literal["auto", "file", "channel"]
 PROGRESS_EVERY_S = 1.0  # Discord rate-limits edits; once a second reads as live
@@ -130,7 +134,10 @@ class Say(commands.Cog):
         request = await asyncio.to_thread(
             self._plan, interaction, settings, words, voice, seed, force_speaker
         )
-        self.started[(guild_id, interaction.user.id)] = time.time()
+        now = time.time()
+        if len(self.started) > 10_000:  # keep only what a cooldown (at most 1 h) can still need
+            self.started = {key: at for key, at in self.started.items() if now - at < 3600}
+        self.started[(guild_id, interaction.user.id)] = now
         if chosen == "file":
             await self._reply_with_file(interaction, request, settings)
         else:
@@ -250,7 +257,7 @@ class Say(commands.Cog):
         announced.set()
 
 
-async def enqueue_or_explain(bot, channel: discord.VoiceChannel, item) -> int:
+async def enqueue_or_explain(bot: VoiceBot, channel: discord.VoiceChannel, item: QueueItem) -> int:
     """Join failures in words a member understands (discord.py speaks in exceptions)."""
     try:
         return await bot.playback.enqueue(channel, item)

@@ -9,10 +9,11 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from bot.store import GuildSettings
 from cogs.common import bot_of, guild_id_of
 
 
-def describe(settings, max_chars: int) -> discord.Embed:
+def describe(settings: GuildSettings, max_chars: int) -> discord.Embed:
     embed = discord.Embed(title="Voice bot settings", colour=discord.Colour.blurple())
     embed.add_field(
         name="Who may clone", value=f"<@&{settings.clone_role_id}>" if settings.clone_role_id else "everyone"
