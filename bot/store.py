@@ -173,12 +173,15 @@ class VoiceStore:
         self.voices_dir.mkdir(parents=True, exist_ok=True)
         conn = sqlite3.connect(self.data_dir / "voicebot.db", check_same_thread=False, timeout=30)
         self.db = sqlite_utils.Database(conn)
-        self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=FULL")
         self.db.execute("PRAGMA foreign_keys=ON")
         self._lock = threading.RLock()
-        self._migrate()
-        self.last_sweep = self.sweep()
+        # Two processes may open a new library at once (the bot and the CLI, or two CLI runs): the
+        # switch to WAL, the migrations and the sweep run one process at a time.
+        with self._files_lock(exclusive=True):
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self._migrate()
+            self.last_sweep = self._sweep()
 
     @contextlib.contextmanager
     def _files_lock(self, exclusive: bool) -> Iterator[None]:
@@ -413,8 +416,12 @@ class VoiceStore:
 
     def sweep(self) -> SweepReport:
         """Remove folders without rows (and half-written ones), and rows whose files are gone."""
+        with self._files_lock(exclusive=True):
+            return self._sweep()
+
+    def _sweep(self) -> SweepReport:
         removed_folders = removed_rows = 0
-        with self._lock, self._files_lock(exclusive=True):
+        with self._lock:
             known = {(r["guild_id"], r["id"]) for r in self.db["voices"].rows}
             for guild_dir in self.voices_dir.iterdir():
                 if not guild_dir.is_dir() or not guild_dir.name.isdigit():

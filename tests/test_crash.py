@@ -137,3 +137,27 @@ def test_a_store_writer_killed_at_random_moments(tmp_path):
     store = assert_consistent(data)
     assert store.count(1) + store.count(2) > 20  # the writers did get work done between kills
     store.close()
+
+
+OPENER = """
+import sys
+from bot.store import VoiceStore
+store = VoiceStore(sys.argv[1])
+assert store.integrity_check() == "ok"
+store.close()
+"""
+
+
+def test_a_new_library_opened_by_several_processes_at_once(tmp_path):
+    """The bot and the CLI (or two CLI runs) may create the library together: one migrates."""
+    data = tmp_path / "data"
+    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
+    procs = [
+        subprocess.Popen([sys.executable, "-c", OPENER, str(data)], cwd=ROOT, env=env, stderr=subprocess.PIPE)
+        for _ in range(6)
+    ]
+    results = [(p.wait(timeout=60), p.stderr.read().decode()) for p in procs]
+    assert all(code == 0 for code, _ in results), [err for code, err in results if code]
+    store = VoiceStore(data)
+    assert store.schema_version() == len(__import__("bot.store").store.MIGRATIONS)
+    store.close()
