@@ -23,41 +23,17 @@ from bot.errors import BackendFailed
 from bot.playback import OPUS_SILENCE, Ending, Outcome, Playback, QueueItem, StreamingSource
 from tests.fakediscord import FakeDiscord
 from tests.fakediscord.audio import align
+from tests.fakediscord.leftovers import DISCORD_THREADS, assert_nothing_left_behind
 from tests.media import resample, tone
 
 RATE = 48_000  # what the fake decodes to
-_DISCORD_THREADS = ("keep-alive-handler", "voice-keep-alive-handler", "voice-socket-reader", "audio-player")
-
-
-# --- fixtures and helpers -----------------------------------------------------------------------
-
-
-def _running_threads() -> list[threading.Thread]:
-    """discord.py's and playback's threads still working (a voice SocketReader told to stop sits
-    in a 30 s select on its closed socket: it counts as stopped)."""
-    running = []
-    for thread in threading.enumerate():
-        if not thread.is_alive() or not thread.name.startswith((*_DISCORD_THREADS, "voice-encoder")):
-            continue
-        if thread.name.startswith("voice-socket-reader") and thread._end.is_set():  # type: ignore[attr-defined]
-            continue
-        running.append(thread)
-    return running
 
 
 @pytest.fixture(autouse=True)
 async def leaves_nothing_behind() -> AsyncIterator[None]:
+    """Every test must end with discord.py's threads stopped and no asyncio task still pending."""
     yield
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + 3.0
-    while loop.time() < deadline:
-        threads = _running_threads()
-        tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task() and not t.done()]
-        if not threads and not tasks:
-            break
-        await asyncio.sleep(0.05)
-    assert not threads, f"threads left running: {threads}"
-    assert not tasks, f"tasks left pending: {tasks}"
+    await assert_nothing_left_behind((*DISCORD_THREADS, "voice-encoder"))
 
 
 @pytest.fixture
@@ -479,7 +455,9 @@ async def test_disconnected_by_someone_ends_the_queue_as_disconnected(fake: Fake
         assert playback.connected_channel(guild.id) == channel
 
     assert finished.endings() == {
-        "long": Ending.DISCONNECTED, "queued": Ending.DISCONNECTED, "again": Ending.PLAYED
+        "long": Ending.DISCONNECTED,
+        "queued": Ending.DISCONNECTED,
+        "again": Ending.PLAYED,
     }
     assert long.closed and queued.closed
     assert pitch_order(fake.voice_pcm(guild)) == [400, 700]

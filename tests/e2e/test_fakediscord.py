@@ -13,7 +13,6 @@ import io
 import itertools
 import json
 import socket
-import threading
 from collections.abc import AsyncIterator
 
 import aiohttp
@@ -26,38 +25,15 @@ from discord import app_commands
 
 from tests.fakediscord import CallbackType, FakeDiscord, MessageFlag, Perm
 from tests.fakediscord.audio import OpusPacketSource, align, chirp, encode_opus
+from tests.fakediscord.leftovers import DISCORD_THREADS, assert_nothing_left_behind
 from tests.fakediscord.voice import build_rtp, parse_rtp
-
-_DISCORD_THREADS = ("keep-alive-handler", "voice-keep-alive-handler", "voice-socket-reader", "audio-player")
-
-
-def _running_discord_threads() -> list[threading.Thread]:
-    """discord.py threads still working. A voice SocketReader that was told to stop counts as
-    stopped: it sits in ``select(..., 30)`` on its closed socket and exits when that times out."""
-    running = []
-    for thread in threading.enumerate():
-        if not thread.name.startswith(_DISCORD_THREADS) or not thread.is_alive():
-            continue
-        if thread.name.startswith("voice-socket-reader") and thread._end.is_set():  # type: ignore[attr-defined]
-            continue
-        running.append(thread)
-    return running
 
 
 @pytest.fixture(autouse=True)
 async def leaves_nothing_behind() -> AsyncIterator[None]:
     """Every test must end with discord.py's threads stopped and no asyncio task still pending."""
     yield
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + 3.0
-    while loop.time() < deadline:
-        threads = _running_discord_threads()
-        tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task() and not t.done()]
-        if not threads and not tasks:
-            break
-        await asyncio.sleep(0.05)
-    assert not threads, f"threads left running: {threads}"
-    assert not tasks, f"tasks left pending: {tasks}"
+    await assert_nothing_left_behind(DISCORD_THREADS)
 
 
 def make_client(
