@@ -290,17 +290,8 @@ class InteractionFactory:
         command = self._require_command(name, 2, guild)
         resolved: dict[str, dict[str, Any]] = {}
         self._resolve_user(target, guild, resolved)
-        user_id = target.id
-        data = {"id": command["id"], "name": name, "type": 2, "target_id": str(user_id), "resolved": resolved}
-        if "guild_id" in command:
-            data["guild_id"] = command["guild_id"]
-        return self._record(
-            InteractionType.APPLICATION_COMMAND,
-            data,
-            member=member,
-            channel=channel,
-            name=name,
-            locale=locale,
+        return self._context_menu(
+            command, str(target.id), resolved, member=member, channel=channel, locale=locale
         )
 
     def message_command(
@@ -308,12 +299,28 @@ class InteractionFactory:
     ) -> InteractionRecord:
         guild = self._world.guilds[member.guild_id]
         command = self._require_command(name, 3, guild)
+        resolved = {"messages": {str(message.id): message.payload()}}
+        return self._context_menu(
+            command, str(message.id), resolved, member=member, channel=channel, locale=locale
+        )
+
+    def _context_menu(
+        self,
+        command: dict[str, Any],
+        target_id: str,
+        resolved: dict[str, Any],
+        *,
+        member: Member,
+        channel: Channel,
+        locale: str,
+    ) -> InteractionRecord:
+        """A user (type 2) or message (type 3) context-menu invocation of `command` on `target_id`."""
         data = {
             "id": command["id"],
-            "name": name,
-            "type": 3,
-            "target_id": str(message.id),
-            "resolved": {"messages": {str(message.id): message.payload()}},
+            "name": command["name"],
+            "type": command["type"],
+            "target_id": target_id,
+            "resolved": resolved,
         }
         if "guild_id" in command:
             data["guild_id"] = command["guild_id"]
@@ -322,7 +329,7 @@ class InteractionFactory:
             data,
             member=member,
             channel=channel,
-            name=name,
+            name=command["name"],
             locale=locale,
         )
 
