@@ -43,6 +43,17 @@ async def voice_names(interaction: discord.Interaction, current: str) -> list[ap
     return [app_commands.Choice(name=v.name, value=v.name) for v in matches[:25]]
 
 
+def voice_channel_of(interaction: discord.Interaction) -> discord.VoiceChannel | discord.StageChannel | None:
+    state = getattr(interaction.user, "voice", None)
+    return state.channel if state and state.channel else None
+
+
+def may_speak_in(channel: discord.abc.GuildChannel) -> bool:
+    me = channel.guild.me
+    permissions = channel.permissions_for(me)
+    return permissions.connect and permissions.speak
+
+
 class GuildNames:
     """`bot.text.Resolver` over a guild's cache: mentions read as display names."""
 

@@ -28,7 +28,7 @@ from bot.errors import (
     QuotaExhausted,
 )
 from bot.store import GuildSettings
-from cogs.common import GuildNames, bot_of, guild_id_of, voice_names
+from cogs.common import GuildNames, bot_of, guild_id_of, may_speak_in, voice_channel_of, voice_names
 
 if TYPE_CHECKING:
     from bot.client import VoiceBot
@@ -38,28 +38,17 @@ Mode = Literal["auto", "file", "channel"]
 PROGRESS_EVERY_S = 1.0  # Discord rate-limits edits; once a second reads as live
 
 
-def _voice_channel_of(interaction: discord.Interaction) -> discord.VoiceChannel | discord.StageChannel | None:
-    state = getattr(interaction.user, "voice", None)
-    return state.channel if state and state.channel else None
-
-
-def _may_speak_in(channel: discord.abc.GuildChannel) -> bool:
-    me = channel.guild.me
-    permissions = channel.permissions_for(me)
-    return permissions.connect and permissions.speak
-
-
 def choose_mode(interaction: discord.Interaction, wanted: str) -> tuple[str, discord.VoiceChannel | None]:
-    channel = _voice_channel_of(interaction)
+    channel = voice_channel_of(interaction)
     if wanted == "file":
         return "file", None
     if wanted == "channel":
         if channel is None:
             raise NotInVoiceChannel()
-        if not _may_speak_in(channel):
+        if not may_speak_in(channel):
             raise CannotJoinVoice(channel.mention)
         return "channel", channel
-    if channel is not None and _may_speak_in(channel):
+    if channel is not None and may_speak_in(channel):
         return "channel", channel
     return "file", None
 

@@ -7,8 +7,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.errors import CannotJoinVoice, NotInVoiceChannel, NotPlaying, SpeakingElsewhere
-from cogs.common import bot_of, guild_id_of
-from cogs.say import _may_speak_in, _voice_channel_of
+from cogs.common import bot_of, guild_id_of, may_speak_in, voice_channel_of
 
 
 class VoiceChannel(commands.Cog):
@@ -19,10 +18,10 @@ class VoiceChannel(commands.Cog):
     @app_commands.guild_only()
     async def join(self, interaction: discord.Interaction) -> None:
         guild_id_of(interaction)
-        channel = _voice_channel_of(interaction)
+        channel = voice_channel_of(interaction)
         if channel is None:
             raise NotInVoiceChannel()
-        if not _may_speak_in(channel):
+        if not may_speak_in(channel):
             raise CannotJoinVoice(channel.mention)
         await interaction.response.defer(ephemeral=True, thinking=True)
         playback = bot_of(interaction).playback
