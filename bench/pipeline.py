@@ -69,8 +69,9 @@ class ReplayBackend:
 
 async def one_say(store: VoiceStore, backend: ReplayBackend) -> dict[str, float]:
     marks = {"start": time.perf_counter()}
-    request = speech.plan(store, guild_id=1, user_id=2, voice_name="Narrator", words=MESSAGE,
-                          max_chars=2000, seed=1)
+    request = speech.plan(
+        store, guild_id=1, user_id=2, voice_name="Narrator", words=MESSAGE, max_chars=2000, seed=1
+    )
     marks["text"] = time.perf_counter()
     result = await speech.speak(store, backend, request)
     marks["stitch"] = time.perf_counter()
@@ -90,10 +91,22 @@ async def one_say(store: VoiceStore, backend: ReplayBackend) -> dict[str, float]
 async def run(runs: int) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         store = VoiceStore(tmp)
-        store.add(1, "Narrator", owner_id=2, reference_flac=b"fLaC", latent=np.zeros((64, 80)),
-                  duration_s=10.0, revision="replay", consent_by=2, source="bench")
-        chunks = len(speech.plan(store, guild_id=1, user_id=2, voice_name="Narrator", words=MESSAGE,
-                                 max_chars=2000).chunks)
+        store.add(
+            1,
+            "Narrator",
+            owner_id=2,
+            reference_flac=b"fLaC",
+            latent=np.zeros((64, 80)),
+            duration_s=10.0,
+            revision="replay",
+            consent_by=2,
+            source="bench",
+        )
+        chunks = len(
+            speech.plan(
+                store, guild_id=1, user_id=2, voice_name="Narrator", words=MESSAGE, max_chars=2000
+            ).chunks
+        )
         backend = ReplayBackend([20.0 / chunks] * chunks)  # ~20 s of speech in all
         await one_say(store, backend)  # warm-up: imports, codec set-up
         samples = [await one_say(store, backend) for _ in range(runs)]

@@ -175,9 +175,14 @@ _NOT_AUDIO_PREFIXES: tuple[tuple[bytes, str], ...] = (
     (b"wOF2", "a font"),
 )
 _IMAGE_BRANDS = {
-    b"heic": "a HEIC image", b"heix": "a HEIC image", b"hevc": "a HEIC image",
-    b"mif1": "a HEIC image", b"msf1": "a HEIC image", b"avif": "an AVIF image",
-    b"avis": "an AVIF image", b"crx ": "a camera raw image",
+    b"heic": "a HEIC image",
+    b"heix": "a HEIC image",
+    b"hevc": "a HEIC image",
+    b"mif1": "a HEIC image",
+    b"msf1": "a HEIC image",
+    b"avif": "an AVIF image",
+    b"avis": "an AVIF image",
+    b"crx ": "a camera raw image",
 }
 _ASF_GUID = bytes.fromhex("3026b2758e66cf11a6d900aa0062ce6c")
 _QT_ATOMS = {b"moov", b"mdat", b"wide", b"free", b"skip", b"pnot"}
@@ -376,8 +381,7 @@ def _decode_reference(data: bytes, kind: _Kind) -> tuple[np.ndarray, str]:
     limit = round((MAX_REFERENCE_S + _REFERENCE_SLACK_S) * SAMPLE_RATE)
     deadline = time.monotonic() + _DECODE_TIME_LIMIT_S
     try:
-        container = av.open(io.BytesIO(data), mode="r", format=kind.demuxer,
-                            metadata_errors="ignore")
+        container = av.open(io.BytesIO(data), mode="r", format=kind.demuxer, metadata_errors="ignore")
     except _PYAV_ERRORS as exc:
         raise Undecodable(f"{kind.demuxer}: cannot open: {exc}") from exc
     with container:
@@ -414,8 +418,10 @@ def _decode_reference(data: bytes, kind: _Kind) -> tuple[np.ndarray, str]:
             if (
                 packets > _DECODE_MAX_PACKETS
                 or time.monotonic() > deadline
-                or (packets == _TINY_PACKETS_AFTER
-                    and produced < _MIN_SAMPLES_PER_PACKET * _TINY_PACKETS_AFTER)
+                or (
+                    packets == _TINY_PACKETS_AFTER
+                    and produced < _MIN_SAMPLES_PER_PACKET * _TINY_PACKETS_AFTER
+                )
             ):
                 raise Undecodable(f"{fmt}: gave up after {packets} packets, {produced} samples")
             if packet.pos is not None and packet.pos > 0:
@@ -431,9 +437,7 @@ def _decode_reference(data: bytes, kind: _Kind) -> tuple[np.ndarray, str]:
                 if not (_MIN_INPUT_RATE <= frame.sample_rate <= _MAX_INPUT_RATE) or not (
                     0 < frame.layout.nb_channels <= _MAX_INPUT_CHANNELS
                 ):
-                    raise Undecodable(
-                        f"{fmt}: {frame.sample_rate} Hz, {frame.layout.nb_channels} channels"
-                    )
+                    raise Undecodable(f"{fmt}: {frame.sample_rate} Hz, {frame.layout.nb_channels} channels")
                 if frame.samples * SAMPLE_RATE / frame.sample_rate > limit:
                     produced = limit + 1  # one frame longer than a whole reference
                     break
@@ -661,9 +665,7 @@ _CODECS = {  # fmt: (muxer, encoder, rate, encoder options)
 }
 
 
-def _frames(
-    pcm: np.ndarray, sample_rate: int, step: int, *, stereo: bool = False
-) -> Iterator[av.AudioFrame]:
+def _frames(pcm: np.ndarray, sample_rate: int, step: int, *, stereo: bool = False) -> Iterator[av.AudioFrame]:
     """Packed float frames of ≤`step` samples; `stereo` copies the mono signal to both sides
     (FFmpeg's own mono→stereo upmix would lower it by 3 dB)."""
     for start in range(0, pcm.size, step):
@@ -702,8 +704,12 @@ def _tag(data: bytes, fmt: str, tags: Tags) -> bytes:
     elif fmt == "flac":
         flac = FLAC(buf)
         flac.add_tags() if flac.tags is None else flac.tags.clear()
-        for key, value in (("TITLE", tags.title), ("ARTIST", tags.voice),
-                           ("COMMENT", tags.comment), ("LICENSE", tags.licence)):
+        for key, value in (
+            ("TITLE", tags.title),
+            ("ARTIST", tags.voice),
+            ("COMMENT", tags.comment),
+            ("LICENSE", tags.licence),
+        ):
             flac.tags[key] = value
         buf.seek(0)
         flac.save(buf)
@@ -740,8 +746,14 @@ def encode(
     with av.open(buf, mode="w", format=muxer) as out:
         if fmt == "wav" and tags is not None:
             # FFmpeg's wav muxer writes these as a RIFF INFO list (INAM, IART, ICMT, ICOP)
-            out.metadata.update({"title": tags.title, "artist": tags.voice,
-                                 "comment": tags.comment, "copyright": tags.licence})
+            out.metadata.update(
+                {
+                    "title": tags.title,
+                    "artist": tags.voice,
+                    "comment": tags.comment,
+                    "copyright": tags.licence,
+                }
+            )
         stream = out.add_stream(codec, rate=rate, layout="mono", options=dict(options))
         chosen = bitrate or BITRATE_LADDER[fmt][0]
         if chosen and fmt != "wav":

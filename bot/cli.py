@@ -94,8 +94,11 @@ def _backend(config: Config):
     from bot.tts import create_backend
 
     return create_backend(
-        config.backend, weights_dir=config.weights_dir, device=config.device,
-        app_name=config.modal_app, timeout=config.backend_timeout_s,
+        config.backend,
+        weights_dir=config.weights_dir,
+        device=config.device,
+        app_name=config.modal_app,
+        timeout=config.backend_timeout_s,
     )
 
 
@@ -140,15 +143,23 @@ async def cmd_clone(args: argparse.Namespace, config: Config) -> int:
     backend = _backend(config)
     try:
         cloned = await clone_reference(
-            store, backend, reference, guild_id=args.guild, name=name, owner_id=args.owner,
-            consent_by=args.owner, source=f"cli:{args.file.name}",
+            store,
+            backend,
+            reference,
+            guild_id=args.guild,
+            name=name,
+            owner_id=args.owner,
+            consent_by=args.owner,
+            source=f"cli:{args.file.name}",
         )
     finally:
         await backend.close()
         store.close()
     voice = cloned.voice
-    print(f"Cloned “{voice.name}” in guild {voice.guild_id} from {cloned.format}, "
-          f"{voice.duration_s:.1f} s of reference (id {voice.id}, model {voice.revision}).")
+    print(
+        f"Cloned “{voice.name}” in guild {voice.guild_id} from {cloned.format}, "
+        f"{voice.duration_s:.1f} s of reference (id {voice.id}, model {voice.revision})."
+    )
     return 0
 
 
@@ -165,8 +176,14 @@ async def cmd_say(args: argparse.Namespace, config: Config) -> int:
     backend = None
     try:
         request = speech.plan(
-            store, guild_id=args.guild, user_id=args.user, voice_name=args.voice, words=args.text,
-            max_chars=config.max_text_chars, params=speech.settings(args.force_speaker), seed=args.seed,
+            store,
+            guild_id=args.guild,
+            user_id=args.user,
+            voice_name=args.voice,
+            words=args.text,
+            max_chars=config.max_text_chars,
+            params=speech.settings(args.force_speaker),
+            seed=args.seed,
         )
         backend = _backend(config)
         result = await speech.speak(store, backend, request)
@@ -177,8 +194,10 @@ async def cmd_say(args: argparse.Namespace, config: Config) -> int:
         store.close()
     _write_atomically(args.out, data)
     chunks = len(request.chunks)
-    print(f"Wrote {args.out}: {result.audio_seconds:.1f} s in “{request.voice.name}”'s voice "
-          f"({chunks} chunk{'s' * (chunks != 1)}, seed {request.seed}).")
+    print(
+        f"Wrote {args.out}: {result.audio_seconds:.1f} s in “{request.voice.name}”'s voice "
+        f"({chunks} chunk{'s' * (chunks != 1)}, seed {request.seed})."
+    )
     return 0
 
 
@@ -193,8 +212,10 @@ async def cmd_voices(args: argparse.Namespace, config: Config) -> int:
     if args.json:
         print(json.dumps([asdict(v) for v in voices], indent=2))
     elif not voices:
-        print(f"Guild {args.guild} has no voices yet. Add one with: voicebot clone --guild {args.guild} "
-              "--name NAME FILE")
+        print(
+            f"Guild {args.guild} has no voices yet. Add one with: voicebot clone --guild {args.guild} "
+            "--name NAME FILE"
+        )
     else:
         for v in voices:
             print(f"{v.name:<32}  {v.duration_s:6.1f} s  owner {v.owner_id}  {v.created_at}  {v.id}")
@@ -242,8 +263,13 @@ async def cmd_sync(args: argparse.Namespace, config: Config) -> int:
 
 
 COMMANDS: dict[str, Callable[[argparse.Namespace, Config], Awaitable[int]]] = {
-    "clone": cmd_clone, "say": cmd_say, "voices": cmd_voices, "delete": cmd_delete,
-    "doctor": cmd_doctor, "run": cmd_run, "sync": cmd_sync,
+    "clone": cmd_clone,
+    "say": cmd_say,
+    "voices": cmd_voices,
+    "delete": cmd_delete,
+    "doctor": cmd_doctor,
+    "run": cmd_run,
+    "sync": cmd_sync,
 }
 
 

@@ -58,8 +58,14 @@ async def clone_voice(
     reference = await asyncio.to_thread(audio.load_reference, data, max_bytes=max_bytes)
     await _report(progress, "encoding")
     return await clone_reference(
-        store, backend, reference, guild_id=guild_id, name=name, owner_id=owner_id,
-        consent_by=consent_by, source=source,
+        store,
+        backend,
+        reference,
+        guild_id=guild_id,
+        name=name,
+        owner_id=owner_id,
+        consent_by=consent_by,
+        source=source,
     )
 
 
@@ -79,8 +85,15 @@ async def clone_reference(
     latent = await backend.encode_speaker(reference.pcm)
     flac = await asyncio.to_thread(audio.encode, reference.pcm, "flac")
     voice = await asyncio.to_thread(
-        store.add, guild_id, name, owner_id=owner_id, reference_flac=flac, latent=latent.data,
-        duration_s=reference.duration_s, revision=latent.revision, consent_by=consent_by,
+        store.add,
+        guild_id,
+        name,
+        owner_id=owner_id,
+        reference_flac=flac,
+        latent=latent.data,
+        duration_s=reference.duration_s,
+        revision=latent.revision,
+        consent_by=consent_by,
         source=source,
     )
     return Cloned(voice, reference.format)

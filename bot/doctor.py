@@ -34,13 +34,23 @@ def _library(config: Config) -> list[Check]:
     try:
         checks = []
         integrity = store.integrity_check()
-        checks.append((integrity == "ok", f"Database integrity: {integrity}" + (
-            "" if integrity == "ok" else " — restore data/ from a backup.")))
+        checks.append(
+            (
+                integrity == "ok",
+                f"Database integrity: {integrity}"
+                + ("" if integrity == "ok" else " — restore data/ from a backup."),
+            )
+        )
         checks.append((True, f"Schema version {store.schema_version()} (this bot: {SCHEMA_VERSION})."))
         swept = store.last_sweep
         if swept.removed_folders or swept.removed_rows:
-            checks.append((True, f"Repaired: removed {swept.removed_folders} orphan folder(s) and "
-                                 f"{swept.removed_rows} voice(s) whose files were missing."))
+            checks.append(
+                (
+                    True,
+                    f"Repaired: removed {swept.removed_folders} orphan folder(s) and "
+                    f"{swept.removed_rows} voice(s) whose files were missing.",
+                )
+            )
         guilds = store.db.execute("select count(distinct guild_id), count(*) from voices").fetchone()
         checks.append((True, f"{guilds[1]} voice(s) in {guilds[0]} server(s) under {data_dir}."))
         return checks
@@ -52,18 +62,31 @@ async def _backend(config: Config) -> list[Check]:
     from bot.tts import create_backend
 
     if config.backend == "modal" and not _modal_credentials():
-        return [(False, "No Modal credentials: set MODAL_TOKEN_ID and MODAL_TOKEN_SECRET (in the "
-                        "environment or .env), or run `modal token new`.")]
+        return [
+            (
+                False,
+                "No Modal credentials: set MODAL_TOKEN_ID and MODAL_TOKEN_SECRET (in the "
+                "environment or .env), or run `modal token new`.",
+            )
+        ]
     if config.backend == "local":
         from modal_tts.engine import WEIGHT_FILES
 
         missing = [name for name in WEIGHT_FILES if not (config.weights_dir / name).is_file()]
         if missing:
-            return [(False, f"Weights folder {config.weights_dir} lacks {', '.join(missing)}: fill it "
-                            "with `modal_tts.weights.fill_weights_dir` or try `python -m modal_tts.tiny`.")]
+            return [
+                (
+                    False,
+                    f"Weights folder {config.weights_dir} lacks {', '.join(missing)}: fill it "
+                    "with `modal_tts.weights.fill_weights_dir` or try `python -m modal_tts.tiny`.",
+                )
+            ]
     backend = create_backend(
-        config.backend, weights_dir=config.weights_dir, device=config.device,
-        app_name=config.modal_app, timeout=min(config.backend_timeout_s, 60.0),
+        config.backend,
+        weights_dir=config.weights_dir,
+        device=config.device,
+        app_name=config.modal_app,
+        timeout=min(config.backend_timeout_s, 60.0),
     )
     try:
         info = await backend.info()
@@ -71,8 +94,13 @@ async def _backend(config: Config) -> list[Check]:
         return [(False, f"Speech backend ({config.backend}): {exc.message} {exc.admin_hint}".rstrip())]
     finally:
         await backend.close()
-    return [(True, f"Speech backend ({config.backend}) answers: model {info.get('revision')} on "
-                   f"{info.get('device_name') or info.get('device')}.")]
+    return [
+        (
+            True,
+            f"Speech backend ({config.backend}) answers: model {info.get('revision')} on "
+            f"{info.get('device_name') or info.get('device')}.",
+        )
+    ]
 
 
 async def diagnose(config: Config) -> AsyncIterator[Check]:

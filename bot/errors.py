@@ -85,8 +85,7 @@ class NotAudio(BadReference):
     def __init__(self, detected: str | None = None) -> None:
         what = f" (it looks like {detected})" if detected else ""
         super().__init__(
-            f"That file is not audio{what}. Send a recording as WAV, MP3, Ogg/Opus, M4A, FLAC, "
-            "WebM or MP4."
+            f"That file is not audio{what}. Send a recording as WAV, MP3, Ogg/Opus, M4A, FLAC, WebM or MP4."
         )
         self.detected = detected
 
@@ -94,8 +93,7 @@ class NotAudio(BadReference):
 class Undecodable(BadReference):
     def __init__(self, detail: str = "") -> None:
         super().__init__(
-            "That audio file is damaged or truncated and can't be decoded. "
-            "Export it again and re-upload it."
+            "That audio file is damaged or truncated and can't be decoded. Export it again and re-upload it."
         )
         self.detail = detail
 
@@ -170,8 +168,7 @@ class BackendUnauthorised(BackendError):
 
     def __init__(self, detail: str = "") -> None:
         super().__init__(
-            "The bot can't sign in to its speech engine. A bot admin needs to check its Modal "
-            "credentials."
+            "The bot can't sign in to its speech engine. A bot admin needs to check its Modal credentials."
         )
         self.detail = detail
 
@@ -199,8 +196,9 @@ class BackendFailed(BackendError):
     admin_hint = "See the bot's log for the error and `voicebot doctor` for a health check."
 
     def __init__(self, detail: str = "") -> None:
-        super().__init__("The speech engine failed on that request. Try again; if it keeps "
-                         "failing, tell a bot admin.")
+        super().__init__(
+            "The speech engine failed on that request. Try again; if it keeps failing, tell a bot admin."
+        )
         self.detail = detail
 
 
@@ -233,9 +231,7 @@ class VoiceNameTaken(InvalidInput):
 
 class VoiceNotFound(InvalidInput):
     def __init__(self, name: str) -> None:
-        super().__init__(
-            f"There is no voice called “{name[:40]}” on this server. See the list with /voices."
-        )
+        super().__init__(f"There is no voice called “{name[:40]}” on this server. See the list with /voices.")
         self.name = name
 
 
@@ -271,30 +267,25 @@ class ConsentRequired(InvalidInput):
 
 class NotVoiceOwner(InvalidInput):
     def __init__(self, name: str) -> None:
-        super().__init__(
-            f"Only the owner of “{name}” or someone with Manage Server can change or delete it."
-        )
+        super().__init__(f"Only the owner of “{name}” or someone with Manage Server can change or delete it.")
         self.name = name
 
 
 class NoAudioAttachment(InvalidInput):
     def __init__(self) -> None:
-        super().__init__("That message has no audio attachment to clone. Use a voice message or "
-                         "an audio file.")
+        super().__init__(
+            "That message has no audio attachment to clone. Use a voice message or an audio file."
+        )
 
 
 class NoDefaultVoice(InvalidInput):
     def __init__(self) -> None:
-        super().__init__(
-            "Pick a voice: give the voice option, or set your default with /voice default."
-        )
+        super().__init__("Pick a voice: give the voice option, or set your default with /voice default.")
 
 
 class CooldownActive(InvalidInput):
     def __init__(self, seconds_left: float) -> None:
-        super().__init__(
-            f"Slow down a little: you can use /say again in {max(1, round(seconds_left))} s."
-        )
+        super().__init__(f"Slow down a little: you can use /say again in {max(1, round(seconds_left))} s.")
         self.seconds_left = seconds_left
 
 

@@ -156,9 +156,7 @@ class StreamingSource(discord.AudioSource):
     # -- event loop side ---------------------------------------------------------------------------
 
     def start(self) -> None:
-        self._thread = threading.Thread(
-            target=self._encode, name=f"voice-encoder:{self._name}", daemon=True
-        )
+        self._thread = threading.Thread(target=self._encode, name=f"voice-encoder:{self._name}", daemon=True)
         self._thread.start()
         self._feeder = self._loop.create_task(self._feed(), name=f"playback-feed:{self._name}")
 

@@ -95,8 +95,12 @@ async def speak(
     pcm = await asyncio.to_thread(audio.stitch, pieces)
     seconds = audio.duration_seconds(pcm)
     await asyncio.to_thread(
-        store.record_usage, request.guild_id, request.user_id, kind="say",
-        audio_seconds=seconds, gpu_seconds=gpu_seconds,
+        store.record_usage,
+        request.guild_id,
+        request.user_id,
+        kind="say",
+        audio_seconds=seconds,
+        gpu_seconds=gpu_seconds,
     )
     return Speech(request, pcm, seconds, gpu_seconds)
 

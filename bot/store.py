@@ -107,9 +107,18 @@ def _latent_bytes(latent: np.ndarray) -> bytes:
 def _migrate_1(db: sqlite_utils.Database) -> None:
     db["voices"].create(
         {
-            "id": str, "guild_id": int, "name": str, "name_key": str, "owner_id": int,
-            "created_at": str, "duration_s": float, "sha256": str, "consent_by": int,
-            "consent_at": str, "revision": str, "source": str,
+            "id": str,
+            "guild_id": int,
+            "name": str,
+            "name_key": str,
+            "owner_id": int,
+            "created_at": str,
+            "duration_s": float,
+            "sha256": str,
+            "consent_by": int,
+            "consent_at": str,
+            "revision": str,
+            "source": str,
         },
         pk="id",
         not_null={"guild_id", "name", "name_key", "owner_id", "created_at", "revision"},
@@ -117,8 +126,13 @@ def _migrate_1(db: sqlite_utils.Database) -> None:
     db["voices"].create_index(["guild_id", "name_key"], unique=True)
     db["usage"].create(
         {
-            "id": int, "guild_id": int, "user_id": int, "at": float, "kind": str,
-            "audio_seconds": float, "gpu_seconds": float,
+            "id": int,
+            "guild_id": int,
+            "user_id": int,
+            "at": float,
+            "kind": str,
+            "audio_seconds": float,
+            "gpu_seconds": float,
         },
         pk="id",
         not_null={"guild_id", "user_id", "at"},
@@ -129,13 +143,17 @@ def _migrate_1(db: sqlite_utils.Database) -> None:
 def _migrate_2(db: sqlite_utils.Database) -> None:
     db["guild_settings"].create(
         {
-            "guild_id": int, "clone_role_id": int, "max_text_chars": int, "cooldown_s": float,
-            "daily_quota_s": float, "default_mode": str, "file_format": str,
+            "guild_id": int,
+            "clone_role_id": int,
+            "max_text_chars": int,
+            "cooldown_s": float,
+            "daily_quota_s": float,
+            "default_mode": str,
+            "file_format": str,
         },
         pk="guild_id",
     )
-    db["user_defaults"].create({"guild_id": int, "user_id": int, "voice_id": str},
-                               pk=("guild_id", "user_id"))
+    db["user_defaults"].create({"guild_id": int, "user_id": int, "voice_id": str}, pk=("guild_id", "user_id"))
 
 
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_migrate_1, _migrate_2]
@@ -278,10 +296,17 @@ class VoiceStore:
     ) -> Voice:
         cleaned = self.check_can_add(guild_id, name)
         voice = Voice(
-            id=secrets.token_hex(8), guild_id=int(guild_id), name=cleaned, owner_id=int(owner_id),
-            created_at=_now(), duration_s=round(float(duration_s), 3),
-            sha256=hashlib.sha256(reference_flac).hexdigest(), consent_by=int(consent_by),
-            consent_at=_now(), revision=revision, source=source,
+            id=secrets.token_hex(8),
+            guild_id=int(guild_id),
+            name=cleaned,
+            owner_id=int(owner_id),
+            created_at=_now(),
+            duration_s=round(float(duration_s), 3),
+            sha256=hashlib.sha256(reference_flac).hexdigest(),
+            consent_by=int(consent_by),
+            consent_at=_now(),
+            revision=revision,
+            source=source,
         )
         final = self._folder(guild_id, voice.id)
         staging = final.with_name(_TMP_PREFIX + voice.id)
@@ -365,8 +390,9 @@ class VoiceStore:
 
     def default_voice(self, guild_id: int, user_id: int) -> Voice | None:
         with self._lock:
-            rows = list(self.db["user_defaults"].rows_where(
-                "guild_id = ? and user_id = ?", [guild_id, user_id]))
+            rows = list(
+                self.db["user_defaults"].rows_where("guild_id = ? and user_id = ?", [guild_id, user_id])
+            )
         if not rows:
             return None
         try:
@@ -397,10 +423,16 @@ class VoiceStore:
         self, guild_id: int, user_id: int, *, kind: str, audio_seconds: float, gpu_seconds: float
     ) -> None:
         with self._lock, self.db.conn:
-            self.db["usage"].insert({
-                "guild_id": guild_id, "user_id": user_id, "at": time.time(), "kind": kind,
-                "audio_seconds": audio_seconds, "gpu_seconds": gpu_seconds,
-            })
+            self.db["usage"].insert(
+                {
+                    "guild_id": guild_id,
+                    "user_id": user_id,
+                    "at": time.time(),
+                    "kind": kind,
+                    "audio_seconds": audio_seconds,
+                    "gpu_seconds": gpu_seconds,
+                }
+            )
 
     def audio_seconds_since(self, guild_id: int, since: float, user_id: int | None = None) -> float:
         where, args = "guild_id = ? and at >= ?", [guild_id, since]
@@ -438,8 +470,9 @@ class VoiceStore:
                     shutil.rmtree(folder, ignore_errors=True)
                     removed_rows += 1
         if removed_folders or removed_rows:
-            log.warning("Sweep removed %d orphan folders and %d rows without files",
-                        removed_folders, removed_rows)
+            log.warning(
+                "Sweep removed %d orphan folders and %d rows without files", removed_folders, removed_rows
+            )
         return SweepReport(removed_folders, removed_rows)
 
     def integrity_check(self) -> str:

@@ -119,8 +119,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m modal_tts.bench", description=__doc__.split("\n")[0])
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--weights", help="weights directory (default: a fresh tiny model)")
-    source.add_argument("--full-size-random", action="store_true",
-                        help="official sizes, random weights (needs a GPU to finish in reasonable time)")
+    source.add_argument(
+        "--full-size-random",
+        action="store_true",
+        help="official sizes, random weights (needs a GPU to finish in reasonable time)",
+    )
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--steps", type=int, default=40)
     parser.add_argument("--sequence-length", type=int, default=640)

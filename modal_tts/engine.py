@@ -61,11 +61,24 @@ WEIGHT_FILES = (ECHO_WEIGHTS, PCA_STATE, DAC_WEIGHTS)
 
 # The sizes of jordand/echo-tts-base.
 OFFICIAL_ECHO_CONFIG: dict[str, Any] = dict(
-    latent_size=80, model_size=2048, num_layers=24, num_heads=16, intermediate_size=5888,
-    norm_eps=1e-5, text_vocab_size=256, text_model_size=1280, text_num_layers=14,
-    text_num_heads=10, text_intermediate_size=3328, speaker_patch_size=4,
-    speaker_model_size=1280, speaker_num_layers=14, speaker_num_heads=10,
-    speaker_intermediate_size=3328, timestep_embed_size=512, adaln_rank=256,
+    latent_size=80,
+    model_size=2048,
+    num_layers=24,
+    num_heads=16,
+    intermediate_size=5888,
+    norm_eps=1e-5,
+    text_vocab_size=256,
+    text_model_size=1280,
+    text_num_layers=14,
+    text_num_heads=10,
+    text_intermediate_size=3328,
+    speaker_patch_size=4,
+    speaker_model_size=1280,
+    speaker_num_layers=14,
+    speaker_num_heads=10,
+    speaker_intermediate_size=3328,
+    timestep_embed_size=512,
+    adaln_rank=256,
 )
 
 # Modules only the blockwise (continuation) sampler uses; the released checkpoint may carry them, we
@@ -106,8 +119,11 @@ def build_dac(cfg: dict[str, Any] | None) -> DAC:
     q_kwargs = dict(cfg.pop("quantizer"))
     q_kwargs["downsample_factor"] = tuple(q_kwargs.get("downsample_factor", (2, 2)))
     quantizer = DownsampleResidualVectorQuantize(
-        input_dim=latent_dim, quantizer_dropout=0.0, **q_kwargs,
-        pre_module=make_transformer(), post_module=make_transformer(),
+        input_dim=latent_dim,
+        quantizer_dropout=0.0,
+        **q_kwargs,
+        pre_module=make_transformer(),
+        post_module=make_transformer(),
     )
     overrides = dict(cfg.pop("transformer", {}))
 
@@ -115,8 +131,11 @@ def build_dac(cfg: dict[str, Any] | None) -> DAC:
         return ModelArgs(**{**dict(dropout_rate=0.0, attn_dropout_rate=0.0), **overrides, **kw})
 
     return DAC(
-        quantizer=quantizer, sample_rate=SAMPLE_RATE, causal=True,
-        transformer_general_config=transformer_config, **cfg,
+        quantizer=quantizer,
+        sample_rate=SAMPLE_RATE,
+        causal=True,
+        transformer_general_config=transformer_config,
+        **cfg,
     )
 
 
@@ -219,9 +238,7 @@ class EchoEngine:
     # --- loading ------------------------------------------------------------------------------
 
     @classmethod
-    def from_dir(
-        cls, path: str | Path, device: str = "cpu", dtype: torch.dtype | None = None
-    ) -> EchoEngine:
+    def from_dir(cls, path: str | Path, device: str = "cpu", dtype: torch.dtype | None = None) -> EchoEngine:
         """Load a weights directory. `dtype` is the DiT's: default bf16 on CUDA, float32 on CPU.
 
         The DAC and PCA stay float32: they are a small share of the time and bf16 audibly hurts them.
@@ -251,8 +268,7 @@ class EchoEngine:
                 f"Weights file {root / PCA_STATE} maps {tuple(pca.pca_components.shape)}, but the "
                 f"model needs ({echo_cfg['latent_size']}, {dac_dim})."
             )
-        engine = cls(model.eval(), fish_ae.eval(), pca, _revision(root), {"echo": echo_cfg,
-                                                                        "dac": dac_cfg})
+        engine = cls(model.eval(), fish_ae.eval(), pca, _revision(root), {"echo": echo_cfg, "dac": dac_cfg})
         return engine.to(device, dtype)
 
     def to(self, device: str | torch.device, dtype: torch.dtype | None = None) -> EchoEngine:
@@ -281,9 +297,7 @@ class EchoEngine:
         return {
             "revision": self.revision,
             "device": str(self.device),
-            "device_name": (
-                torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else "cpu"
-            ),
+            "device_name": (torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else "cpu"),
             "dtype": str(self.model.dtype).removeprefix("torch."),
             "parameters": sum(p.numel() for p in self.model.parameters()),
             "dac_parameters": sum(p.numel() for p in self.fish_ae.parameters()),
@@ -313,7 +327,9 @@ class EchoEngine:
         # Same scaling as echo's load_audio: only ever turn the level down.
         audio = audio / torch.clamp(audio.abs().max(), min=1.0)
         latent, _ = echo.get_speaker_latent_and_mask(
-            self.fish_ae, self.pca, audio.to(self.device, self.fish_ae.dtype),
+            self.fish_ae,
+            self.pca,
+            audio.to(self.device, self.fish_ae.dtype),
             max_speaker_latent_length=MAX_SPEAKER_LATENT_LENGTH,
             divis_by_patch_size=SPEAKER_PATCH_SIZE,
         )
@@ -376,10 +392,12 @@ class EchoEngine:
             [r.text for r in rows], max_length=None, device=device, normalize=True
         )
         # CPU generators, so a seed gives the same noise on every device.
-        noise = torch.stack([
-            torch.randn((p.sequence_length, LATENT_SIZE), generator=torch.Generator().manual_seed(r.seed))
-            for r in rows
-        ])
+        noise = torch.stack(
+            [
+                torch.randn((p.sequence_length, LATENT_SIZE), generator=torch.Generator().manual_seed(r.seed))
+                for r in rows
+            ]
+        )
         x_t = noise.to(device)
         if p.truncation_factor is not None:
             x_t = x_t * p.truncation_factor
@@ -396,14 +414,18 @@ class EchoEngine:
 
         for t, t_next in itertools.pairwise(schedule):
             if p.cfg_min_t <= t <= p.cfg_max_t:
-                v_cond, v_text_off, v_speaker_off = model(
-                    x=torch.cat([x_t, x_t, x_t]).to(dtype),
-                    t=torch.full((batch * 3,), t, device=device).to(dtype),
-                    text_mask=text_mask_3,
-                    speaker_mask=speaker_mask_3,
-                    kv_cache_text=kv_text_3,
-                    kv_cache_speaker=kv_speaker_3,
-                ).float().chunk(3, dim=0)
+                v_cond, v_text_off, v_speaker_off = (
+                    model(
+                        x=torch.cat([x_t, x_t, x_t]).to(dtype),
+                        t=torch.full((batch * 3,), t, device=device).to(dtype),
+                        text_mask=text_mask_3,
+                        speaker_mask=speaker_mask_3,
+                        kv_cache_text=kv_text_3,
+                        kv_cache_speaker=kv_speaker_3,
+                    )
+                    .float()
+                    .chunk(3, dim=0)
+                )
                 v_pred = (
                     v_cond
                     + p.cfg_scale_text * (v_cond - v_text_off)
@@ -460,4 +482,3 @@ def check_latent(latent: np.ndarray) -> np.ndarray:
 def weights_present(path: str | Path) -> bool:
     root = Path(path)
     return all((root / name).is_file() for name in WEIGHT_FILES)
-

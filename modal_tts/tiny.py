@@ -22,23 +22,48 @@ from modal_tts.engine import CONFIG, DAC_WEIGHTS, ECHO_WEIGHTS, PCA_STATE, _is_b
 from modal_tts.params import LATENT_SIZE, MAX_SEQUENCE_LENGTH, SPEAKER_PATCH_SIZE
 
 TINY_ECHO: dict[str, Any] = dict(
-    latent_size=LATENT_SIZE, model_size=64, num_layers=2, num_heads=2, intermediate_size=128,
-    norm_eps=1e-5, text_vocab_size=256, text_model_size=32, text_num_layers=1, text_num_heads=2,
-    text_intermediate_size=64, speaker_patch_size=SPEAKER_PATCH_SIZE, speaker_model_size=32,
-    speaker_num_layers=1, speaker_num_heads=2, speaker_intermediate_size=64,
-    timestep_embed_size=32, adaln_rank=8,
+    latent_size=LATENT_SIZE,
+    model_size=64,
+    num_layers=2,
+    num_heads=2,
+    intermediate_size=128,
+    norm_eps=1e-5,
+    text_vocab_size=256,
+    text_model_size=32,
+    text_num_layers=1,
+    text_num_heads=2,
+    text_intermediate_size=64,
+    speaker_patch_size=SPEAKER_PATCH_SIZE,
+    speaker_model_size=32,
+    speaker_num_layers=1,
+    speaker_num_heads=2,
+    speaker_intermediate_size=64,
+    timestep_embed_size=32,
+    adaln_rank=8,
 )
 
 # The real DAC's strides (2048 samples per latent) with narrow channels and one small transformer in
 # the quantizer; the RoPE/causal-mask buffers sized to a 30 s chunk instead of 16k frames.
 TINY_DAC: dict[str, Any] = dict(
-    encoder_dim=4, encoder_rates=[2, 4, 8, 8], latent_dim=128, decoder_dim=32,
-    decoder_rates=[8, 8, 4, 2], encoder_transformer_layers=[0, 0, 0, 0],
+    encoder_dim=4,
+    encoder_rates=[2, 4, 8, 8],
+    latent_dim=128,
+    decoder_dim=32,
+    decoder_rates=[8, 8, 4, 2],
+    encoder_transformer_layers=[0, 0, 0, 0],
     decoder_transformer_layers=[0, 0, 0, 0],
-    quantizer=dict(n_codebooks=2, codebook_size=32, codebook_dim=8, semantic_codebook_size=64,
-                   downsample_factor=[2, 2]),
-    quantizer_transformer=dict(block_size=MAX_SEQUENCE_LENGTH, n_layer=1, n_head=2, dim=64,
-                               intermediate_size=128, head_dim=32, window_size=128),
+    quantizer=dict(
+        n_codebooks=2, codebook_size=32, codebook_dim=8, semantic_codebook_size=64, downsample_factor=[2, 2]
+    ),
+    quantizer_transformer=dict(
+        block_size=MAX_SEQUENCE_LENGTH,
+        n_layer=1,
+        n_head=2,
+        dim=64,
+        intermediate_size=128,
+        head_dim=32,
+        window_size=128,
+    ),
 )
 
 

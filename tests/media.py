@@ -70,9 +70,7 @@ def noise(
 ) -> np.ndarray:
     """White noise with the given RMS level (dBFS)."""
     rng = np.random.default_rng(seed)
-    return (rng.standard_normal(round(seconds * sample_rate)) * 10 ** (dbfs / 20)).astype(
-        np.float32
-    )
+    return (rng.standard_normal(round(seconds * sample_rate)) * 10 ** (dbfs / 20)).astype(np.float32)
 
 
 # --- encoding ---------------------------------------------------------------------------------
@@ -98,11 +96,9 @@ RECIPES: dict[str, Recipe] = {
     "mp3": Recipe("mp3", "libmp3lame", 44100, fmt="mp3"),
     "ogg-opus": Recipe("ogg", "libopus", 48000, "stereo", fmt="ogg/opus"),
     # what a Discord voice message is: mono 48 kHz Opus in Ogg
-    "voice-message": Recipe("ogg", "libopus", 48000, "mono", (("application", "voip"),),
-                            fmt="ogg/opus"),
+    "voice-message": Recipe("ogg", "libopus", 48000, "mono", (("application", "voip"),), fmt="ogg/opus"),
     # FFmpeg's own Vorbis encoder is "experimental" and stereo-only
-    "ogg-vorbis": Recipe("ogg", "vorbis", 44100, "stereo", (("strict", "experimental"),),
-                         fmt="ogg/vorbis"),
+    "ogg-vorbis": Recipe("ogg", "vorbis", 44100, "stereo", (("strict", "experimental"),), fmt="ogg/vorbis"),
     "m4a": Recipe("ipod", "aac", 44100, fmt="m4a/aac"),
     "flac": Recipe("flac", "flac", 44100, fmt="flac"),
     "webm": Recipe("webm", "libopus", 48000, fmt="webm/opus"),
@@ -188,9 +184,15 @@ def wav_bytes(
     data_len = len(body) if data_size is None else data_size
     riff_len = 4 + 8 + len(fmt) + 8 + len(body) if riff_size is None else riff_size
     return (
-        b"RIFF" + struct.pack("<I", riff_len) + b"WAVE"
-        + b"fmt " + struct.pack("<I", len(fmt)) + fmt
-        + b"data" + struct.pack("<I", data_len) + body
+        b"RIFF"
+        + struct.pack("<I", riff_len)
+        + b"WAVE"
+        + b"fmt "
+        + struct.pack("<I", len(fmt))
+        + fmt
+        + b"data"
+        + struct.pack("<I", data_len)
+        + body
     )
 
 

@@ -176,10 +176,14 @@ BAD_INPUTS: dict[str, tuple[Callable[[], bytes], type[BadReference], tuple[str, 
         ("2.0 s long", "5.0 s to 5 min"),
     ),
     "wav header claiming 1 Hz": (
-        lambda: media.wav_bytes(voice(), claimed_rate=1), Undecodable, ("damaged",),
+        lambda: media.wav_bytes(voice(), claimed_rate=1),
+        Undecodable,
+        ("damaged",),
     ),
     "wav header claiming 600 channels": (
-        lambda: media.wav_bytes(voice(), channels=600), Undecodable, ("damaged",),
+        lambda: media.wav_bytes(voice(), channels=600),
+        Undecodable,
+        ("damaged",),
     ),
     # a CAF header whose packet layout slices the audio into 2-byte packets: dropped early
     "caf header making 1-sample packets": (
@@ -210,7 +214,9 @@ BAD_INPUTS: dict[str, tuple[Callable[[], bytes], type[BadReference], tuple[str, 
     "one click in silence": (_silent_then_click, ReferenceSilent, ("-1 dBFS",)),
     "video-only mp4": (lambda: media.video_only("mp4"), NoAudioStream, ("That MP4 file",)),
     "video-only webm": (
-        lambda: media.video_only("webm", "libvpx"), NoAudioStream, ("That WebM file",),
+        lambda: media.video_only("webm", "libvpx"),
+        NoAudioStream,
+        ("That WebM file",),
     ),
 }
 
@@ -323,8 +329,11 @@ def _voiced_spans(pcm: np.ndarray, frame_s: float = 0.005) -> list[tuple[float, 
 
 def test_stitch_joins_without_clicks() -> None:
     # chunks that stop mid-waveform at full level, the worst case for a click
-    chunks = [media.tone(0.7013, 200.0, amplitude=0.6), media.tone(0.5031, 200.0, amplitude=0.6),
-              -media.tone(0.6007, 200.0, amplitude=0.6)]
+    chunks = [
+        media.tone(0.7013, 200.0, amplitude=0.6),
+        media.tone(0.5031, 200.0, amplitude=0.6),
+        -media.tone(0.6007, 200.0, amplitude=0.6),
+    ]
     out = audio.stitch(chunks)
     steady_step = 2 * np.pi * 200.0 / SR * float(np.max(np.abs(out)))  # a sine's largest step
     assert float(np.max(np.abs(np.diff(out)))) <= 1.1 * steady_step
@@ -333,10 +342,12 @@ def test_stitch_joins_without_clicks() -> None:
 
 def test_stitch_trims_silence_and_leaves_a_short_pause() -> None:
     floor = -65.0
-    first = np.concatenate([media.noise(0.8, dbfs=floor, seed=1), media.tone(1.0),
-                            media.noise(1.5, dbfs=floor, seed=2)])
-    second = np.concatenate([media.noise(0.6, dbfs=floor, seed=3), media.tone(0.8, 300.0),
-                             media.noise(0.05, dbfs=floor, seed=4)])
+    first = np.concatenate(
+        [media.noise(0.8, dbfs=floor, seed=1), media.tone(1.0), media.noise(1.5, dbfs=floor, seed=2)]
+    )
+    second = np.concatenate(
+        [media.noise(0.6, dbfs=floor, seed=3), media.tone(0.8, 300.0), media.noise(0.05, dbfs=floor, seed=4)]
+    )
     out = audio.stitch([first, second])
 
     spans = _voiced_spans(out)
@@ -417,8 +428,7 @@ def test_encode_decodes_back_with_tags(fmt: str, rate: int) -> None:
     if fmt == "wav":  # and a RIFF INFO list, which most desktop players read
         with av.open(io.BytesIO(data)) as container:
             info = container.metadata
-        assert (info["title"], info["artist"], info["copyright"]) == (
-            TAGS.title, "Alice", "CC-BY-NC-SA-4.0")
+        assert (info["title"], info["artist"], info["copyright"]) == (TAGS.title, "Alice", "CC-BY-NC-SA-4.0")
 
 
 def test_encode_rejects_unknown_format_and_empty_audio() -> None:
@@ -497,8 +507,7 @@ def test_voice_message_bundles_ogg_duration_and_waveform() -> None:
     message = audio.voice_message(speech(), tags=TAGS, limit_bytes=10 * 1024 * 1024)
     assert message.data[:4] == b"OggS"
     assert message.duration_s == pytest.approx(audio.duration_seconds(speech()))
-    assert message.duration_s == pytest.approx(media.decode(message.data)[0].shape[1] / 48000,
-                                               abs=0.03)
+    assert message.duration_s == pytest.approx(media.decode(message.data)[0].shape[1] / 48000, abs=0.03)
     assert message.waveform == audio.voice_message_waveform(speech(), SR)
 
 
@@ -519,7 +528,7 @@ def _toc_frame_ms(packet: bytes) -> tuple[float, int]:
 
 def test_opus_packets_are_single_20ms_frames_that_sound_like_the_input() -> None:
     pcm = media.speech_like(3.0, seed=5)
-    chunks = [pcm[: SR], pcm[SR : 2 * SR + 123], pcm[2 * SR + 123 :]]
+    chunks = [pcm[:SR], pcm[SR : 2 * SR + 123], pcm[2 * SR + 123 :]]
     packets = list(audio.opus_packets(chunks))
 
     assert all(_toc_frame_ms(p) == (20, 0) for p in packets)

@@ -179,16 +179,23 @@ def test_sampler_matches_echos_own_sampler(tiny_engine, tiny_latent):
     ids, text_mask = echo.get_text_input_ids_and_mask([text], max_length=None)
     sample = partial(
         echo.sample_euler_cfg_independent_guidances,
-        num_steps=p.steps, cfg_scale_text=p.cfg_scale_text, cfg_scale_speaker=p.cfg_scale_speaker,
-        cfg_min_t=p.cfg_min_t, cfg_max_t=p.cfg_max_t, truncation_factor=p.truncation_factor,
-        rescale_k=p.rescale_k, rescale_sigma=p.rescale_sigma, speaker_kv_scale=p.speaker_kv_scale,
-        speaker_kv_max_layers=p.speaker_kv_max_layers, speaker_kv_min_t=p.speaker_kv_min_t,
+        num_steps=p.steps,
+        cfg_scale_text=p.cfg_scale_text,
+        cfg_scale_speaker=p.cfg_scale_speaker,
+        cfg_min_t=p.cfg_min_t,
+        cfg_max_t=p.cfg_max_t,
+        truncation_factor=p.truncation_factor,
+        rescale_k=p.rescale_k,
+        rescale_sigma=p.rescale_sigma,
+        speaker_kv_scale=p.speaker_kv_scale,
+        speaker_kv_max_layers=p.speaker_kv_max_layers,
+        speaker_kv_min_t=p.speaker_kv_min_t,
         sequence_length=p.sequence_length,
     )
     latent_out = sample(model, speaker, mask, ids, text_mask, seed)
-    theirs = echo.crop_audio_to_flattening_point(
-        echo.ae_decode(fish_ae, pca, latent_out), latent_out[0]
-    )[0, 0].numpy()
+    theirs = echo.crop_audio_to_flattening_point(echo.ae_decode(fish_ae, pca, latent_out), latent_out[0])[
+        0, 0
+    ].numpy()
     assert ours.shape == theirs.shape
     np.testing.assert_allclose(ours, theirs, atol=2e-4)
 
@@ -196,7 +203,9 @@ def test_sampler_matches_echos_own_sampler(tiny_engine, tiny_latent):
 def test_force_speaker_changes_the_output(tiny_engine, tiny_latent):
     plain = tiny_engine.synthesize(TEXTS[:1], tiny_latent, FAST, seed=3)[0]
     forced = tiny_engine.synthesize(
-        TEXTS[:1], tiny_latent, SynthesisParams(steps=10, sequence_length=160, speaker_kv_scale=1.5),
+        TEXTS[:1],
+        tiny_latent,
+        SynthesisParams(steps=10, sequence_length=160, speaker_kv_scale=1.5),
         seed=3,
     )[0]
     n = min(plain.size, forced.size)

@@ -57,9 +57,7 @@ def test_synthesize_is_a_generator_of_chunks_in_order(echo_tts, tiny_engine, tin
 
 
 def test_bad_settings_raise_invalid_params(echo_tts, tiny_latent):
-    stream = echo_tts.synthesize.local(
-        ["[S1] x"], wire.latent_to_wire(tiny_latent, "r"), {"steps": 0}, 0
-    )
+    stream = echo_tts.synthesize.local(["[S1] x"], wire.latent_to_wire(tiny_latent, "r"), {"steps": 0}, 0)
     with pytest.raises(InvalidParams, match="steps"):
         next(stream)
 

@@ -127,9 +127,7 @@ class ModalBackend:
         for attempt in (1, 2):
             stream = None
             try:
-                stream = self._obj().synthesize.remote_gen.aio(
-                    texts, message, params.to_dict(), seed
-                )
+                stream = self._obj().synthesize.remote_gen.aio(texts, message, params.to_dict(), seed)
                 while True:
                     try:
                         async with asyncio.timeout(self.timeout):
