@@ -271,6 +271,21 @@ class NotVoiceOwner(InvalidInput):
         self.name = name
 
 
+class FormExpired(InvalidInput):
+    """A "Clone voice from message" form submitted after it closed (timed out, sent, or a restart)."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "That form has expired (forms stay open for 10 minutes and can be sent once). Nothing was "
+            "cloned. Use “Clone voice from message” on the recording again."
+        )
+
+
+class NotYourForm(InvalidInput):
+    def __init__(self) -> None:
+        super().__init__("That form belongs to someone else. Open your own with “Clone voice from message”.")
+
+
 class NoAudioAttachment(InvalidInput):
     def __init__(self) -> None:
         super().__init__(

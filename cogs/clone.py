@@ -7,13 +7,17 @@ checked from the attachment's metadata before anything is downloaded.
 from __future__ import annotations
 
 import asyncio
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
 
 import discord
 from discord import app_commands
 from discord.ext import commands
 
 from bot import cloning, replies
-from bot.errors import ConsentRequired, NoAudioAttachment, NotAllowedToClone
+from bot.errors import ConsentRequired, FormExpired, NoAudioAttachment, NotAllowedToClone, NotYourForm
 from cogs.common import bot_of, guild_id_of
 from cogs.voices import voice_card
 
@@ -92,7 +96,80 @@ async def clone_from(
     )
 
 
+FORM_PREFIX = "clone-voice:"
+FORM_TIMEOUT_S = 600.0  # how long Discord users expect a form to stay usable
+
+
+@dataclass(frozen=True)
+class OpenForm:
+    """A "Clone voice from message" form on someone's screen: what it will clone, and for whom."""
+
+    user_id: int
+    guild_id: int
+    attachment: discord.Attachment
+    message_id: int
+    expires_at: float  # time.monotonic()
+
+
+class OpenForms:
+    """Every form gets its own custom_id, bound to the invocation that opened it.
+
+    discord.py keeps only the newest modal per custom_id, so one shared id let one member's submit run
+    on another member's (even another server's) recording. Forms are kept here instead, and a submit
+    we don't know (expired, already sent, from before a restart) is answered, not dropped.
+    """
+
+    def __init__(self, timeout_s: float = FORM_TIMEOUT_S, clock: Callable[[], float] = time.monotonic):
+        self.timeout_s, self._clock = timeout_s, clock
+        self._open: dict[str, OpenForm] = {}
+
+    def __len__(self) -> int:
+        return len(self._open)
+
+    def open(
+        self,
+        invocation_id: int,
+        *,
+        user_id: int,
+        guild_id: int,
+        attachment: discord.Attachment,
+        message_id: int,
+    ) -> str:
+        now = self._clock()
+        self._open = {key: form for key, form in self._open.items() if form.expires_at > now}
+        custom_id = f"{FORM_PREFIX}{invocation_id}"
+        self._open[custom_id] = OpenForm(user_id, guild_id, attachment, message_id, now + self.timeout_s)
+        return custom_id
+
+    def take(self, custom_id: str, *, user_id: int, guild_id: int | None) -> OpenForm:
+        """The form for this submit, once; someone else's form is refused and stays open for its owner."""
+        form = self._open.get(custom_id)
+        if form is None or form.expires_at <= self._clock():
+            self._open.pop(custom_id, None)
+            raise FormExpired()
+        if (form.user_id, form.guild_id) != (user_id, guild_id):
+            raise NotYourForm()
+        del self._open[custom_id]
+        return form
+
+
+def form_values(data: Mapping[str, Any]) -> dict[str, str]:
+    """Text inputs of a modal submit by custom_id, in action rows or labels alike."""
+    values: dict[str, str] = {}
+    pending = list(data.get("components", []))
+    while pending:
+        component = pending.pop()
+        pending.extend(component.get("components", []))
+        if "component" in component:
+            pending.append(component["component"])
+        if "custom_id" in component and "value" in component:
+            values[component["custom_id"]] = str(component["value"])
+    return values
+
+
 class CloneModal(discord.ui.Modal, title="Clone this voice"):
+    """Only the form's look: submits are handled by `Clone.on_interaction` through `OpenForms`."""
+
     name = discord.ui.TextInput(
         label="Name for the voice",
         custom_id="name",
@@ -108,22 +185,14 @@ class CloneModal(discord.ui.Modal, title="Clone this voice"):
         placeholder="YES",
     )
 
-    def __init__(self, attachment: discord.Attachment, message: discord.Message) -> None:
-        super().__init__(timeout=600, custom_id="clone-voice")
-        self.attachment, self.message = attachment, message
-
-    async def on_submit(self, interaction: discord.Interaction) -> None:
-        if self.consent.value.strip().casefold() != "yes":
-            raise ConsentRequired()
-        await clone_from(interaction, self.attachment, self.name.value, source=f"message:{self.message.id}")
-
-    async def on_error(self, interaction: discord.Interaction, error: Exception) -> None:
-        await replies.report(interaction, error)
+    def __init__(self, custom_id: str) -> None:
+        super().__init__(timeout=None, custom_id=custom_id)
 
 
 class Clone(commands.Cog):
     def __init__(self, bot: commands.Bot) -> None:
         self.bot = bot
+        self.forms = OpenForms()
         self.from_message = app_commands.ContextMenu(
             name="Clone voice from message", callback=self.clone_from_message
         )
@@ -152,10 +221,38 @@ class Clone(commands.Cog):
         await clone_from(interaction, attachment, name, source=f"attachment:{attachment.filename}")
 
     async def clone_from_message(self, interaction: discord.Interaction, message: discord.Message) -> None:
-        guild_id_of(interaction)
+        guild_id = guild_id_of(interaction)
         attachment = audio_attachment(message)
         await _check_may_clone(interaction)
-        await interaction.response.send_modal(CloneModal(attachment, message))
+        custom_id = self.forms.open(
+            interaction.id,
+            user_id=interaction.user.id,
+            guild_id=guild_id,
+            attachment=attachment,
+            message_id=message.id,
+        )
+        modal = CloneModal(custom_id)
+        modal.stop()  # a stopped modal stays out of discord.py's store: its submit comes to on_interaction
+        await interaction.response.send_modal(modal)
+
+    @commands.Cog.listener()
+    async def on_interaction(self, interaction: discord.Interaction) -> None:
+        data = interaction.data or {}
+        custom_id = str(data.get("custom_id", ""))
+        if interaction.type is not discord.InteractionType.modal_submit or not custom_id.startswith(
+            FORM_PREFIX
+        ):
+            return
+        try:
+            form = self.forms.take(custom_id, user_id=interaction.user.id, guild_id=interaction.guild_id)
+            values = form_values(data)
+            if values.get("consent", "").strip().casefold() != "yes":
+                raise ConsentRequired()
+            await clone_from(
+                interaction, form.attachment, values.get("name", ""), source=f"message:{form.message_id}"
+            )
+        except Exception as error:
+            await replies.report(interaction, error)
 
 
 async def setup(bot: commands.Bot) -> None:

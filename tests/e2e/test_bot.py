@@ -96,17 +96,15 @@ async def test_clone_voice_from_a_voice_message_via_the_context_menu(world: Worl
     )
     record = await world.fake.invoke_message_command("Clone voice from message", message=note, user=world.bob)
     await record.wait_for_callback()
-    assert record.callback_type == 9 and record.modal["custom_id"] == "clone-voice"
-    submitted = await world.fake.submit_modal(
-        "clone-voice", {"name": "Bob Voice", "consent": "yes"}, user=world.bob
-    )
+    assert record.callback_type == 9 and record.modal["custom_id"] == f"clone-voice:{record.id}"
+    submitted = await world.fake.submit_modal(record, {"name": "Bob Voice", "consent": "yes"}, user=world.bob)
     final = await submitted.wait_for(lambda r: r.kind == "edit" and r.embeds, timeout=30)
     assert final.embeds[0]["title"] == "🎙️ New voice: Bob Voice" and submitted.ephemeral
     assert world.bot.store.get(world.guild.id, "Bob Voice").source == f"message:{note.id}"
 
     again = await world.fake.invoke_message_command("Clone voice from message", message=note, user=world.bob)
     await again.wait_for_callback()  # a modal answers once: a second try opens a new one
-    refused = await world.fake.submit_modal("clone-voice", {"name": "Other", "consent": "no"}, user=world.bob)
+    refused = await world.fake.submit_modal(again, {"name": "Other", "consent": "no"}, user=world.bob)
     reply = await refused.wait_for(lambda r: "permission" in (r.content or ""))
     assert reply.ephemeral and world.bot.store.find(world.guild.id, "Other") is None
 

@@ -453,30 +453,36 @@ class FakeDiscord:
 
     async def submit_modal(
         self,
-        custom_id: str,
+        modal: str | InteractionRecord,
         values: dict[str, Any],
         *,
         user: Member,
         guild: Guild | int | None = None,
         channel: Channel | None = None,
+        custom_id: str | None = None,
     ) -> InteractionRecord:
-        """Submit the modal the bot most recently opened with ``custom_id``; ``values`` map input
-        custom_ids to text (or lists for selects)."""
-        opener = next(
-            (
-                r
-                for r in reversed(list(self.world.interactions.values()))
-                if r.modal is not None and r.modal.get("custom_id") == custom_id
-            ),
-            None,
-        )
-        if opener is None:
-            raise LookupError(f"the bot never opened a modal with custom_id {custom_id!r}")
+        """Submit a modal the bot opened: the one opened by interaction ``modal``, or the most recent
+        one with custom_id ``modal``. ``values`` map input custom_ids to text (or lists for selects);
+        ``custom_id`` overrides the submitted id (a stale or forged submit)."""
+        if isinstance(modal, InteractionRecord):
+            opener: InteractionRecord | None = modal
+        else:
+            opener = next(
+                (
+                    r
+                    for r in reversed(list(self.world.interactions.values()))
+                    if r.modal is not None and r.modal.get("custom_id") == modal
+                ),
+                None,
+            )
+        if opener is None or opener.modal is None:
+            raise LookupError(f"the bot never opened a modal {modal!r}")
+        shown = opener.modal if custom_id is None else {**opener.modal, "custom_id": custom_id}
         message = self.world.messages.get(opener.source_message_id or 0)
         if channel is None:
             channel = self.world.channel(opener.channel_id)
         record = self._factory.modal_submit(
-            opener.modal or {},
+            shown,
             values,
             member=user,
             channel=self._channel(user, channel, guild),
