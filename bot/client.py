@@ -20,6 +20,7 @@ from discord.ext import commands
 
 from bot import replies
 from bot.config import Config, ConfigError
+from bot.limits import Limits
 from bot.store import VoiceStore
 from bot.tts import TTSBackend, create_backend
 
@@ -57,6 +58,7 @@ class VoiceBot(commands.Bot):
         self._given_backend = backend
         self.sync_on_start = sync_on_start
         self.store: VoiceStore
+        self.limits: Limits
         self.backend: TTSBackend
         self.playback: Any = None
         self.synced: list[discord.app_commands.AppCommand] = []
@@ -65,6 +67,7 @@ class VoiceBot(commands.Bot):
         self.store = await asyncio.to_thread(
             VoiceStore, self.config.data_dir, max_voices_per_guild=self.config.max_voices_per_guild
         )
+        self.limits = Limits(self.store)
         self.backend = self._given_backend or create_backend(
             self.config.backend,
             weights_dir=self.config.weights_dir,

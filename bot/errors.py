@@ -313,6 +313,17 @@ class QuotaExhausted(InvalidInput):
         self.used_s, self.quota_s = used_s, quota_s
 
 
+class UploadFailed(VoiceBotError):
+    """Discord refused or lost the finished audio file; nothing is charged for it."""
+
+    def __init__(self, status: int) -> None:
+        super().__init__(
+            f"Discord didn't accept the audio file (HTTP {status}), so it wasn't posted and nothing "
+            "was counted against today's quota. Try again in a moment, or use a voice channel."
+        )
+        self.status = status
+
+
 class NotInVoiceChannel(InvalidInput):
     def __init__(self) -> None:
         super().__init__("Join a voice channel first, or choose mode: file to get an audio file.")

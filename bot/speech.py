@@ -82,7 +82,10 @@ async def speak(
     request: Request,
     *,
     progress: ChunkProgress | None = None,
+    record_usage: bool = True,
 ) -> Speech:
+    """All chunks, stitched. `record_usage=False` leaves charging to a caller that settles only what it
+    delivered (the Discord side, through `bot.limits`)."""
     pieces: list[np.ndarray] = []
     gpu_seconds = 0.0
     async for chunk in stream(store, backend, request):
@@ -94,14 +97,15 @@ async def speak(
                 await result
     pcm = await asyncio.to_thread(audio.stitch, pieces)
     seconds = audio.duration_seconds(pcm)
-    await asyncio.to_thread(
-        store.record_usage,
-        request.guild_id,
-        request.user_id,
-        kind="say",
-        audio_seconds=seconds,
-        gpu_seconds=gpu_seconds,
-    )
+    if record_usage:
+        await asyncio.to_thread(
+            store.record_usage,
+            request.guild_id,
+            request.user_id,
+            kind="say",
+            audio_seconds=seconds,
+            gpu_seconds=gpu_seconds,
+        )
     return Speech(request, pcm, seconds, gpu_seconds)
 
 

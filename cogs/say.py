@@ -12,7 +12,7 @@ import contextlib
 import io
 import json
 import time
-from datetime import UTC, datetime
+from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Literal
 
 import discord
@@ -20,13 +20,8 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot import audio, replies, speech, text
-from bot.errors import (
-    CannotJoinVoice,
-    CooldownActive,
-    NoDefaultVoice,
-    NotInVoiceChannel,
-    QuotaExhausted,
-)
+from bot.errors import CannotJoinVoice, NoDefaultVoice, NotInVoiceChannel, UploadFailed
+from bot.limits import Reservation
 from bot.store import GuildSettings
 from cogs.common import GuildNames, bot_of, guild_id_of, may_speak_in, voice_channel_of, voice_names
 
@@ -53,26 +48,9 @@ def choose_mode(interaction: discord.Interaction, wanted: str) -> tuple[str, dis
     return "file", None
 
 
-def _check_limits(
-    bot, settings: GuildSettings, user_id: int, chunks: list[str], recent: float | None
-) -> None:
-    now = time.time()
-    if settings.cooldown_s:
-        last = max(filter(None, [bot.store.last_say_at(settings.guild_id, user_id), recent]), default=None)
-        if last is not None and now - last < settings.cooldown_s:
-            raise CooldownActive(settings.cooldown_s - (now - last))
-    if settings.daily_quota_s:
-        midnight = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0).timestamp()
-        used = bot.store.audio_seconds_since(settings.guild_id, midnight)
-        needed = sum(text.estimate_seconds(c) for c in chunks)
-        if used + needed > settings.daily_quota_s:
-            raise QuotaExhausted(used, settings.daily_quota_s)
-
-
 class Say(commands.Cog):
     def __init__(self, bot: commands.Bot) -> None:
         self.bot = bot
-        self.started: dict[tuple[int, int], float] = {}  # (guild, user) → last /say start, for cooldowns
         self.speak_message = app_commands.ContextMenu(name="Speak message", callback=self.speak_message_cb)
         self.speak_message.guild_only = True
         bot.tree.add_command(self.speak_message)
@@ -123,14 +101,17 @@ class Say(commands.Cog):
         request = await asyncio.to_thread(
             self._plan, interaction, settings, words, voice, seed, force_speaker
         )
-        now = time.time()
-        if len(self.started) > 10_000:  # keep only what a cooldown (at most 1 h) can still need
-            self.started = {key: at for key, at in self.started.items() if now - at < 3600}
-        self.started[(guild_id, interaction.user.id)] = now
-        if chosen == "file":
-            await self._reply_with_file(interaction, request, settings)
-        else:
-            await self._play(interaction, request, channel)
+        estimate = sum(text.estimate_seconds(chunk) for chunk in request.chunks)
+        reservation = await bot.limits.reserve(settings, request.user_id, estimate)
+        try:
+            if chosen == "file":
+                await self._reply_with_file(interaction, request, settings, reservation)
+            else:
+                await self._play(interaction, request, channel, reservation)
+        finally:
+            # Settled by delivery (or by playback's end); anything that failed first charges nothing.
+            if chosen == "file":
+                bot.limits.release(reservation)
 
     def _plan(
         self,
@@ -149,7 +130,7 @@ class Say(commands.Cog):
                 raise NoDefaultVoice()
             voice = default.name
         max_chars = min(settings.max_text_chars or bot.config.max_text_chars, bot.config.max_text_chars)
-        request = speech.plan(
+        return speech.plan(
             bot.store,
             guild_id=settings.guild_id,
             user_id=user_id,
@@ -160,11 +141,13 @@ class Say(commands.Cog):
             params=speech.settings(force_speaker),
             seed=seed,
         )
-        _check_limits(bot, settings, user_id, request.chunks, self.started.get((settings.guild_id, user_id)))
-        return request
 
     async def _reply_with_file(
-        self, interaction: discord.Interaction, request: speech.Request, settings: GuildSettings
+        self,
+        interaction: discord.Interaction,
+        request: speech.Request,
+        settings: GuildSettings,
+        reservation: Reservation,
     ) -> None:
         bot = bot_of(interaction)
         last_edit = 0.0
@@ -175,7 +158,7 @@ class Say(commands.Cog):
                 last_edit = time.monotonic()
                 await interaction.edit_original_response(content=f"Speaking… {done}/{total}")
 
-        result = await speech.speak(bot.store, bot.backend, request, progress=progress)
+        result = await speech.speak(bot.store, bot.backend, request, progress=progress, record_usage=False)
         limit = interaction.filesize_limit
         caption = (
             f"🗣️ **{request.voice.name}** · {result.audio_seconds:.1f} s · seed {request.seed} · "
@@ -185,15 +168,19 @@ class Say(commands.Cog):
             message = await asyncio.to_thread(
                 audio.voice_message, result.pcm, tags=speech.tags_for(result), limit_bytes=limit
             )
-            await send_voice_message(interaction, message, f"{request.voice.name}.ogg")
+            async with upload_errors():
+                await send_voice_message(interaction, message, f"{request.voice.name}.ogg")
+            await bot.limits.settle(reservation, result.audio_seconds, gpu_seconds=result.gpu_seconds)
             await interaction.edit_original_response(content=caption)
             return
         fmt = settings.file_format
         data = await asyncio.to_thread(speech.render, result, fmt, limit)
-        await interaction.edit_original_response(
-            content=caption,
-            attachments=[discord.File(io.BytesIO(data), filename=f"{request.voice.name}.{fmt}")],
-        )
+        async with upload_errors():
+            await interaction.edit_original_response(
+                content=caption,
+                attachments=[discord.File(io.BytesIO(data), filename=f"{request.voice.name}.{fmt}")],
+            )
+        await bot.limits.settle(reservation, result.audio_seconds, gpu_seconds=result.gpu_seconds)
 
     @staticmethod
     def _may_send_voice_message(interaction: discord.Interaction) -> bool:
@@ -201,7 +188,11 @@ class Say(commands.Cog):
         return p.send_voice_messages and p.attach_files and p.send_messages
 
     async def _play(
-        self, interaction: discord.Interaction, request: speech.Request, channel: discord.VoiceChannel
+        self,
+        interaction: discord.Interaction,
+        request: speech.Request,
+        channel: discord.VoiceChannel,
+        reservation: Reservation,
     ) -> None:
         from bot.playback import Ending, Outcome, QueueItem
 
@@ -214,15 +205,8 @@ class Say(commands.Cog):
         announced = asyncio.Event()
 
         async def finished(outcome: Outcome) -> None:
-            # Only what was really heard counts against the quota.
-            await asyncio.to_thread(
-                bot.store.record_usage,
-                request.guild_id,
-                request.user_id,
-                kind="say",
-                audio_seconds=outcome.seconds,
-                gpu_seconds=0.0,
-            )
+            # Only what was really heard counts against the quota (nothing heard: no cooldown either).
+            await bot.limits.settle(reservation, outcome.seconds)
             problem = None
             if outcome.ending == Ending.FAILED and outcome.error is not None:
                 problem = replies.message_for(outcome.error)
@@ -236,7 +220,11 @@ class Say(commands.Cog):
 
         title = request.chunks[0].removeprefix(text.SPEAKER_PREFIX)[:80]
         item = QueueItem(title=title, requester_id=request.user_id, chunks=chunks(), on_finish=finished)
-        position = await enqueue_or_explain(bot, channel, item)
+        try:
+            position = await enqueue_or_explain(bot, channel, item)
+        except BaseException:
+            bot.limits.release(reservation)
+            raise
         where, name = channel.mention, request.voice.name
         await interaction.edit_original_response(
             content=f"🔊 Speaking now in {where} as **{name}**."
@@ -252,6 +240,15 @@ async def enqueue_or_explain(bot: VoiceBot, channel: discord.VoiceChannel, item:
         return await bot.playback.enqueue(channel, item)
     except (TimeoutError, discord.ClientException, discord.HTTPException) as exc:
         raise CannotJoinVoice(channel.mention) from exc
+
+
+@contextlib.asynccontextmanager
+async def upload_errors() -> AsyncIterator[None]:
+    """Discord's refusal of a finished file, as a message that says nothing was charged."""
+    try:
+        yield
+    except discord.HTTPException as exc:
+        raise UploadFailed(exc.status) from exc
 
 
 async def send_voice_message(

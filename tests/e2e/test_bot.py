@@ -269,9 +269,10 @@ async def test_the_queue_skip_and_stop(world: World):
     heard = len(world.fake.voice_packets(world.guild))
     await asyncio.sleep(0.5)
     assert len(world.fake.voice_packets(world.guild)) <= heard + 6  # at most discord.py's closing silence
-    # What was played, and only that, counts as usage: three items, each with what was really sent.
+    # What was played, and only that, counts as usage: the skipped item's part, perhaps a little of the
+    # stopped one, nothing for the one never heard.
     usage = world.bot.store.db.execute("select user_id, audio_seconds from usage").fetchall()
-    assert len(usage) == 3 and usage[0][1] > 0 and sum(s for _, s in usage) < 3 * 29.8
+    assert 1 <= len(usage) <= 2 and all(s > 0 for _, s in usage) and sum(s for _, s in usage) < 2 * 29.8
 
     nothing = await world.fake.invoke("skip", {}, user=world.bob)
     assert "not playing anything" in (await nothing.wait_for_callback()).content

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
+from bot.errors import BackendBusy
 from tests.e2e.conftest import World, clip
 
 
@@ -64,3 +67,82 @@ async def test_a_form_sent_twice_or_from_before_a_restart_is_answered_and_clones
     )
     assert (await stale.wait_for(lambda r: "expired" in (r.content or ""))).ephemeral
     assert [v.name for v in world.bot.store.list(world.guild.id)] == ["Once"]
+
+
+# About 11 s of speech by the bot's estimate (14 characters a second).
+PARAGRAPH = (
+    "The quick brown fox jumps over the lazy dog, then rests in the shade of an old oak tree "
+    "while the farmer counts his sheep twice."
+)
+
+
+async def _answers(records):
+    """Each request's outcome: the voice message it posted (by caption edit) or its refusal."""
+    outcomes = []
+    for record in records:
+        reply = await record.wait_for(
+            lambda r: (
+                "Slow down" in (r.content or "")
+                or "resets at midnight" in (r.content or "")
+                or "🗣️" in (r.content or "")
+            ),
+            timeout=60,
+        )
+        outcomes.append("spoke" if "🗣️" in reply.content else "refused")
+    return outcomes
+
+
+async def _settings(world: World, **options) -> None:
+    await (await world.fake.invoke("settings", options, user=world.admin)).wait_for_callback()
+
+
+def _usage(world: World) -> list[tuple[int, float]]:
+    return world.bot.store.db.execute("select user_id, audio_seconds from usage").fetchall()
+
+
+async def test_simultaneous_says_from_one_member_get_one_turn_per_cooldown(world: World):
+    world.add_voice("Ada", world.alice)
+    await _settings(world, cooldown_seconds=60)
+    # Hold the three acknowledgements so that all three requests are checked at about the same moment.
+    world.fake.arm_fault("POST /interactions/*/callback", "slow", count=3, delay=0.5)
+    records = await asyncio.gather(
+        *(
+            world.fake.invoke("say", {"text": f"Number {n}.", "voice": "Ada"}, user=world.alice)
+            for n in range(3)
+        )
+    )
+    assert sorted(await _answers(records)) == ["refused", "refused", "spoke"]
+    assert len(_usage(world)) == 1
+
+
+async def test_simultaneous_says_cannot_overrun_the_daily_quota(world: World):
+    world.add_voice("Ada", world.alice)
+    await _settings(world, daily_quota_minutes=1)
+    world.bot.store.record_usage(world.guild.id, world.bob.id, kind="say", audio_seconds=45.0, gpu_seconds=0)
+    members = (world.alice, world.bob, world.admin)
+    records = await asyncio.gather(
+        *(world.fake.invoke("say", {"text": PARAGRAPH, "voice": "Ada"}, user=m) for m in members)
+    )
+    assert sorted(await _answers(records)) == ["refused", "refused", "spoke"]
+    assert len(_usage(world)) == 2  # the 45 s already used, and the one request that fitted
+    assert world.bot.limits.reserved_seconds(world.guild.id) == 0
+
+
+async def test_a_failed_say_charges_nothing_and_starts_no_cooldown(world: World):
+    world.add_voice("Ada", world.alice)
+    await _settings(world, cooldown_seconds=60, daily_quota_minutes=1)
+    world.backend.failure = BackendBusy("full")
+    busy = await world.fake.invoke("say", {"text": "Hello.", "voice": "Ada"}, user=world.alice)
+    await busy.wait_for(lambda r: "busy" in (r.content or ""), timeout=20)
+    world.backend.failure = None
+
+    # Discord refuses the upload: the member is told, and nothing is charged.
+    world.fake.arm_fault("POST /channels/*/messages", "too_large")
+    lost = await world.fake.invoke("say", {"text": "Hello.", "voice": "Ada"}, user=world.alice)
+    told = await lost.wait_for(lambda r: "didn't accept the audio file" in (r.content or ""), timeout=60)
+    assert told.ephemeral and _usage(world) == []
+
+    spoke = await world.fake.invoke("say", {"text": "Hello.", "voice": "Ada"}, user=world.alice)
+    assert await _answers([spoke]) == ["spoke"]
+    assert [user for user, _ in _usage(world)] == [world.alice.id]
+    assert world.bot.limits.reserved_seconds(world.guild.id) == 0
