@@ -7,9 +7,11 @@ and what is allowed. Secrets (the Discord token, Modal credentials) are read her
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
+
+from dotenv import dotenv_values
 
 from bot.errors import InvalidInput
 
@@ -69,20 +71,21 @@ _LIMITS: dict[str, tuple[float, float]] = {
 
 
 def read_dotenv(path: Path) -> dict[str, str]:
-    """KEY=VALUE lines; `#` comments, optional `export `, optional quotes. Never overrides the env."""
-    values: dict[str, str] = {}
+    """KEY=VALUE lines as python-dotenv reads them (comments, `export `, quotes, escapes)."""
     if not path.is_file():
-        return values
-    for raw in path.read_text(encoding="utf-8").splitlines():
-        line = raw.strip()
-        if not line or line.startswith("#") or "=" not in line:
-            continue
-        key, _, value = line.removeprefix("export ").partition("=")
-        value = value.strip()
-        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
-            value = value[1:-1]
-        values[key.strip()] = value
-    return values
+        return {}
+    return {key: value for key, value in dotenv_values(path).items() if value is not None}
+
+
+def export_service_credentials(dotenv: Mapping[str, str], environ: MutableMapping[str, str]) -> list[str]:
+    """Modal's client reads its credentials (MODAL_TOKEN_ID, …) from the process environment only, so
+    those set in `.env` are copied there; the environment wins. Returns the names copied."""
+    copied = [
+        key for key, value in dotenv.items() if key.startswith("MODAL_") and value and key not in environ
+    ]
+    for key in copied:
+        environ[key] = dotenv[key]
+    return copied
 
 
 def _convert(name: str, var: str, raw: str) -> object:
@@ -113,7 +116,10 @@ def _convert(name: str, var: str, raw: str) -> object:
 
 def load_config(env: Mapping[str, str] | None = None, dotenv: Path | None = Path(".env")) -> Config:
     """Environment first, then `.env` for anything the environment leaves unset."""
-    merged = dict(read_dotenv(dotenv) if dotenv else {})
+    from_file = read_dotenv(dotenv) if dotenv else {}
+    if env is None:
+        export_service_credentials(from_file, os.environ)
+    merged = dict(from_file)
     merged.update(os.environ if env is None else env)
     values: dict[str, object] = {}
     for name, var in _ENV.items():
