@@ -202,6 +202,16 @@ class BackendFailed(BackendError):
         self.detail = detail
 
 
+class SilentSpeech(BackendError):
+    admin_hint = "The engine returned silent audio; check the weights (`voicebot doctor`) and the GPU's log."
+
+    def __init__(self) -> None:
+        super().__init__(
+            "The speech engine returned silence instead of speech, so there was nothing to play. "
+            "Try again, perhaps with another seed; if it keeps happening, tell a bot admin."
+        )
+
+
 class BackendInvalidRequest(BackendError, InvalidInput):
     admin_hint = "The request's settings were out of range; the message says which."
 
@@ -233,6 +243,22 @@ class VoiceNotFound(InvalidInput):
     def __init__(self, name: str) -> None:
         super().__init__(f"There is no voice called “{name[:40]}” on this server. See the list with /voices.")
         self.name = name
+
+
+class VoiceDeleted(InvalidInput):
+    """The voice went away between the request and its turn (deleted while queued)."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"The voice “{name}” was deleted before I got to it, so that wasn't spoken.")
+        self.name = name
+
+
+class DiskFull(VoiceBotError):
+    def __init__(self) -> None:
+        super().__init__(
+            "The bot's disk is full, so that couldn't be saved and nothing was changed. "
+            "Tell a bot admin: they need to free some space."
+        )
 
 
 class VoiceLimitReached(InvalidInput):
@@ -284,6 +310,21 @@ class FormExpired(InvalidInput):
 class NotYourForm(InvalidInput):
     def __init__(self) -> None:
         super().__init__("That form belongs to someone else. Open your own with “Clone voice from message”.")
+
+
+class DownloadFailed(VoiceBotError):
+    """Discord wouldn't hand over an upload: 404 when it expired or was deleted."""
+
+    def __init__(self, status: int) -> None:
+        if status == 404:
+            message = (
+                "That file is no longer on Discord (the upload expired or was deleted), so nothing "
+                "was cloned. Upload the recording again and retry."
+            )
+        else:
+            message = f"Discord didn't let me download that file (HTTP {status}). Try again in a moment."
+        super().__init__(message)
+        self.status = status
 
 
 class NoAudioAttachment(InvalidInput):

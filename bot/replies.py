@@ -7,12 +7,13 @@ discord.py's permission/cooldown checks in plain words, and anything unexpected 
 
 from __future__ import annotations
 
+import errno
 import logging
 
 import discord
 from discord import app_commands
 
-from bot.errors import BackendError, VoiceBotError
+from bot.errors import BackendError, DiskFull, VoiceBotError
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +36,9 @@ def message_for(error: BaseException) -> str:
         return error.message
     if isinstance(error, VoiceBotError):
         return error.message
+    if isinstance(error, OSError) and error.errno == errno.ENOSPC:
+        log.error("Disk full", exc_info=error)
+        return DiskFull().message
     if isinstance(error, app_commands.MissingPermissions):
         needed = ", ".join(_permission_name(p) for p in error.missing_permissions)
         return f"You need the {needed} permission for that."

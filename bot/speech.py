@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from bot import audio, text
+from bot.errors import SilentSpeech, VoiceDeleted, VoiceNotFound
 from bot.store import Voice, VoiceStore
 from bot.tts import SpeakerLatent, SpokenChunk, TTSBackend
 from modal_tts.params import SynthesisParams
@@ -21,6 +22,7 @@ from modal_tts.params import SynthesisParams
 # Called after each chunk: (chunks done, chunks in all).
 ChunkProgress = Callable[[int, int], Awaitable[None] | None]
 
+SILENCE_PEAK = 1e-4
 FORCE_SPEAKER_SCALE = 1.5  # Echo's suggested "force speaker" strength
 
 
@@ -70,10 +72,24 @@ def plan(
 
 
 async def stream(store: VoiceStore, backend: TTSBackend, request: Request) -> AsyncIterator[SpokenChunk]:
-    latent = await asyncio.to_thread(store.load_latent, request.voice)
-    speaker = SpeakerLatent(latent, request.voice.revision)
+    """The request's chunks as they are made. The voice is looked up again first: a queued request may
+    come up after its voice was deleted."""
+    voice = request.voice
+    try:
+        await asyncio.to_thread(store.get_by_id, voice.guild_id, voice.id)
+    except VoiceNotFound:
+        raise VoiceDeleted(voice.name) from None
+    latent = await asyncio.to_thread(store.load_latent, voice)
+    speaker = SpeakerLatent(latent, voice.revision)
     async for chunk in backend.synthesize(request.chunks, speaker, request.params, request.seed):
+        if is_silent(chunk.audio):
+            raise SilentSpeech()
         yield chunk
+
+
+def is_silent(pcm: np.ndarray) -> bool:
+    """No chunk of real speech is this quiet throughout (below -80 dBFS), or empty."""
+    return pcm.size == 0 or float(np.max(np.abs(pcm))) < SILENCE_PEAK
 
 
 async def speak(

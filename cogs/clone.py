@@ -17,7 +17,14 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot import cloning, replies
-from bot.errors import ConsentRequired, FormExpired, NoAudioAttachment, NotAllowedToClone, NotYourForm
+from bot.errors import (
+    ConsentRequired,
+    DownloadFailed,
+    FormExpired,
+    NoAudioAttachment,
+    NotAllowedToClone,
+    NotYourForm,
+)
 from cogs.common import bot_of, guild_id_of
 from cogs.voices import voice_card
 
@@ -73,7 +80,10 @@ async def clone_from(
     )
     await interaction.response.defer(ephemeral=True, thinking=True)
     await interaction.edit_original_response(content="Downloading the recording…")
-    data = await attachment.read()
+    try:
+        data = await attachment.read()
+    except discord.HTTPException as exc:
+        raise DownloadFailed(exc.status) from exc
 
     async def progress(step: str) -> None:
         await interaction.edit_original_response(content=STEPS[step])

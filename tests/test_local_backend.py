@@ -8,7 +8,7 @@ import time
 import numpy as np
 import pytest
 
-from bot.errors import BackendBusy, BackendInvalidRequest, BackendNotDeployed
+from bot.errors import BackendBusy, BackendInvalidRequest, BackendNotDeployed, BackendTimedOut
 from bot.tts.base import SpeakerLatent
 from bot.tts.local_backend import LocalBackend
 from modal_tts.engine import Row
@@ -147,3 +147,37 @@ def test_importing_the_backends_does_not_import_torch():
         "assert 'torch' not in sys.modules and 'modal_tts.engine' not in sys.modules"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+class HungEngine:
+    """An engine whose work never finishes until the test lets it go."""
+
+    revision = "hung"
+
+    def __init__(self) -> None:
+        import threading
+
+        self.release = threading.Event()
+
+    def encode_speaker(self, pcm):
+        self.release.wait()
+        return np.zeros((4, 80), np.float16)
+
+    def synthesize_rows(self, rows, params):
+        self.release.wait()
+        yield from ()
+
+
+async def test_a_hung_engine_times_out_instead_of_waiting_forever(voice):
+    engine = HungEngine()
+    backend = LocalBackend(engine=engine, timeout=0.5)
+    try:
+        with pytest.raises(BackendTimedOut):
+            await collect(backend.synthesize(TEXTS[:1], voice, FAST, seed=1))
+        with pytest.raises(BackendTimedOut):  # requests behind the hung one fail too, rather than pile up
+            await collect(backend.synthesize(TEXTS[:1], voice, FAST, seed=2))
+        with pytest.raises(BackendTimedOut):
+            await backend.encode_speaker(speech_like(6.0))
+    finally:
+        engine.release.set()
+        await backend.close()

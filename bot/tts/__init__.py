@@ -31,5 +31,5 @@ def create_backend(
             raise ValueError("The local backend needs a weights directory (--weights DIR).")
         from bot.tts.local_backend import LocalBackend
 
-        return LocalBackend(weights_dir, device=device)
+        return LocalBackend(weights_dir, device=device, timeout=timeout)
     raise ValueError(f"Unknown backend {kind!r}; choose one of: {', '.join(BACKENDS)}.")

@@ -21,7 +21,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from bot.errors import BackendBusy, BackendError, BackendFailed, BackendInvalidRequest, BackendNotDeployed
+from bot.errors import (
+    BackendBusy,
+    BackendError,
+    BackendFailed,
+    BackendInvalidRequest,
+    BackendNotDeployed,
+    BackendTimedOut,
+)
 from bot.tts.base import SpeakerLatent, SpokenChunk, checked_request
 from modal_tts.params import SynthesisParams, chunk_seed
 
@@ -78,12 +85,14 @@ class LocalBackend:
         max_batch_rows: int = 8,
         max_waiting_rows: int = 64,
         gather_seconds: float = 0.02,
+        timeout: float = 180.0,
     ) -> None:
         if engine is None and weights_dir is None:
             raise ValueError("LocalBackend needs a weights directory or an engine")
         self.weights_dir, self.device = weights_dir, device
         self.max_batch_rows, self.max_waiting_rows = max_batch_rows, max_waiting_rows
         self.gather_seconds = gather_seconds  # how long a free worker waits for company
+        self.timeout = timeout  # longest wait for an encoding or for the next chunk: a hung engine fails
         self._engine = engine
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="echo-engine")
         self._waiting: deque[_Request] = deque()
@@ -117,7 +126,9 @@ class LocalBackend:
     async def encode_speaker(self, pcm: np.ndarray) -> SpeakerLatent:
         try:
             engine = await self.engine()
-            latent = await self._run(engine.encode_speaker, pcm)
+            latent = await asyncio.wait_for(self._run(engine.encode_speaker, pcm), self.timeout)
+        except TimeoutError:
+            raise BackendTimedOut(self.timeout) from None
         except Exception as exc:
             raise _map_error(exc) from exc
         return SpeakerLatent(latent, engine.revision)
@@ -139,7 +150,10 @@ class LocalBackend:
             self._worker = asyncio.create_task(self._work(), name="echo-local-worker")
         try:
             for _ in texts:
-                item = await request.results.get()
+                try:
+                    item = await asyncio.wait_for(request.results.get(), self.timeout)
+                except TimeoutError:
+                    raise BackendTimedOut(self.timeout) from None
                 if isinstance(item, BaseException):
                     raise _map_error(item) from item
                 yield item

@@ -5,10 +5,11 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import discord
+import numpy as np
 import pytest
 
 from bot.client import VoiceBot, point_at_discord
@@ -38,6 +39,7 @@ class SwitchableBackend:
     def __init__(self, inner: LocalBackend) -> None:
         self.inner, self.name = inner, "local"
         self.failure: BackendError | None = None
+        self.silent = False  # answer with silence, as a broken engine might
         self.chunk_times: list[float] = []  # time.monotonic() as each chunk left the backend
 
     async def encode_speaker(self, pcm):
@@ -50,7 +52,7 @@ class SwitchableBackend:
             raise self.failure
         async for chunk in self.inner.synthesize(texts, latent, params, seed):
             self.chunk_times.append(time.monotonic())
-            yield chunk
+            yield replace(chunk, audio=np.zeros_like(chunk.audio)) if self.silent else chunk
 
     async def info(self):
         return await self.inner.info()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 
 import pytest
 
@@ -146,3 +147,49 @@ async def test_a_failed_say_charges_nothing_and_starts_no_cooldown(world: World)
     assert await _answers([spoke]) == ["spoke"]
     assert [user for user, _ in _usage(world)] == [world.alice.id]
     assert world.bot.limits.reserved_seconds(world.guild.id) == 0
+
+
+async def test_a_voice_deleted_while_queued_is_explained_and_the_queue_goes_on(world: World):
+    world.add_voice("Ada", world.alice)
+    world.add_voice("Zed", world.bob)
+    await world.join_voice(world.alice)
+    await world.join_voice(world.bob)
+    first = await world.fake.invoke("say", {"text": "I go first.", "voice": "Ada"}, user=world.alice)
+    await first.wait_for(lambda r: "Speaking now" in (r.content or ""), timeout=30)
+    queued = await world.fake.invoke("say", {"text": "I was queued.", "voice": "Zed"}, user=world.bob)
+    await queued.wait_for(lambda r: "position 1" in (r.content or ""), timeout=30)
+    await (await world.fake.invoke("voice delete", {"name": "Zed"}, user=world.bob)).wait_for_callback()
+
+    told = await queued.wait_for(lambda r: "was deleted before I got to it" in (r.content or ""), timeout=60)
+    assert told.ephemeral and "Something went wrong" not in told.content
+    await world.fake.wait_until(lambda: world.bot.playback.queue(world.guild.id) == [], timeout=60)
+
+
+async def test_silence_from_the_engine_is_named_and_not_posted(world: World):
+    world.add_voice("Ada", world.alice)
+    world.backend.silent = True
+    record = await world.fake.invoke("say", {"text": "Hello.", "voice": "Ada"}, user=world.alice)
+    told = await record.wait_for(lambda r: "returned silence" in (r.content or ""), timeout=30)
+    assert told.ephemeral and not [m for m in world.fake.channel_messages() if m.flags & 8192]
+    assert _usage(world) == []
+
+
+async def test_an_expired_upload_and_a_full_disk_are_named(world: World, monkeypatch):
+    upload = world.fake.attachment("gone.ogg", clip(), content_type="audio/ogg")
+    del world.fake.world.cdn[upload.id]  # the link expired between upload and /clone
+    record = await world.fake.invoke(
+        "clone", {"name": "Gone", "consent": True}, user=world.alice, attachments=[upload]
+    )
+    told = await record.wait_for(lambda r: "no longer on Discord" in (r.content or ""), timeout=30)
+    assert told.ephemeral
+
+    def disk_full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(world.bot.store, "add", disk_full)
+    upload = world.fake.attachment("ok.ogg", clip(), content_type="audio/ogg")
+    record = await world.fake.invoke(
+        "clone", {"name": "Full", "consent": True}, user=world.alice, attachments=[upload]
+    )
+    told = await record.wait_for(lambda r: "disk is full" in (r.content or ""), timeout=30)
+    assert told.ephemeral and world.bot.store.list(world.guild.id) == []
