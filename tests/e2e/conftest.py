@@ -39,6 +39,7 @@ class SwitchableBackend:
         self.inner, self.name = inner, "local"
         self.failure: BackendError | None = None
         self.chunk_times: list[float] = []  # time.monotonic() as each chunk left the backend
+        self.texts: list[str] = []  # every chunk of text handed to synthesize, in order
 
     async def encode_speaker(self, pcm):
         if self.failure:
@@ -48,6 +49,7 @@ class SwitchableBackend:
     async def synthesize(self, texts, latent, params, seed):
         if self.failure:
             raise self.failure
+        self.texts.extend(texts)
         async for chunk in self.inner.synthesize(texts, latent, params, seed):
             self.chunk_times.append(time.monotonic())
             yield chunk
