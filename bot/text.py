@@ -9,7 +9,9 @@ Three stages, each a pure function so it can be tested alone:
 3. `chunk`: pieces of at most `MAX_CHUNK_BYTES` UTF-8 bytes (prefix included) and about
    `MAX_CHUNK_SECONDS` of speech, each starting with `SPEAKER_PREFIX`.
 
-`prepare` runs all three and enforces the length limit. Choices made where Discord text is ambiguous:
+`prepare` runs all three and enforces the length limit. Names for mentions come from a `Resolver`;
+looking them up may need Discord, so the caller first asks `mentions` which ids a text needs and
+hands `prepare` the answers as `Names`. Choices made where Discord text is ambiguous:
 
 - Unicode emoji are read by a short name ("👍" → "thumbs up", "😂😂😂" → "face with tears of joy" once,
   a row of emoji at most `MAX_EMOJI_NAMES_IN_A_ROW` names); skin tones and variation selectors are
@@ -30,6 +32,8 @@ import functools
 import math
 import re
 import unicodedata
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import NamedTuple, Protocol
 
@@ -64,6 +68,32 @@ class Resolver(Protocol):
     def role_name(self, role_id: int) -> str | None: ...
 
     def channel_name(self, channel_id: int) -> str | None: ...
+
+
+@dataclass(frozen=True)
+class Names:
+    """A `Resolver` over plain dicts: the Discord layer looks the names up first, then reads."""
+
+    users: Mapping[int, str] = field(default_factory=dict)
+    roles: Mapping[int, str] = field(default_factory=dict)
+    channels: Mapping[int, str] = field(default_factory=dict)
+
+    def user_name(self, user_id: int) -> str | None:
+        return self.users.get(user_id)
+
+    def role_name(self, role_id: int) -> str | None:
+        return self.roles.get(role_id)
+
+    def channel_name(self, channel_id: int) -> str | None:
+        return self.channels.get(channel_id)
+
+
+class Mentions(NamedTuple):
+    """The ids a text mentions where they would be read aloud, each once, in order of appearance."""
+
+    users: tuple[int, ...]
+    roles: tuple[int, ...]
+    channels: tuple[int, ...]
 
 
 # --- stage 1: Discord markup → speakable text -------------------------------------------------
@@ -297,8 +327,8 @@ def _speak_link(match: re.Match[str]) -> str:
     return f" link to {host} "
 
 
-def to_speakable(text: str, resolve: Resolver | None = None) -> str:
-    """Turn a Discord message into the plain words a listener should hear, on one line."""
+def _up_to_mentions(text: str) -> str:
+    """The first steps of `to_speakable`, shared with `mentions` so both see the same mentions."""
     # NFKC folds look-alike letters (𝓱𝓲, ｆｕｌｌ-width, ligatures) into ones a voice model knows.
     text = unicodedata.normalize("NFKC", text)
     text = _LINE_SEPARATORS.sub("\n", text)
@@ -306,7 +336,22 @@ def to_speakable(text: str, resolve: Resolver | None = None) -> str:
     text = _INLINE_CODE.sub(r"\1", text)
     text = _LINE_MARKUP.sub("", text)
     text = _UNPUNCTUATED_LINE_END.sub(". ", text)
-    text = _MASKED_LINK.sub(r"\1", text)
+    return _MASKED_LINK.sub(r"\1", text)
+
+
+def mentions(text: str) -> Mentions:
+    """The user, role and channel ids `to_speakable` would ask a resolver about (none in code blocks)."""
+    found: dict[str, dict[int, None]] = {"user": {}, "role": {}, "channel": {}}
+    for match in _ANGLE_MARKUP.finditer(_up_to_mentions(text)):
+        for kind, ids in found.items():
+            if match.group(kind) is not None:
+                ids[int(match.group(kind))] = None
+    return Mentions(tuple(found["user"]), tuple(found["role"]), tuple(found["channel"]))
+
+
+def to_speakable(text: str, resolve: Resolver | None = None) -> str:
+    """Turn a Discord message into the plain words a listener should hear, on one line."""
+    text = _up_to_mentions(text)
     text = _ANGLE_MARKUP.sub(lambda m: _speak_angle_markup(m, resolve), text)
     text = _URL.sub(_speak_link, text)
     text = _EVERYONE.sub(r"\1", text)

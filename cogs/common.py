@@ -1,4 +1,4 @@
-"""What every cog needs: the bot's services, the guild scope, voice-name autocomplete, mention names.
+"""What every cog needs: the bot's services, the guild scope, voice-name autocomplete, voice checks.
 
 Not an extension itself; the feature cogs import it.
 """
@@ -52,22 +52,3 @@ def may_speak_in(channel: discord.abc.GuildChannel) -> bool:
     me = channel.guild.me
     permissions = channel.permissions_for(me)
     return permissions.connect and permissions.speak
-
-
-class GuildNames:
-    """`bot.text.Resolver` over a guild's cache: mentions read as display names."""
-
-    def __init__(self, guild: discord.Guild | None) -> None:
-        self.guild = guild
-
-    def user_name(self, user_id: int) -> str | None:
-        member = self.guild.get_member(user_id) if self.guild else None
-        return member.display_name if member else None
-
-    def role_name(self, role_id: int) -> str | None:
-        role = self.guild.get_role(role_id) if self.guild else None
-        return role.name if role else None
-
-    def channel_name(self, channel_id: int) -> str | None:
-        channel = self.guild.get_channel(channel_id) if self.guild else None
-        return channel.name if channel else None

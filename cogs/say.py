@@ -19,11 +19,11 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot import audio, replies, speech, text
+from bot import audio, mentions, replies, speech, text
 from bot.errors import CannotJoinVoice, NoDefaultVoice, NotInVoiceChannel, UploadFailed
 from bot.limits import Reservation
 from bot.store import GuildSettings
-from cogs.common import GuildNames, bot_of, guild_id_of, may_speak_in, voice_channel_of, voice_names
+from cogs.common import bot_of, guild_id_of, may_speak_in, voice_channel_of, voice_names
 
 if TYPE_CHECKING:
     from bot.client import VoiceBot
@@ -80,7 +80,15 @@ class Say(commands.Cog):
         await self.run(interaction, text, voice=voice, mode=mode, seed=seed, force_speaker=force_speaker)
 
     async def speak_message_cb(self, interaction: discord.Interaction, message: discord.Message) -> None:
-        await self.run(interaction, message.content, voice=None, mode=None, seed=None, force_speaker=False)
+        await self.run(
+            interaction,
+            message.content,
+            voice=None,
+            mode=None,
+            seed=None,
+            force_speaker=False,
+            source=message,
+        )
 
     async def run(
         self,
@@ -91,6 +99,7 @@ class Say(commands.Cog):
         mode: str | None,
         seed: int | None,
         force_speaker: bool,
+        source: discord.Message | None = None,
     ) -> None:
         bot = bot_of(interaction)
         guild_id = guild_id_of(interaction)
@@ -98,8 +107,12 @@ class Say(commands.Cog):
         chosen, channel = choose_mode(interaction, mode or settings.default_mode)
         # A file is for the whole channel to hear; a queue notice is only for the one who asked.
         await interaction.response.defer(thinking=True, ephemeral=chosen == "channel")
+        # After the defer: naming uncached members may take a fetch from Discord.
+        names = await mentions.names_for(
+            words, guild=interaction.guild, reader=interaction.user, message=source
+        )
         request = await asyncio.to_thread(
-            self._plan, interaction, settings, words, voice, seed, force_speaker
+            self._plan, interaction, settings, words, voice, seed, force_speaker, names
         )
         estimate = sum(text.estimate_seconds(chunk) for chunk in request.chunks)
         reservation = await bot.limits.reserve(settings, request.user_id, estimate)
@@ -121,6 +134,7 @@ class Say(commands.Cog):
         voice: str | None,
         seed: int | None,
         force_speaker: bool,
+        names: text.Resolver,
     ) -> speech.Request:
         bot = bot_of(interaction)
         user_id = interaction.user.id
@@ -137,7 +151,7 @@ class Say(commands.Cog):
             voice_name=voice,
             words=words,
             max_chars=max_chars,
-            resolve=GuildNames(interaction.guild),
+            resolve=names,
             params=speech.settings(force_speaker),
             seed=seed,
         )

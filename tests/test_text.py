@@ -16,8 +16,11 @@ from bot.text import (
     MAX_CHUNK_BYTES,
     MAX_CHUNK_SECONDS,
     SPEAKER_PREFIX,
+    Mentions,
+    Names,
     chunk,
     estimate_seconds,
+    mentions,
     normalise_for_echo,
     prepare,
     to_speakable,
@@ -84,6 +87,20 @@ def test_mentions_are_read_as_names(text: str, spoken: str) -> None:
 
 def test_mentions_without_a_resolver_use_neutral_words() -> None:
     assert to_speakable("<@1> pinged <@&10> in <#20>") == "someone pinged a role in a channel"
+
+
+def test_mentions_lists_the_ids_that_will_be_read_once_each_in_order() -> None:
+    text = "<@2> and <@!1> met <@2> in <#20> (<@&10>) `<@5>` <@＆11>"  # ＆: full-width, read as &
+    assert mentions(text) == Mentions(users=(2, 1, 5), roles=(10, 11), channels=(20,))
+    assert mentions("a code block is not read: ```<@3> <#21>```") == Mentions((), (), ())
+    assert mentions("no mentions, <t:0:R> <:e:1>") == Mentions((), (), ())
+
+
+def test_names_resolve_from_plain_dicts_and_leave_the_rest_neutral() -> None:
+    names = Names(users={1: "Ada"}, roles={10: "Mods"}, channels={20: "general"})
+    assert to_speakable("<@1> <@2> <@&10> <@&11> <#20> <#21>", names) == (
+        "Ada someone Mods a role general a channel"
+    )
 
 
 def test_a_display_name_cannot_inject_a_speaker_tag() -> None:

@@ -41,6 +41,7 @@ class SwitchableBackend:
         self.failure: BackendError | None = None
         self.silent = False  # answer with silence, as a broken engine might
         self.chunk_times: list[float] = []  # time.monotonic() as each chunk left the backend
+        self.texts: list[str] = []  # every chunk of text handed to synthesize, in order
 
     async def encode_speaker(self, pcm):
         if self.failure:
@@ -50,6 +51,7 @@ class SwitchableBackend:
     async def synthesize(self, texts, latent, params, seed):
         if self.failure:
             raise self.failure
+        self.texts.extend(texts)
         async for chunk in self.inner.synthesize(texts, latent, params, seed):
             self.chunk_times.append(time.monotonic())
             yield replace(chunk, audio=np.zeros_like(chunk.audio)) if self.silent else chunk

@@ -396,8 +396,9 @@ class InteractionFactory:
     ) -> InteractionRecord:
         world = self._world
         guild = world.guilds[member.guild_id]
-        permissions = guild.permissions_of(member)
-        bot_permissions = guild.permissions_of(guild.members[world.bot.id])
+        # Discord sends both as they stand in this channel, overwrites applied.
+        permissions = guild.permissions_in(member, channel)
+        bot_permissions = guild.permissions_in(guild.members[world.bot.id], channel)
         payload: dict[str, Any] = {
             "id": str(world.snowflake()),
             "application_id": str(world.application_id),
@@ -506,7 +507,7 @@ class InteractionFactory:
             resolved.setdefault("roles", {})[str(value.id)] = value.payload()
             option["value"] = str(value.id)
         elif option_type == 7 and isinstance(value, Channel):
-            entry = {**value.payload(), "permissions": str(guild.permissions_of(member))}
+            entry = {**value.payload(), "permissions": str(guild.permissions_in(member, value))}
             resolved.setdefault("channels", {})[str(value.id)] = entry
             option["value"] = str(value.id)
         elif option_type == 11 and isinstance(value, Attachment):

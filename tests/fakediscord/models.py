@@ -7,10 +7,13 @@ Each model renders itself as the payload Discord sends (``payload()``), with the
 ``.value`` (``discord.Permissions``) is accepted wherever a permission value goes in.
 
 Covered: guild text (type 0) and voice (type 2) channels, roles with permissions, members whose
-guild-level permissions are @everyone | their roles (ADMINISTRATOR grants all), voice states, and
-messages with attachments (including voice messages: flag 8192, ``duration_secs``, ``waveform``).
-Not modelled: channel permission overwrites, threads, forums, stage channels, DMs, emojis,
-stickers, presences.
+guild-level permissions are @everyone | their roles (ADMINISTRATOR grants all), channel permission
+overwrites (for @everyone, a role or a member, applied in Discord's order), voice states, and
+messages with attachments (including voice messages: flag 8192, ``duration_secs``, ``waveform``)
+and mentions (``mentions`` as plain users; ``gateway_payload`` adds each mentioned member, as
+MESSAGE_CREATE/UPDATE do and REST message objects don't).
+Not modelled: threads, forums, stage channels, DMs, emojis, stickers, presences; the implicit denials
+that follow a missing SEND_MESSAGES or CONNECT (only a missing VIEW_CHANNEL denies everything).
 """
 
 from __future__ import annotations
@@ -195,8 +198,25 @@ class Role:
 
 
 @dataclass(eq=False)
+class Overwrite:
+    """A channel permission overwrite for a role (``type`` 0, ``id == guild.id`` is @everyone) or a
+    member (``type`` 1)."""
+
+    id: int
+    type: int
+    allow: int = 0
+    deny: int = 0
+
+    ROLE = 0
+    MEMBER = 1
+
+    def payload(self) -> dict[str, Any]:
+        return {"id": str(self.id), "type": self.type, "allow": str(self.allow), "deny": str(self.deny)}
+
+
+@dataclass(eq=False)
 class Channel:
-    """A guild text or voice channel."""
+    """A guild text or voice channel; ``overwrites`` are keyed by role or member id."""
 
     id: int
     guild_id: int
@@ -206,6 +226,7 @@ class Channel:
     bitrate: int = 64_000
     user_limit: int = 0
     topic: str | None = None
+    overwrites: dict[int, Overwrite] = field(default_factory=dict)
 
     @property
     def is_voice(self) -> bool:
@@ -218,7 +239,7 @@ class Channel:
             "guild_id": str(self.guild_id),
             "name": self.name,
             "position": self.position,
-            "permission_overwrites": [],
+            "permission_overwrites": [o.payload() for o in self.overwrites.values()],
             "parent_id": None,
             "nsfw": False,
             "flags": 0,
@@ -340,6 +361,25 @@ class Guild:
         if member.id == self.owner_id or value & Perm.ADMINISTRATOR:
             return ALL_PERMISSIONS
         return value
+
+    def permissions_in(self, member: Member, channel: Channel) -> int:
+        """Permissions in one channel: guild-level, then the overwrites for @everyone, the member's
+        roles (all denies, then all allows) and the member, as Discord computes them."""
+        value = self.permissions_of(member)
+        if value == ALL_PERMISSIONS:
+            return value
+        everyone = channel.overwrites.get(self.id)
+        if everyone is not None:
+            value = (value & ~everyone.deny) | everyone.allow
+        roles = [channel.overwrites[r] for r in member.role_ids if r in channel.overwrites]
+        for overwrite in roles:
+            value &= ~overwrite.deny
+        for overwrite in roles:
+            value |= overwrite.allow
+        own = channel.overwrites.get(member.id)
+        if own is not None and own.type == Overwrite.MEMBER:
+            value = (value & ~own.deny) | own.allow
+        return value if value & Perm.VIEW_CHANNEL else 0
 
     def payload(self, *, member_ids: list[int] | None = None) -> dict[str, Any]:
         """The GUILD_CREATE body; ``member_ids`` limits the members list (None = everyone)."""
@@ -485,10 +525,25 @@ class Message:
     edited_timestamp: str | None = None
     tts: bool = False
     deleted: bool = False
+    mentions: list[User] = field(default_factory=list)
+    mention_roles: list[int] = field(default_factory=list)
 
     @property
     def ephemeral(self) -> bool:
         return bool(self.flags & MessageFlag.EPHEMERAL)
+
+    def gateway_payload(self, guild: Guild | None) -> dict[str, Any]:
+        """The MESSAGE_CREATE/UPDATE body: the author's and each mentioned user's member data added."""
+        data = self.payload()
+        if guild is None:
+            return data
+        if self.author.id in guild.members:
+            data["member"] = guild.members[self.author.id].payload(with_user=False)
+        for mention in data["mentions"]:
+            member = guild.members.get(int(mention["id"]))
+            if member is not None:
+                mention["member"] = member.payload(with_user=False)
+        return data
 
     def payload(self) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -505,8 +560,8 @@ class Message:
             "edited_timestamp": self.edited_timestamp,
             "tts": self.tts,
             "mention_everyone": False,
-            "mentions": [],
-            "mention_roles": [],
+            "mentions": [user.payload() for user in self.mentions],
+            "mention_roles": [str(role_id) for role_id in self.mention_roles],
             "pinned": False,
         }
         if self.guild_id is not None:

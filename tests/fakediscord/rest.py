@@ -16,6 +16,8 @@ Covered routes (what discord.py 2.7 calls for a bot like ours):
 * channel messages: ``POST /channels/{id}/messages``, ``GET``/``PATCH``/``DELETE
   /channels/{id}/messages/{mid}``, ``POST /channels/{id}/typing`` (bot permissions checked at guild
   level → 403 code 50013), MESSAGE_CREATE/UPDATE/DELETE dispatched to the gateway;
+* guild members: ``GET /guilds/{guild}/members/{user}`` (unknown guild → 404 code 10004, a user
+  who is not a member → 404 code 10007);
 * uploads: attachments get ids, CDN URLs and a content type guessed from the file name; files over
   the upload limit → 413 code 40005; voice messages (flag 8192) need exactly one attachment with
   ``duration_secs`` and ``waveform`` and no content (codes 50159/50160/50161) and cannot be edited
@@ -98,6 +100,7 @@ class RestApi:
         r.add_patch(p + "/channels/{channel}/messages/{message}", self.edit_message)
         r.add_delete(p + "/channels/{channel}/messages/{message}", self.delete_message)
         r.add_post(p + "/channels/{channel}/typing", self.typing)
+        r.add_get(p + r"/guilds/{guild:\d+}/members/{user:\d+}", self.get_member)
         r.add_get("/attachments/{channel}/{attachment}/{filename}", self.cdn)
         r.add_route("*", p + "/{tail:.*}", self.not_found)
 
@@ -401,11 +404,18 @@ class RestApi:
         return web.Response(status=204)
 
     def _dispatch_message(self, event: str, message: Message) -> None:
-        data = message.payload()
-        guild = self.world.guilds.get(message.guild_id or 0)
-        if guild is not None and message.author.id in guild.members:
-            data["member"] = guild.members[message.author.id].payload(with_user=False)
-        self.world.dispatch(event, data)
+        self.world.dispatch(event, message.gateway_payload(self.world.guilds.get(message.guild_id or 0)))
+
+    # -- guild members ---------------------------------------------------------------------------
+
+    async def get_member(self, request: web.Request) -> web.Response:
+        guild = self.world.guilds.get(int(request.match_info["guild"]))
+        if guild is None:
+            raise BadRequest(404, 10004, "Unknown Guild")
+        member = guild.members.get(int(request.match_info["user"]))
+        if member is None:
+            raise BadRequest(404, 10007, "Unknown Member")
+        return json_response(member.payload())
 
     # -- CDN -------------------------------------------------------------------------------------
 

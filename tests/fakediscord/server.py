@@ -46,6 +46,7 @@ from .models import (
     Member,
     Message,
     MessageFlag,
+    Overwrite,
     Role,
     User,
     encode_waveform,
@@ -251,10 +252,14 @@ class FakeDiscord:
         permissions: Any = None,
         roles: Iterable[Role | str] = (),
         bot: bool = False,
+        nick: str | None = None,
     ) -> Member:
         """A member whose permissions are @everyone's | their roles'. ``permissions`` adds a
         personal role granting exactly those bits; ``roles`` are Role objects or names (a name
-        not yet in the guild becomes a role without permissions)."""
+        not yet in the guild becomes a role without permissions). ``nick`` is their server nickname.
+
+        A bot without the GUILD_MEMBERS intent never hears of the member (GUILD_CREATE and
+        GUILD_MEMBER_ADD leave them out, as Discord does) unless they join a voice channel."""
         role_ids = []
         for role in roles:
             if isinstance(role, str):
@@ -263,9 +268,22 @@ class FakeDiscord:
             role_ids.append(role.id)
         if permissions is not None:
             role_ids.append(self.add_role(guild, f"{name} permissions", permissions).id)
-        member = self.world.add_member(guild, name, role_ids, bot=bot)
+        member = self.world.add_member(guild, name, role_ids, bot=bot, nick=nick)
         self.world.dispatch("GUILD_MEMBER_ADD", {**member.payload(), "guild_id": str(guild.id)})
         return member
+
+    def set_channel_permissions(
+        self, channel: Channel, target: Role | Member, *, allow: Any = 0, deny: Any = 0
+    ) -> None:
+        """Set (replace) ``channel``'s overwrite for a role (the guild's id role is @everyone) or a
+        member, and dispatch CHANNEL_UPDATE; ``allow=0, deny=0`` removes it."""
+        kind = Overwrite.MEMBER if isinstance(target, Member) else Overwrite.ROLE
+        allow, deny = permission_value(allow), permission_value(deny)
+        if allow or deny:
+            channel.overwrites[target.id] = Overwrite(target.id, kind, allow, deny)
+        else:
+            channel.overwrites.pop(target.id, None)
+        self.world.dispatch("CHANNEL_UPDATE", channel.payload())
 
     def attachment(
         self,
@@ -298,11 +316,14 @@ class FakeDiscord:
         flags: int = 0,
     ) -> Message:
         """A message a member posted (dispatched as MESSAGE_CREATE), e.g. the target of a message
-        command. ``attachments`` are Attachment objects or ``(filename, bytes)`` pairs."""
+        command. ``attachments`` are Attachment objects or ``(filename, bytes)`` pairs; members and
+        roles named in ``content`` (``<@id>``, ``<@&id>``) become its mentions."""
         stored = [
             a if isinstance(a, Attachment) else self.world.store_attachment(channel.id, a[0], a[1])
             for a in attachments
         ]
+        guild = self.world.guilds[channel.guild_id]
+        mentions, mention_roles = self.world.mentioned_in(guild, content)
         message = Message(
             id=self.world.snowflake(),
             channel_id=channel.id,
@@ -311,12 +332,11 @@ class FakeDiscord:
             content=content,
             attachments=[a.payload() for a in stored],
             flags=flags,
+            mentions=mentions,
+            mention_roles=mention_roles,
         )
         self.world.messages[message.id] = message
-        guild = self.world.guilds[channel.guild_id]
-        data = message.payload()
-        data["member"] = guild.members[author.id].payload(with_user=False)
-        self.world.dispatch("MESSAGE_CREATE", data)
+        self.world.dispatch("MESSAGE_CREATE", message.gateway_payload(guild))
         return message
 
     def voice_message(

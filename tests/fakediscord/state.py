@@ -56,6 +56,8 @@ class CommandSync:
 
 
 _COMMAND_NAME = re.compile(r"^[-_'\w]{1,32}$")
+_USER_MENTION = re.compile(r"<@!?(\d+)>")
+_ROLE_MENTION = re.compile(r"<@&(\d+)>")
 
 
 class CommandRegistry:
@@ -244,12 +246,20 @@ class World:
         guild.channels[channel.id] = channel
         return channel
 
-    def add_member(self, guild: Guild, name: str, role_ids: list[int], *, bot: bool = False) -> Member:
+    def add_member(
+        self, guild: Guild, name: str, role_ids: list[int], *, bot: bool = False, nick: str | None = None
+    ) -> Member:
         user = User(id=self.snowflake(), username=name, global_name=name.title(), bot=bot)
         self.users[user.id] = user
-        member = Member(user=user, guild_id=guild.id, role_ids=role_ids)
+        member = Member(user=user, guild_id=guild.id, role_ids=role_ids, nick=nick)
         guild.members[user.id] = member
         return member
+
+    def mentioned_in(self, guild: Guild, content: str) -> tuple[list[User], list[int]]:
+        """Who a message mentions, as Discord records it: members of the guild and its roles."""
+        users = {int(i): None for i in _USER_MENTION.findall(content) if int(i) in guild.members}
+        roles = {int(i): None for i in _ROLE_MENTION.findall(content) if int(i) in guild.roles}
+        return [guild.members[i].user for i in users], list(roles)
 
     def store_attachment(
         self,
