@@ -38,16 +38,19 @@ from datetime import UTC, datetime, timedelta
 from typing import NamedTuple, Protocol
 
 from bot.errors import NothingToSay, TextReadsTooLong, TextTooLong
+from modal_tts import windows
+from modal_tts.windows import CHARS_PER_SECOND, WIDE_CHAR_WEIGHT, speech_cost
 
-SPEAKER_PREFIX = "[S1] "
+SPEAKER_PREFIX = windows.SPEAKER_PREFIX
 # Echo's text window is 768 bytes, and its tokenizer spends one of them on a BOS byte.
 ECHO_MAX_TEXT_BYTES = 768
 MAX_CHUNK_BYTES = ECHO_MAX_TEXT_BYTES - 1
-CHARS_PER_SECOND = 14.0
 # One generation holds ~30 s; aim lower so a slow voice still fits.
 MAX_CHUNK_SECONDS = 25.0
-# A CJK character or Hangul syllable takes about as long to say as three Latin letters.
-WIDE_CHAR_WEIGHT = 3
+# A long message's first sentence becomes a chunk of its own when it is this short (but not shorter
+# than the minimum, where Echo's tail noise on very short inputs would start to show).
+FIRST_CHUNK_SECONDS = 6.0
+MIN_FIRST_CHUNK_SECONDS = 1.0
 DEFAULT_MAX_CHARS = 2000
 # Emoji names, timestamps and ligatures read longer than they look; past this multiple of
 # `max_chars` the spoken text is refused rather than producing minutes of audio from one message.
@@ -438,10 +441,6 @@ def normalise_for_echo(text: str) -> str:
 
 # --- stage 3: chunks -----------------------------------------------------------------------------
 
-_WIDE_CHARS = re.compile(
-    "[\u1100-\u115f\u2e80-\u303e\u3041-\u33ff\u3400-\u4dbf\u4e00-\u9fff\ua000-\ua4cf"
-    "\uac00-\ud7a3\uf900-\ufaff\ufe30-\ufe4f\uff00-\uff60\uffe0-\uffe6\U00020000-\U0003fffd]"
-)
 _SENTENCE_ENDS = frozenset(".!?。！？")
 _CLAUSE_ENDS = frozenset(",;:，、；：")
 _CLOSERS = "\"')»”’」』"
@@ -454,17 +453,13 @@ _SENTENCE, _CLAUSE, _WORD, _INSIDE_WORD = 3, 2, 1, 0
 _BALANCE_SLACK = 0.5
 
 
-def _speech_cost(text: str) -> int:
-    """Length in Latin-letter equivalents: wide (CJK) characters count as WIDE_CHAR_WEIGHT."""
-    if text.isascii():
-        return len(text)
-    wide = len(text) - len(_WIDE_CHARS.sub("", text))
-    return len(text) + (WIDE_CHAR_WEIGHT - 1) * wide
+# One estimate of speaking time for the whole project: the GPU side sizes its windows with it too.
+_speech_cost = speech_cost
 
 
 def estimate_seconds(text: str) -> float:
     """Rough speaking time of `text` (a leading speaker prefix is not spoken and not counted)."""
-    return _speech_cost(text.removeprefix(SPEAKER_PREFIX)) / CHARS_PER_SECOND
+    return windows.estimate_seconds(text)
 
 
 class _Unit(NamedTuple):
@@ -646,6 +641,26 @@ def chunk(
     return [SPEAKER_PREFIX + piece for piece in chunks]
 
 
+def lead_with_a_short_chunk(chunks: list[str]) -> list[str]:
+    """Split the first sentence off a long first chunk: the first chunk is sampled on its own, in a
+    small window, so it alone sets how soon a long message starts to be heard."""
+    first = chunks[0].removeprefix(SPEAKER_PREFIX)
+    if estimate_seconds(first) <= FIRST_CHUNK_SECONDS:
+        return chunks
+    for n, char in enumerate(first):
+        if char not in _SENTENCE_ENDS:
+            continue
+        end = n + 1
+        while end < len(first) and first[end] in _CLOSERS:
+            end += 1
+        head, tail = first[:end].strip(), first[end:].strip()
+        if estimate_seconds(head) > FIRST_CHUNK_SECONDS or not _SPEAKABLE.search(tail):
+            break
+        if estimate_seconds(head) >= MIN_FIRST_CHUNK_SECONDS and (end == len(first) or first[end] == " "):
+            return [SPEAKER_PREFIX + head, SPEAKER_PREFIX + tail, *chunks[1:]]
+    return chunks
+
+
 # --- all stages ------------------------------------------------------------------------------------
 
 
@@ -664,4 +679,4 @@ def prepare(text: str, *, resolve: Resolver | None = None, max_chars: int = DEFA
     chunks = chunk(spoken)
     if not chunks:
         raise NothingToSay()
-    return chunks
+    return lead_with_a_short_chunk(chunks)

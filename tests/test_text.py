@@ -406,8 +406,9 @@ def test_prepare_on_long_mixed_text_keeps_every_word_in_order() -> None:
     assert_echo_ready(chunks)
     words = " ".join(bodies(chunks)).split()
     assert words[:10] == ["Hey", "Ada,", "did", "you", "see", "link", "to", "example.com?", "It's", "great!"]
-    assert len(chunks) == 5
-    assert all(body.endswith("great!") for body in bodies(chunks))
+    # Five chunks of up to 25 s, the first sentence split off so that the message starts sooner.
+    assert len(chunks) == 6 and chunks[0] == "[S1] Hey Ada, did you see link to example.com?"
+    assert all(body.endswith("great!") for body in bodies(chunks)[1:])
 
 
 # --- properties -----------------------------------------------------------------------------------
@@ -543,3 +544,15 @@ def test_prepare_is_fast_on_a_full_length_mixed_message() -> None:
     for _ in range(runs):
         prepare(text, resolve=Guild())
     assert (time.perf_counter() - started) / runs < 0.020
+
+
+def test_a_long_first_chunk_leads_with_its_first_sentence() -> None:
+    long_tail = "This second sentence runs on for a good while so that the chunk is long. " * 3
+    assert prepare("Hello there, my friend. " + long_tail)[0] == "[S1] Hello there, my friend."
+    # Nothing to gain: a short message, a first sentence too long or too short, no sentence end.
+    assert prepare("Hello there, my friend. How are you?") == ["[S1] Hello there, my friend. How are you?"]
+    assert prepare("Hi. " + long_tail)[0].startswith("[S1] Hi. This second")
+    assert len(prepare("word " * 150)) == 1
+    first_long = "This opening sentence alone takes well over six seconds to say out loud. "
+    assert prepare(first_long + long_tail)[0].startswith("[S1] This opening sentence alone takes well over")
+    assert len(prepare(first_long + long_tail)) == 1
