@@ -553,6 +553,6 @@ def test_a_long_first_chunk_leads_with_its_first_sentence() -> None:
     assert prepare("Hello there, my friend. How are you?") == ["[S1] Hello there, my friend. How are you?"]
     assert prepare("Hi. " + long_tail)[0].startswith("[S1] Hi. This second")
     assert len(prepare("word " * 60)) == 1
-    first_long = "This opening sentence alone takes well over six seconds to say out loud. "
+    first_long = "This opening sentence alone takes well over six seconds to say, even when read quickly. "
     assert prepare(first_long + long_tail)[0].startswith("[S1] This opening sentence alone takes well over")
     assert len(prepare(first_long + long_tail)) == 1
