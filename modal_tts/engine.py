@@ -21,7 +21,6 @@ import hashlib
 import itertools
 import json
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -42,6 +41,7 @@ from echo_tts.model import EchoDiT
 
 from modal_tts.params import (
     LATENT_SIZE,
+    MAX_SEQUENCE_LENGTH,
     MAX_SPEAKER_LATENT_LENGTH,
     SAMPLE_RATE,
     SAMPLES_PER_LATENT,
@@ -50,8 +50,9 @@ from modal_tts.params import (
     SynthesisParams,
     check_seed,
     check_texts,
-    chunk_seed,
 )
+from modal_tts.scheduler import RowSpec as Row
+from modal_tts.scheduler import run_inline
 
 ECHO_WEIGHTS = "echo/pytorch_model.safetensors"
 PCA_STATE = "echo/pca_state.safetensors"
@@ -213,15 +214,6 @@ def _revision(root: Path) -> str:
     return "echo-" + digest.hexdigest()[:16]
 
 
-@dataclass(frozen=True)
-class Row:
-    """One text to speak in one voice with one seed: the unit that shares a batch."""
-
-    text: str
-    latent: np.ndarray  # float16 [T, 80]
-    seed: int
-
-
 class EchoEngine:
     def __init__(
         self,
@@ -234,6 +226,7 @@ class EchoEngine:
         self.model, self.fish_ae, self.pca = model, fish_ae, pca
         self.revision = revision
         self.config = config
+        self.forward_passes = 0  # DiT calls made: what batching saves, counted for benchmarks and tests
 
     # --- loading ------------------------------------------------------------------------------
 
@@ -346,21 +339,42 @@ class EchoEngine:
     def synthesize_iter(
         self, texts: Sequence[str], latent: np.ndarray, params: SynthesisParams, seed: int
     ) -> Iterator[tuple[int, np.ndarray]]:
-        """As `synthesize`, yielding (index, audio) in order as each chunk is decoded."""
-        check_seed(seed)
-        rows = [Row(text, latent, chunk_seed(seed, i)) for i, text in enumerate(check_texts(texts))]
-        return self.synthesize_rows(rows, params)
+        """As `synthesize`, yielding (index, audio) in order as each chunk is decoded, scheduled as the
+        GPU scheduler would (windows sized to each text unless `params.sequence_length` is set)."""
+        for chunk in run_inline(self, texts, latent, params, seed):
+            yield chunk.index, chunk.audio
 
     def synthesize_rows(
         self, rows: Sequence[Row], params: SynthesisParams
     ) -> Iterator[tuple[int, np.ndarray]]:
-        """Sample all rows in one batched call, then decode and yield them one by one, in order."""
+        """Sample rows of one window in one batched call, then decode and yield them one by one."""
+        window = params.sequence_length or MAX_SEQUENCE_LENGTH
+        latents = self.sample_rows(rows, params, window)
+        for i in range(len(rows)):
+            yield i, self.decode(latents, i, self.end_of_speech(latents, i))
+
+    # --- the scheduler's interface (modal_tts.scheduler.Engine) ---------------------------------------
+
+    def sample_rows(self, rows: Sequence[Row], params: SynthesisParams, window: int) -> torch.Tensor:
+        """Every row in one batched sampler call over `window` latents: [rows, window, 80]."""
         check_texts([r.text for r in rows])
         for r in rows:
             check_seed(r.seed)
         speaker, speaker_mask = self._speaker_batch([r.latent for r in rows])
-        latents = self._sample(rows, speaker, speaker_mask, params)
-        return self._decode_each(latents)
+        return self._sample(rows, speaker, speaker_mask, params, window)
+
+    def end_of_speech(self, latents: torch.Tensor, index: int) -> int:
+        """Latents of speech in row `index` before it flattens out (the window's length if it never does)."""
+        # A row that is "flat" from the start still yields one frame, not nothing.
+        return max(echo.find_flattening_point(latents[index].float().cpu()), 1)
+
+    @torch.inference_mode()
+    def decode(self, latents: torch.Tensor, index: int, end: int) -> np.ndarray:
+        """Row `index` up to `end` as float32 44.1 kHz audio. The DAC decoder is causal, so the prefix
+        decodes to the same audio as echo's decode-then-crop, at a fraction of the cost."""
+        audio = echo.ae_decode(self.fish_ae, self.pca, latents[index : index + 1, :end])
+        audio = audio[0, 0, : end * SAMPLES_PER_LATENT].float().cpu().numpy()
+        return np.ascontiguousarray(audio, dtype=np.float32)
 
     def _speaker_batch(self, latents: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
         for latent in latents:
@@ -380,6 +394,7 @@ class EchoEngine:
         speaker_latent: torch.Tensor,
         speaker_mask: torch.Tensor,
         p: SynthesisParams,
+        window: int,
     ) -> torch.Tensor:
         """Echo's Euler sampler with independent text/speaker CFG, per-row initial noise.
 
@@ -394,7 +409,7 @@ class EchoEngine:
         # CPU generators, so a seed gives the same noise on every device.
         noise = torch.stack(
             [
-                torch.randn((p.sequence_length, LATENT_SIZE), generator=torch.Generator().manual_seed(r.seed))
+                torch.randn((window, LATENT_SIZE), generator=torch.Generator().manual_seed(r.seed))
                 for r in rows
             ]
         )
@@ -413,6 +428,7 @@ class EchoEngine:
         speaker_mask_3 = torch.cat([speaker_mask, speaker_mask, torch.zeros_like(speaker_mask)])
 
         for t, t_next in itertools.pairwise(schedule):
+            self.forward_passes += 1
             if p.cfg_min_t <= t <= p.cfg_max_t:
                 v_cond, v_text_off, v_speaker_off = (
                     model(
@@ -451,17 +467,6 @@ class EchoEngine:
                 kv_speaker_3 = echo._concat_kv_caches(kv_speaker, kv_speaker, kv_speaker)
             x_t = x_t + v_pred * (t_next - t)
         return x_t
-
-    @torch.inference_mode()
-    def _decode_each(self, latents: torch.Tensor) -> Iterator[tuple[int, np.ndarray]]:
-        for i in range(latents.shape[0]):
-            # Find the end of speech first and decode only up to it: the DAC decoder is causal, so
-            # the prefix decodes to the same audio as echo's decode-then-crop, at a fraction of the cost.
-            end = echo.find_flattening_point(latents[i].float().cpu())
-            end = max(end, 1)  # a row that is "flat" from the start still yields one frame, not nothing
-            audio = echo.ae_decode(self.fish_ae, self.pca, latents[i : i + 1, :end])
-            audio = audio[0, 0, : end * SAMPLES_PER_LATENT].float().cpu().numpy()
-            yield i, np.ascontiguousarray(audio, dtype=np.float32)
 
 
 def check_latent(latent: np.ndarray) -> np.ndarray:

@@ -43,7 +43,7 @@ _RANGES: dict[str, tuple[float, float, bool]] = {
     "speaker_kv_scale": (0.5, 3.0, True),
     "speaker_kv_max_layers": (1, 64, True),
     "speaker_kv_min_t": (0.0, 1.0, True),
-    "sequence_length": (SPEAKER_PATCH_SIZE, MAX_SEQUENCE_LENGTH, False),
+    "sequence_length": (SPEAKER_PATCH_SIZE, MAX_SEQUENCE_LENGTH, True),
 }
 _INTEGERS = {"steps", "speaker_kv_max_layers", "sequence_length"}
 
@@ -62,7 +62,8 @@ class SynthesisParams:
     speaker_kv_scale: float | None = None
     speaker_kv_max_layers: int | None = None
     speaker_kv_min_t: float | None = 0.9
-    sequence_length: int = MAX_SEQUENCE_LENGTH
+    # Latents sampled per chunk; None: sized to each chunk's text (`modal_tts.windows`).
+    sequence_length: int | None = None
 
     def __post_init__(self) -> None:
         for f in fields(self):

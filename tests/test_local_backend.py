@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 
 import numpy as np
@@ -66,13 +67,30 @@ async def test_the_event_loop_stays_responsive_while_the_engine_works(local, voi
     print(f"engine busy {busy:.2f} s; loop lag max {max(lags) * 1e3:.1f} ms")
 
 
+async def waiting_together(backend: LocalBackend, rows: int, *streams):
+    """Run `streams` with the GPU thread held until all their `rows` wait, so they surely arrive together."""
+    scheduler = await backend.scheduler()
+    gate = threading.Event()
+    scheduler.call(gate.wait)
+    tasks = [asyncio.create_task(collect(stream)) for stream in streams]
+    for _ in range(1000):
+        if len(scheduler.planner.waiting) == rows:
+            break
+        await asyncio.sleep(0.01)
+    gate.set()
+    return await asyncio.gather(*tasks)
+
+
 async def test_requests_that_arrive_together_share_one_batch(local, voice, tiny_engine):
     other = SpeakerLatent(tiny_engine.encode_speaker(speech_like(9.0, seed=2)), "rev")
-    a, b = await asyncio.gather(
-        collect(local.synthesize(TEXTS[:2], voice, FAST, seed=10)),
-        collect(local.synthesize(TEXTS[2:], other, FAST, seed=20)),
+    a, b = await waiting_together(
+        local,
+        3,
+        local.synthesize(TEXTS[:2], voice, FAST, seed=10),
+        local.synthesize(TEXTS[2:], other, FAST, seed=20),
     )
-    assert local.batches_run == 1
+    # Both first chunks share one sampler call; a's second chunk comes in the call after it.
+    assert local.batches_run == 2
     # Each chunk is what it would be alone: its own seed, its own voice.
     ((_, alone),) = tiny_engine.synthesize_rows([Row(TEXTS[2], other.data, chunk_seed(20, 0))], FAST)
     np.testing.assert_allclose(b[0].audio, alone, atol=2e-4)
@@ -80,9 +98,11 @@ async def test_requests_that_arrive_together_share_one_batch(local, voice, tiny_
 
 
 async def test_requests_with_different_settings_do_not_share(local, voice):
-    await asyncio.gather(
-        collect(local.synthesize(TEXTS[:1], voice, FAST, seed=1)),
-        collect(local.synthesize(TEXTS[:1], voice, SynthesisParams(steps=5, sequence_length=96), 1)),
+    await waiting_together(
+        local,
+        2,
+        local.synthesize(TEXTS[:1], voice, FAST, seed=1),
+        local.synthesize(TEXTS[:1], voice, SynthesisParams(steps=5, sequence_length=96), 1),
     )
     assert local.batches_run == 2
 
@@ -163,9 +183,9 @@ class HungEngine:
         self.release.wait()
         return np.zeros((4, 80), np.float16)
 
-    def synthesize_rows(self, rows, params):
+    def sample_rows(self, rows, params, window):
         self.release.wait()
-        yield from ()
+        raise RuntimeError("released")
 
 
 async def test_a_hung_engine_times_out_instead_of_waiting_forever(voice):

@@ -12,7 +12,7 @@ from modal_tts.params import InvalidParams, SynthesisParams, check_seed, chunk_s
 def test_defaults_are_echos_recommended_guidance():
     p = SynthesisParams()
     assert (p.steps, p.cfg_scale_text, p.cfg_scale_speaker) == (40, 3.0, 8.0)
-    assert (p.cfg_min_t, p.cfg_max_t, p.sequence_length) == (0.5, 1.0, 640)
+    assert (p.cfg_min_t, p.cfg_max_t, p.sequence_length) == (0.5, 1.0, None)  # None: sized to the text
     assert p.speaker_kv_scale is None
 
 

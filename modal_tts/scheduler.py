@@ -1,0 +1,397 @@
+"""One batching scheduler for the GPU, used by the Modal class and by the bot's local backend alike.
+
+Requests (a list of chunk texts in one voice) arrive from any thread or event loop; one GPU thread runs
+every sampler call, encoding and decode. What it runs next:
+
+- **Windows:** each chunk is sampled over a window sized to its text (`modal_tts.windows`); rows share a
+  sampler call only with rows of the same window and settings (a compiled engine sees few shapes).
+- **First chunk first:** a request's first chunk outranks every later chunk, and a batch holding first
+  chunks holds nothing else, so a long request starts as soon as a short one would and a newcomer's
+  first chunk is never stuck behind another request's tail. A later chunk passed over `AGING_BATCHES`
+  times is promoted to first-chunk rank, so a flood of new requests can't starve it.
+- **Waiting:** a request's first chunk waits behind the batch that is running, plus at most one batch
+  per other window that holds older first chunks (at most `len(windows.BUCKETS)`); rows that arrive
+  together share one call, up to `max_batch_rows`.
+- **Cut speech:** a chunk whose speech was still going at the end of its window is sampled again, once,
+  at the next bucket with the same seed (`windows.was_cut`); the re-sample is counted.
+- **Cancellation:** a cancelled request (`/stop`, a caller that went away) loses its waiting rows at
+  once, and its rows in the running batch are not decoded: it stops costing GPU after that batch.
+
+Chunks reach the caller in order; a later chunk that is ready early waits for the ones before it.
+Torch-free: the engine is reached through `sample_rows`, `end_of_speech` and `decode`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import queue
+import threading
+import time
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass, field, replace
+from typing import Any, Protocol
+
+import numpy as np
+
+from modal_tts import windows
+from modal_tts.params import SynthesisParams, check_seed, check_texts, chunk_seed
+
+log = logging.getLogger(__name__)
+
+AGING_BATCHES = 2
+
+
+class Busy(RuntimeError):
+    """More rows are waiting than the scheduler accepts; try again shortly."""
+
+
+class Engine(Protocol):
+    def sample_rows(self, rows: Sequence[Any], params: SynthesisParams, window: int) -> Any: ...
+
+    def end_of_speech(self, latents: Any, index: int) -> int: ...
+
+    def decode(self, latents: Any, index: int, end: int) -> np.ndarray: ...
+
+
+@dataclass(frozen=True)
+class ChunkAudio:
+    """One chunk, ready: float32 mono 44.1 kHz, how it was made, and the GPU time it cost."""
+
+    index: int
+    audio: np.ndarray
+    gpu_seconds: float
+    window: int
+    resampled: bool = False
+
+
+@dataclass(frozen=True)
+class RowSpec:
+    """What the engine samples for one row (mirrors `modal_tts.engine.Row`)."""
+
+    text: str
+    latent: np.ndarray
+    seed: int
+
+
+@dataclass(eq=False)
+class Request:
+    texts: list[str]
+    latent: np.ndarray
+    params: SynthesisParams
+    seed: int
+    on_chunk: Callable[[ChunkAudio], None]  # called on the GPU thread, in chunk order
+    on_error: Callable[[BaseException], None]
+    arrival: int = 0
+    cancelled: bool = False
+    resampled: int = 0
+    _ready: dict[int, ChunkAudio] = field(default_factory=dict)
+    _next: int = 0
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+    @property
+    def done(self) -> bool:
+        return self._next >= len(self.texts)
+
+    def _finished(self, chunk: ChunkAudio) -> None:
+        self._ready[chunk.index] = chunk
+        while self._next in self._ready:
+            self.on_chunk(self._ready.pop(self._next))
+            self._next += 1
+
+
+@dataclass(eq=False)
+class Row:
+    request: Request
+    index: int
+    window: int
+    resampled: bool = False
+    passed_over: int = 0
+
+    @property
+    def rank(self) -> tuple[int, int, int]:
+        lead = self.index == 0 or self.passed_over >= AGING_BATCHES
+        return (0 if lead else 1, self.request.arrival, self.index)
+
+    @property
+    def key(self) -> tuple[int, SynthesisParams]:
+        return (self.window, self.request.params)
+
+    def spec(self) -> RowSpec:
+        request = self.request
+        return RowSpec(request.texts[self.index], request.latent, chunk_seed(request.seed, self.index))
+
+
+@dataclass
+class Batch:
+    window: int
+    params: SynthesisParams
+    rows: list[Row]
+
+
+def window_of(text: str, params: SynthesisParams) -> int:
+    """The window a chunk is sampled in: the one asked for, else sized to its text."""
+    return params.sequence_length if params.sequence_length is not None else windows.window_for(text)
+
+
+class Planner:
+    """What to run next: pure bookkeeping, no threads (the Scheduler adds the GPU thread)."""
+
+    def __init__(self, *, max_batch_rows: int = 8, max_waiting_rows: int = 256) -> None:
+        self.max_batch_rows, self.max_waiting_rows = max_batch_rows, max_waiting_rows
+        self.waiting: list[Row] = []
+        self._arrivals = itertools.count()
+        self.batches_run = 0
+        self.resampled = 0
+
+    def add(self, request: Request) -> Request:
+        if len(self.waiting) + len(request.texts) > self.max_waiting_rows:
+            raise Busy(f"{self.max_waiting_rows} chunks are already waiting")
+        request.arrival = next(self._arrivals)
+        for index, text in enumerate(request.texts):
+            self.waiting.append(Row(request, index, window_of(text, request.params)))
+        return request
+
+    def next_batch(self) -> Batch | None:
+        self.waiting = [row for row in self.waiting if not row.request.cancelled]
+        if not self.waiting:
+            return None
+        self.waiting.sort(key=lambda row: row.rank)
+        top = self.waiting[0]
+        leading = top.rank[0] == 0
+        chosen = [row for row in self.waiting if row.key == top.key and (row.rank[0] == 0) == leading]
+        chosen = chosen[: self.max_batch_rows]
+        taken = set(map(id, chosen))
+        self.waiting = [row for row in self.waiting if id(row) not in taken]
+        for row in self.waiting:
+            row.passed_over += 1
+        self.batches_run += 1
+        return Batch(top.window, top.request.params, chosen)
+
+    def cut(self, row: Row, end_of_speech: int) -> bool:
+        """Whether `row` ran out of window: if so it waits again, at the next bucket, ahead of the rest."""
+        if row.resampled or row.request.params.sequence_length is not None:
+            return False
+        bigger = windows.next_bucket(row.window)
+        if bigger is None or not windows.was_cut(row.request.texts[row.index], row.window, end_of_speech):
+            return False
+        self.resampled += 1
+        row.request.resampled += 1
+        self.waiting.append(replace(row, window=bigger, resampled=True, passed_over=AGING_BATCHES))
+        return True
+
+
+def run_batch(engine: Engine, cut: Callable[[Row, int], bool], batch: Batch) -> None:
+    """Sample one batch, then decode and hand over each row in rank order (first chunks first).
+
+    `cut(row, end_of_speech)` re-queues a row whose speech ran out of window (`Planner.cut`)."""
+    started = time.perf_counter()
+    try:
+        latents = engine.sample_rows([row.spec() for row in batch.rows], batch.params, batch.window)
+    except Exception as exc:
+        failed = {id(row.request): row.request for row in batch.rows}
+        for request in failed.values():
+            request.cancel()
+            request.on_error(exc)
+        return
+    share = (time.perf_counter() - started) / len(batch.rows)
+    for position, row in sorted(enumerate(batch.rows), key=lambda item: item[1].rank):
+        request = row.request
+        if request.cancelled:
+            continue  # nobody is waiting for it: skip the decode
+        try:
+            end = engine.end_of_speech(latents, position)
+            if cut(row, end):
+                continue
+            decode_started = time.perf_counter()
+            audio = engine.decode(latents, position, end)
+            cost = share + time.perf_counter() - decode_started
+        except Exception as exc:
+            request.cancel()
+            request.on_error(exc)
+            continue
+        request._finished(ChunkAudio(row.index, audio, cost, row.window, row.resampled))
+
+
+def run_inline(
+    engine: Engine, texts: Sequence[str], latent: np.ndarray, params: SynthesisParams, seed: int
+) -> Iterator[ChunkAudio]:
+    """One request, scheduled exactly as the GPU thread would, on the calling thread."""
+    out: list[ChunkAudio] = []
+    errors: list[BaseException] = []
+    planner = Planner(max_batch_rows=len(texts), max_waiting_rows=2 * len(texts))
+    planner.add(
+        Request(check_texts(list(texts)), latent, params, check_seed(seed), out.append, errors.append)
+    )
+    while (batch := planner.next_batch()) is not None:
+        run_batch(engine, planner.cut, batch)
+        if errors:
+            raise errors[0]
+        yield from out
+        out.clear()
+
+
+class Scheduler:
+    """The GPU thread and its queue; thread-safe. `stream` serves threads, `astream` event loops."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        max_batch_rows: int = 8,
+        max_waiting_rows: int = 256,
+        gather_seconds: float = 0.01,
+    ) -> None:
+        self.engine = engine
+        self.planner = Planner(max_batch_rows=max_batch_rows, max_waiting_rows=max_waiting_rows)
+        self.gather_seconds = gather_seconds  # how long an idle GPU thread waits for company
+        self._cond = threading.Condition()
+        self._calls: list[tuple[Callable[..., Any], tuple[Any, ...], Future[Any]]] = []
+        self._closed = False
+        self._thread: threading.Thread | None = None
+
+    @property
+    def batches_run(self) -> int:
+        return self.planner.batches_run
+
+    # --- submitting ------------------------------------------------------------------------------
+
+    def submit(
+        self,
+        texts: Sequence[str],
+        latent: np.ndarray,
+        params: SynthesisParams,
+        seed: int,
+        on_chunk: Callable[[ChunkAudio], None],
+        on_error: Callable[[BaseException], None],
+    ) -> Request:
+        request = Request(check_texts(list(texts)), latent, params, check_seed(seed), on_chunk, on_error)
+        with self._cond:
+            if self._closed:
+                raise RuntimeError("the scheduler is closed")
+            self.planner.add(request)
+            self._start()
+            self._cond.notify()
+        return request
+
+    def call(self, fn: Callable[..., Any], *args: Any) -> Future[Any]:
+        """Run `fn(*args)` on the GPU thread before the next batch (speaker encoding, warm-up)."""
+        future: Future[Any] = Future()
+        with self._cond:
+            if self._closed:
+                raise RuntimeError("the scheduler is closed")
+            self._calls.append((fn, args, future))
+            self._start()
+            self._cond.notify()
+        return future
+
+    def stream(
+        self,
+        texts: Sequence[str],
+        latent: np.ndarray,
+        params: SynthesisParams,
+        seed: int,
+        *,
+        chunk_timeout: float | None = None,
+    ) -> Iterator[ChunkAudio]:
+        """For a thread (a Modal input): chunks in order; closing the iterator cancels the rest."""
+        results: queue.Queue[ChunkAudio | BaseException] = queue.Queue()
+        request = self.submit(texts, latent, params, seed, results.put, results.put)
+        try:
+            for _ in request.texts:
+                item = results.get(timeout=chunk_timeout)
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        except queue.Empty:
+            raise TimeoutError(f"no chunk within {chunk_timeout:g} s") from None
+        finally:
+            request.cancel()
+
+    async def astream(
+        self,
+        texts: Sequence[str],
+        latent: np.ndarray,
+        params: SynthesisParams,
+        seed: int,
+        *,
+        chunk_timeout: float | None = None,
+    ) -> AsyncIterator[ChunkAudio]:
+        """For an event loop (the bot's local backend): as `stream`, without blocking the loop."""
+        loop = asyncio.get_running_loop()
+        results: asyncio.Queue[ChunkAudio | BaseException] = asyncio.Queue()
+
+        def hand_over(item: ChunkAudio | BaseException) -> None:
+            with contextlib.suppress(RuntimeError):  # the loop closed: nobody is listening
+                loop.call_soon_threadsafe(results.put_nowait, item)
+
+        request = self.submit(texts, latent, params, seed, hand_over, hand_over)
+        try:
+            for _ in request.texts:
+                try:
+                    item = await asyncio.wait_for(results.get(), chunk_timeout)
+                except TimeoutError:
+                    raise TimeoutError(f"no chunk within {chunk_timeout:g} s") from None
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            request.cancel()
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            for request in {id(r.request): r.request for r in self.planner.waiting}.values():
+                request.cancel()
+                request.on_error(RuntimeError("the speech engine is shutting down"))
+            self.planner.waiting.clear()
+            for _, _, future in self._calls:
+                future.cancel()
+            self._calls.clear()
+            self._cond.notify_all()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout=30)  # a hung engine must not hang shutdown too
+
+    # --- the GPU thread ----------------------------------------------------------------------------
+
+    def _start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._work, name="echo-gpu", daemon=True)
+            self._thread.start()
+
+    def _work(self) -> None:
+        while True:
+            with self._cond:
+                if not (self._calls or self.planner.waiting or self._closed):
+                    while not (self._calls or self.planner.waiting or self._closed):
+                        self._cond.wait()
+                    # Requests that arrive together (several servers, one burst) share the batch.
+                    deadline = time.monotonic() + self.gather_seconds
+                    while not self._closed and (left := deadline - time.monotonic()) > 0:
+                        self._cond.wait(left)
+                if self._closed:
+                    return
+                call = self._calls.pop(0) if self._calls else None
+                batch = None if call else self.planner.next_batch()
+            if call is not None:
+                fn, args, future = call
+                if future.set_running_or_notify_cancel():
+                    try:
+                        future.set_result(fn(*args))
+                    except BaseException as exc:
+                        future.set_exception(exc)
+            elif batch is not None:
+                try:
+                    run_batch(self.engine, self._cut, batch)
+                except BaseException:
+                    log.exception("The GPU thread failed on a batch")
+
+    def _cut(self, row: Row, end_of_speech: int) -> bool:
+        """`Planner.cut` under the lock (the re-queued row joins rows other threads are adding)."""
+        with self._cond:
+            return self.planner.cut(row, end_of_speech)
