@@ -23,6 +23,14 @@ Deploy-time settings (environment of the machine running `modal deploy`), with c
     ECHO_MIN_CONTAINERS    0     scale to zero when nobody talks; 1 removes cold starts for ~$1.95/h.
     ECHO_MAX_CONTAINERS    2     a ceiling on spend if a server floods the bot.
     ECHO_TIMEOUT           300   seconds one call may run before Modal stops it.
+    ECHO_MAX_INPUTS        16    requests one container takes at once (`@modal.concurrent`): they share
+                                 sampler calls through one scheduler; past it, Modal starts another
+                                 container, up to ECHO_MAX_CONTAINERS.
+    ECHO_TARGET_INPUTS     8     inputs per container the autoscaler aims for before adding one.
+    ECHO_CPU               4     CPU cores reserved: eager PyTorch is bound by kernel launches, which a
+                                 starved CPU slows down; decode and wire encoding use them too.
+    ECHO_MAX_BATCH         8     rows per sampler call.
+    ECHO_FASTPATH          graphs  CUDA graphs per (window, batch) captured at start (`off` for eager).
     ECHO_APP_NAME          echo-voicebot
 """
 
@@ -55,6 +63,11 @@ SCALEDOWN_WINDOW = _env_int("ECHO_SCALEDOWN_WINDOW", 120)
 MIN_CONTAINERS = _env_int("ECHO_MIN_CONTAINERS", 0)
 MAX_CONTAINERS = _env_int("ECHO_MAX_CONTAINERS", 2)
 TIMEOUT = _env_int("ECHO_TIMEOUT", 300)
+MAX_INPUTS = _env_int("ECHO_MAX_INPUTS", 16)
+TARGET_INPUTS = _env_int("ECHO_TARGET_INPUTS", 8)
+CPU = float(os.environ.get("ECHO_CPU") or 4)
+MAX_BATCH = _env_int("ECHO_MAX_BATCH", 8)
+FASTPATH = os.environ.get("ECHO_FASTPATH", "graphs")
 
 # The same pins as the project's `engine` extra, so the GPU runs the code the tests ran.
 image = (
@@ -93,9 +106,11 @@ def download_weights() -> list[str]:
     min_containers=MIN_CONTAINERS,
     max_containers=MAX_CONTAINERS,
     timeout=TIMEOUT,
+    cpu=CPU,
     # Restore a CPU-memory snapshot with the weights already loaded instead of re-reading 6 GB.
     enable_memory_snapshot=True,
 )
+@modal.concurrent(max_inputs=MAX_INPUTS, target_inputs=TARGET_INPUTS)
 class EchoTTS:
     @modal.enter(snap=True)
     def load(self) -> None:
@@ -118,29 +133,42 @@ class EchoTTS:
 
     @modal.enter(snap=False)
     def to_gpu(self) -> None:
-        """Runs in every container after restore: move the loaded weights onto the GPU."""
+        """Runs in every container after restore: weights onto the GPU, the fast path captured, and the
+        one scheduler every concurrent input shares."""
         import torch
+
+        from modal_tts.scheduler import Scheduler
 
         if torch.cuda.is_available():
             self.engine.to("cuda")
+            if FASTPATH != "off":
+                started = time.perf_counter()
+                self.engine.enable_fast_path(max_batch=MAX_BATCH)
+                self.warmup_seconds = time.perf_counter() - started
+        self.scheduler = Scheduler(self.engine, max_batch_rows=MAX_BATCH)
+
+    @modal.exit()
+    def stop(self) -> None:
+        self.scheduler.close()
 
     @modal.method()
     def encode_speaker(self, pcm: bytes) -> dict[str, Any]:
-        latent = self.engine.encode_speaker(wire.pcm_from_bytes(pcm))
+        # On the GPU thread, between batches: all GPU work is one thread's.
+        latent = self.scheduler.call(self.engine.encode_speaker, wire.pcm_from_bytes(pcm)).result()
         return wire.latent_to_wire(latent, self.engine.revision)
 
     @modal.method()
     def synthesize(
         self, texts: list[str], latent: dict[str, Any], params: dict[str, Any], seed: int
     ) -> Iterator[dict[str, Any]]:
+        """Runs in a thread per input; the rows of inputs waiting together share sampler calls. A caller
+        that goes away closes this generator, which cancels its rows."""
         speaker, _revision = wire.latent_from_wire(latent)
         settings = SynthesisParams.from_dict(params)
-        started = time.perf_counter()
-        for index, audio in self.engine.synthesize_iter(texts, speaker, settings, seed):
-            now = time.perf_counter()
-            yield wire.chunk_to_wire(index, audio, SAMPLE_RATE, gpu_seconds=now - started)
-            started = time.perf_counter()
+        for chunk in self.scheduler.stream(texts, speaker, settings, seed, chunk_timeout=TIMEOUT):
+            yield wire.chunk_to_wire(chunk.index, chunk.audio, SAMPLE_RATE, gpu_seconds=chunk.gpu_seconds)
 
     @modal.method()
     def info(self) -> dict[str, Any]:
-        return {**self.engine.info(), "app": APP_NAME, "gpu": GPU}
+        info = self.scheduler.call(self.engine.info).result()
+        return {**info, "app": APP_NAME, "gpu": GPU, "warmup_seconds": getattr(self, "warmup_seconds", 0.0)}

@@ -39,6 +39,7 @@ from echo_tts.autoencoder import (
 )
 from echo_tts.model import EchoDiT
 
+from modal_tts.fastpath import BATCH_SIZES, MATCH_TOLERANCE, CudaGraphs, FixedShapes
 from modal_tts.params import (
     LATENT_SIZE,
     MAX_SEQUENCE_LENGTH,
@@ -227,6 +228,8 @@ class EchoEngine:
         self.revision = revision
         self.config = config
         self.forward_passes = 0  # DiT calls made: what batching saves, counted for benchmarks and tests
+        self.shapes: FixedShapes | None = None  # pad every call to these (the fast path needs it)
+        self.graphs: CudaGraphs | None = None
 
     # --- loading ------------------------------------------------------------------------------
 
@@ -292,6 +295,7 @@ class EchoEngine:
             "device": str(self.device),
             "device_name": (torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else "cpu"),
             "dtype": str(self.model.dtype).removeprefix("torch."),
+            "fast_path": getattr(self, "fast_path", {"fast_path": "off"}),
             "parameters": sum(p.numel() for p in self.model.parameters()),
             "dac_parameters": sum(p.numel() for p in self.fish_ae.parameters()),
             "versions": {
@@ -299,6 +303,62 @@ class EchoEngine:
                 "echo-tts": metadata.version("echo-tts"),
             },
         }
+
+    # --- the fast path (CUDA) ---------------------------------------------------------------------
+
+    def use_fixed_shapes(self, shapes: FixedShapes | None) -> None:
+        """Pad every sampler call to `shapes` (what CUDA graphs replay); None: exact shapes again."""
+        self.shapes = shapes
+
+    @torch.inference_mode()
+    def enable_fast_path(self, max_batch: int = BATCH_SIZES[-1]) -> dict[str, Any]:
+        """Capture CUDA graphs for every (batch, window), check them against eager, use them if they
+        match. Returns what happened, for `info()` and the benchmark."""
+        if self.device.type != "cuda":
+            return {"fast_path": "off", "why": "CUDA only"}
+        shapes = FixedShapes(batch_sizes=tuple(b for b in BATCH_SIZES if b <= max_batch) or (1,))
+        self.use_fixed_shapes(shapes)
+        graphs = CudaGraphs(self.model, shapes)
+        seconds = graphs.capture()
+        # Check one plain and one CFG graph on a real context: a short text in a short voice.
+        probe = Row("[S1] Hello there.", np.zeros((64, LATENT_SIZE), np.float16), 0)
+        text_ids, text_mask = self._text_batch([probe.text])
+        speaker, speaker_mask = self._speaker_batch([probe.latent])
+        kv_text = self.model.get_kv_cache_text(text_ids, text_mask)
+        kv_speaker = self.model.get_kv_cache_speaker(speaker.to(self.model.dtype))
+        graphs.load(
+            torch.cat([text_mask] * 3),
+            torch.cat([speaker_mask] * 3),
+            echo._concat_kv_caches(kv_text, kv_text, kv_text),
+            echo._concat_kv_caches(kv_speaker, kv_speaker, kv_speaker),
+        )
+        errors = {
+            f"{rows}x{window}": graphs.matches_eager(rows, window) for rows, window in ((1, 160), (3, 160))
+        }
+        if max(errors.values()) > MATCH_TOLERANCE:
+            self.use_fixed_shapes(None)
+            return {"fast_path": "off", "why": f"graphs differ from eager: {errors}", "capture_s": seconds}
+        self.graphs = graphs
+        self.fast_path = {
+            "fast_path": "cuda-graphs",
+            "capture_s": round(seconds, 2),
+            "graphs": len(graphs.graphs),
+        }
+        return {**self.fast_path, "relative_error": errors}
+
+    def _text_batch(self, texts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        length = self.shapes.text_tokens if self.shapes else None
+        return echo.get_text_input_ids_and_mask(
+            list(texts), max_length=length, device=self.device, normalize=True
+        )
+
+    def _forward(self, **inputs: Any) -> torch.Tensor:
+        self.forward_passes += 1
+        if self.graphs is not None:
+            out = self.graphs.forward(inputs["x"], inputs["t"])
+            if out is not None:
+                return out
+        return self.model(**inputs)
 
     # --- speaker ------------------------------------------------------------------------------
 
@@ -360,8 +420,11 @@ class EchoEngine:
         check_texts([r.text for r in rows])
         for r in rows:
             check_seed(r.seed)
+        count = len(rows)
+        if self.shapes is not None:  # pad to a captured batch size; spare rows repeat the first
+            rows = [*rows, *[rows[0]] * (self.shapes.rows_for(count) - count)]
         speaker, speaker_mask = self._speaker_batch([r.latent for r in rows])
-        return self._sample(rows, speaker, speaker_mask, params, window)
+        return self._sample(rows, speaker, speaker_mask, params, window)[:count]
 
     def end_of_speech(self, latents: torch.Tensor, index: int) -> int:
         """Latents of speech in row `index` before it flattens out (the window's length if it never does)."""
@@ -380,6 +443,8 @@ class EchoEngine:
         for latent in latents:
             check_latent(latent)
         longest = max(latent.shape[0] for latent in latents)
+        if self.shapes is not None:
+            longest = max(longest, self.shapes.speaker_latents)
         speaker = torch.zeros((len(latents), longest, LATENT_SIZE), dtype=torch.float32)
         mask = torch.zeros((len(latents), longest), dtype=torch.bool)
         for i, latent in enumerate(latents):
@@ -403,9 +468,7 @@ class EchoEngine:
         """
         model, device, dtype = self.model, self.device, self.model.dtype
         batch = len(rows)
-        text_ids, text_mask = echo.get_text_input_ids_and_mask(
-            [r.text for r in rows], max_length=None, device=device, normalize=True
-        )
+        text_ids, text_mask = self._text_batch([r.text for r in rows])
         # CPU generators, so a seed gives the same noise on every device.
         noise = torch.stack(
             [
@@ -426,12 +489,13 @@ class EchoEngine:
         kv_speaker_3 = echo._concat_kv_caches(kv_speaker, kv_speaker, kv_speaker)
         text_mask_3 = torch.cat([text_mask, torch.zeros_like(text_mask), text_mask])
         speaker_mask_3 = torch.cat([speaker_mask, speaker_mask, torch.zeros_like(speaker_mask)])
+        if self.graphs is not None:
+            self.graphs.load(text_mask_3, speaker_mask_3, kv_text_3, kv_speaker_3)
 
         for t, t_next in itertools.pairwise(schedule):
-            self.forward_passes += 1
             if p.cfg_min_t <= t <= p.cfg_max_t:
                 v_cond, v_text_off, v_speaker_off = (
-                    model(
+                    self._forward(
                         x=torch.cat([x_t, x_t, x_t]).to(dtype),
                         t=torch.full((batch * 3,), t, device=device).to(dtype),
                         text_mask=text_mask_3,
@@ -448,7 +512,7 @@ class EchoEngine:
                     + p.cfg_scale_speaker * (v_cond - v_speaker_off)
                 )
             else:
-                v_pred = model(
+                v_pred = self._forward(
                     x=x_t.to(dtype),
                     t=torch.full((batch,), t, device=device).to(dtype),
                     text_mask=text_mask,
@@ -465,6 +529,8 @@ class EchoEngine:
             ):
                 echo._multiply_kv_cache(kv_speaker, 1.0 / p.speaker_kv_scale, p.speaker_kv_max_layers)
                 kv_speaker_3 = echo._concat_kv_caches(kv_speaker, kv_speaker, kv_speaker)
+                if self.graphs is not None:
+                    self.graphs.load(text_mask_3, speaker_mask_3, kv_text_3, kv_speaker_3)
             x_t = x_t + v_pred * (t_next - t)
         return x_t
 

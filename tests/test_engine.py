@@ -20,6 +20,7 @@ from modal_tts.engine import (
     Row,
     WeightsError,
 )
+from modal_tts.fastpath import FixedShapes
 from modal_tts.params import (
     SAMPLES_PER_LATENT,
     InvalidParams,
@@ -232,3 +233,28 @@ def test_bad_requests_are_refused_before_sampling(tiny_engine, texts, latent_sha
 def test_seed_out_of_range_is_refused(tiny_engine, tiny_latent):
     with pytest.raises(InvalidParams, match="seed"):
         tiny_engine.synthesize(TEXTS[:1], tiny_latent, FAST, seed=-1)
+
+
+def test_a_short_text_comes_back_short_and_costs_a_short_window(tiny_engine, tiny_latent):
+    before = tiny_engine.forward_passes
+    (hello,) = tiny_engine.synthesize(["[S1] Hello."], tiny_latent, SynthesisParams(steps=4), seed=0)
+    assert hello.size / 44_100 <= 8.0  # a 160-latent window, not 640
+    assert tiny_engine.forward_passes - before == 4
+
+
+def test_fixed_shapes_pad_without_changing_the_output(tiny_engine, tiny_latent):
+    """What the CUDA graphs replay: rows, text and speaker padded to fixed shapes, with masks."""
+    other = tiny_engine.encode_speaker(speech_like(11.0, seed=3))
+    rows = [Row(TEXTS[0], tiny_latent, 5), Row(TEXTS[1], other, 6), Row(TEXTS[2], tiny_latent, 7)]
+    exact = tiny_engine.sample_rows(rows, FAST, 96)
+    tiny_engine.use_fixed_shapes(FixedShapes(batch_sizes=(1, 4), text_tokens=768, speaker_latents=1024))
+    try:
+        padded = tiny_engine.sample_rows(rows, FAST, 96)
+    finally:
+        tiny_engine.use_fixed_shapes(None)
+    assert padded.shape == exact.shape == (3, 96, 80)
+    np.testing.assert_allclose(padded.numpy(), exact.numpy(), atol=2e-4)
+
+
+def test_the_fast_path_is_cuda_only(tiny_engine):
+    assert tiny_engine.enable_fast_path()["fast_path"] == "off" and tiny_engine.graphs is None
