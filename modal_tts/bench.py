@@ -1,10 +1,18 @@
-"""Time the engine: `python -m modal_tts.bench [--weights DIR | --full-size-random] [--device cuda]`.
+"""Time the engine and its scheduler: `python -m modal_tts.bench [--gpu] [--weights DIR]`.
 
-Prints one JSON object: real-time factor, seconds per chunk, and batch-1 against batch-N throughput.
-Without options it builds the tiny model in a temporary directory and runs on the CPU (a smoke test of
-the timing path, not a speed figure). `--full-size-random` builds EchoDiT and the DAC at the official
-sizes with random weights: the same FLOPs and memory traffic as the real checkpoint, with no download.
-Random weights never "finish speaking", so every chunk decodes the whole sequence: a worst case.
+Without options: the tiny random-weight model on the CPU, through the same scheduler the bot's local
+backend and the Modal class use, with default settings. Prints one JSON object:
+- `short_vs_full`: "Hello." (a window sized to it) against one full-window chunk: audio length and cost;
+- `first_chunk`: a 4-chunk request's time to its first chunk ÷ a 1-chunk request's total time;
+- `concurrent`: forward passes for 8 concurrent one-chunk requests ÷ for one.
+These are smoke figures on a CPU, not speed: they show the scheduling works as designed.
+
+`--gpu`: the one-shot GPU suite (≤ 7 minutes on an H100/H200), on the official sizes with random weights
+(`--full-size-random` is implied unless `--weights` is given): the same FLOPs as the real checkpoint, no
+download. Prints JSON lines: device and versions; forward-pass time per (window, batch), eager and fast
+path; time to first audio and real-time factor for one short request, one full-window request and 8
+concurrent full-window requests; decode time; peak memory; GPU-seconds and cost per 20 s `/say`.
+Random weights never reach Echo's end of speech, so every chunk decodes its whole window: a worst case.
 """
 
 from __future__ import annotations
@@ -14,26 +22,34 @@ import json
 import statistics
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
+from importlib import metadata
 from typing import Any
 
 import numpy as np
 import torch
 
 from modal_tts.engine import OFFICIAL_ECHO_CONFIG, EchoEngine, Row, _drop_blockwise, build_dac
-from modal_tts.params import SAMPLE_RATE, SynthesisParams, chunk_seed
+from modal_tts.fastpath import BATCH_SIZES
+from modal_tts.params import SAMPLE_RATE, SynthesisParams
+from modal_tts.scheduler import Scheduler
+from modal_tts.windows import BUCKETS, window_for
 
-# About 25 s of speech each: the length `bot.text` aims its chunks at.
-CHUNK_TEXT = (
+HELLO = "[S1] Hello."
+FIRST_SENTENCE = "[S1] Here is the news for this evening."
+# About 25 s of speech: the longest chunk `bot.text` makes, sampled in the full window.
+LONG_CHUNK = (
     "[S1] The lighthouse keeper climbed the spiral stairs every evening, counting each step out loud, "
     "because his father had done the same and because the sea, he said, liked to hear a voice. "
-    "Tonight the fog rolled in early, thick as wool, and the lamp turned slowly above the rocks, "
-    "sweeping a pale arm across the water for anyone still out there."
+    "Tonight the fog rolled in early, thick as wool, and the lamp turned slowly above the rocks."
 )
+# Modal's listed H100 price, per second (≈ $3.95 an hour); pass --price-per-second for another GPU.
+H100_PRICE_PER_SECOND = 0.001097
 
 
-def full_size_random_engine(device: str, dtype: torch.dtype | None) -> EchoEngine:
+def full_size_random_engine(device: str, dtype: torch.dtype | None = None) -> EchoEngine:
     from echo_tts.inference import PCAState
     from echo_tts.model import EchoDiT
 
@@ -48,100 +64,253 @@ def full_size_random_engine(device: str, dtype: torch.dtype | None) -> EchoEngin
     return engine.to(device, dtype)
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+def _sync(engine: EchoEngine) -> None:
+    if engine.device.type == "cuda":
+        torch.cuda.synchronize(engine.device)
 
 
-def _timed(engine: EchoEngine, fn: Callable[[], Any]) -> tuple[float, Any]:
-    _sync(engine.device)
-    started = time.perf_counter()
-    result = fn()
-    _sync(engine.device)
-    return time.perf_counter() - started, result
-
-
-def run(engine: EchoEngine, params: SynthesisParams, batch: int, repeats: int) -> dict[str, Any]:
-    rng = np.random.default_rng(0)
-    reference = (rng.standard_normal(10 * SAMPLE_RATE) * 0.1).astype(np.float32)
-    engine.encode_speaker(reference)  # warm-up: kernels, allocator
-    encode_s, latent = _timed(engine, lambda: engine.encode_speaker(reference))
-
-    def speak(n: int) -> tuple[float, float, float]:
-        rows = [Row(CHUNK_TEXT, latent, chunk_seed(1, i)) for i in range(n)]
-        _sync(engine.device)
+def _median_seconds(engine: EchoEngine, fn: Callable[[], Any], repeats: int) -> float:
+    fn()  # warm-up: kernels, allocator, graphs
+    times = []
+    for _ in range(repeats):
+        _sync(engine)
         started = time.perf_counter()
-        first = None
-        audio_s = 0.0
-        for _, audio in engine.synthesize_rows(rows, params):
-            _sync(engine.device)
-            first = first or time.perf_counter() - started
-            audio_s += audio.size / SAMPLE_RATE
-        _sync(engine.device)
-        return time.perf_counter() - started, first or 0.0, audio_s
+        fn()
+        _sync(engine)
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
 
-    speak(1)  # warm-up for batch 1 shapes
-    single = [speak(1) for _ in range(repeats)]
-    speak(batch)
-    multi = [speak(batch) for _ in range(repeats)]
-    s1 = statistics.median(r[0] for r in single)
-    sn = statistics.median(r[0] for r in multi)
-    audio1 = single[0][2]
-    audion = multi[0][2]
+
+def _reference_latent(engine: EchoEngine) -> np.ndarray:
+    rng = np.random.default_rng(0)
+    return engine.encode_speaker((rng.standard_normal(10 * SAMPLE_RATE) * 0.1).astype(np.float32))
+
+
+def timed_requests(
+    scheduler: Scheduler, requests: list[list[str]], latent: np.ndarray, params: SynthesisParams
+) -> list[dict[str, float]]:
+    """Send `requests` at once (one thread each, as Modal inputs arrive); per request: seconds to the
+    first chunk and to the last, and seconds of audio."""
+    results: list[dict[str, float]] = [{} for _ in requests]
+    gate = threading.Event()
+    scheduler.call(gate.wait)  # all requests wait together, as a burst does
+
+    def ask(n: int) -> None:
+        started = time.perf_counter()
+        audio = 0.0
+        for chunk in scheduler.stream(requests[n], latent, params, seed=n):
+            audio += chunk.audio.size / SAMPLE_RATE
+            results[n].setdefault("first_s", time.perf_counter() - started)
+        results[n].update(total_s=time.perf_counter() - started, audio_s=audio)
+
+    threads = [threading.Thread(target=ask, args=(n,)) for n in range(len(requests))]
+    for thread in threads:
+        thread.start()
+    while len(scheduler.planner.waiting) < sum(map(len, requests)):
+        time.sleep(0.001)
+    gate.set()
+    for thread in threads:
+        thread.join()
+    return results
+
+
+def _forward_passes(engine: EchoEngine, fn: Callable[[], Any]) -> int:
+    before = engine.forward_passes
+    fn()
+    return engine.forward_passes - before
+
+
+def scheduling(engine: EchoEngine, steps: int = 40, repeats: int = 3) -> dict[str, Any]:
+    """The CPU suite: what sizing, ordering and batching buy, in ratios measured in one run."""
+    params = SynthesisParams(steps=steps)
+    latent = _reference_latent(engine)
+    scheduler = Scheduler(engine)
+    try:
+
+        def one(texts: list[str]) -> dict[str, float]:
+            return timed_requests(scheduler, [texts], latent, params)[0]
+
+        def median(texts: list[str], key: str) -> float:
+            one(texts)  # warm-up
+            return statistics.median(one(texts)[key] for _ in range(repeats))
+
+        hello = one([HELLO])
+        hello_s = median([HELLO], "total_s")
+        full_s = median([LONG_CHUNK], "total_s")
+        single_s = median([FIRST_SENTENCE], "total_s")
+        first_of_four_s = median([FIRST_SENTENCE, LONG_CHUNK, LONG_CHUNK, LONG_CHUNK], "first_s")
+        alone = _forward_passes(engine, lambda: timed_requests(scheduler, [[HELLO]], latent, params))
+        eight = _forward_passes(engine, lambda: timed_requests(scheduler, [[HELLO]] * 8, latent, params))
+    finally:
+        scheduler.close()
     return {
         "device": str(engine.device),
-        "device_name": engine.info()["device_name"],
-        "dtype": str(engine.model.dtype).removeprefix("torch."),
         "model": engine.revision,
-        "steps": params.steps,
-        "sequence_length": params.sequence_length,
-        "encode_10s_reference_s": round(encode_s, 4),
-        "batch_1": {
-            "seconds": round(s1, 4),
-            "audio_seconds": round(audio1, 2),
-            "real_time_factor": round(s1 / audio1, 5),
-            "first_chunk_s": round(statistics.median(r[1] for r in single), 4),
-        },
-        f"batch_{batch}": {
-            "seconds": round(sn, 4),
-            "audio_seconds": round(audion, 2),
-            "real_time_factor": round(sn / audion, 5),
-            "seconds_per_chunk": round(sn / batch, 4),
-            "first_chunk_s": round(statistics.median(r[1] for r in multi), 4),
-        },
-        "batch_speedup": round((audion / sn) / (audio1 / s1), 2),
+        "steps": steps,
         "repeats": repeats,
-        "torch": torch.__version__,
+        "short_vs_full": {
+            "hello_window": window_for(HELLO),
+            "hello_audio_s": round(hello["audio_s"], 2),
+            "hello_s": round(hello_s, 3),
+            "full_window_s": round(full_s, 3),
+            "cost_ratio": round(hello_s / full_s, 3),
+        },
+        "first_chunk": {
+            "one_chunk_total_s": round(single_s, 3),
+            "four_chunk_first_s": round(first_of_four_s, 3),
+            "ratio": round(first_of_four_s / single_s, 3),
+        },
+        "concurrent": {
+            "forward_passes_1": alone,
+            "forward_passes_8": eight,
+            "ratio": round(eight / alone, 2),
+        },
+        "resampled_chunks": scheduler.planner.resampled,
     }
+
+
+# --- the GPU suite ---------------------------------------------------------------------------------
+
+
+def _line(**fields: Any) -> None:
+    print(json.dumps(fields), flush=True)
+
+
+def forward_times(engine: EchoEngine, repeats: int) -> list[dict[str, Any]]:
+    """One CFG forward pass (the common step) per (window, batch): eager, and graphed when captured."""
+    rows: list[dict[str, Any]] = []
+    latent = _reference_latent(engine)
+    params = SynthesisParams(steps=1, cfg_min_t=0.0)  # one step, a CFG one
+    graphs, engine.graphs = engine.graphs, None
+    for window in BUCKETS:
+        for batch in BATCH_SIZES:
+            batch_rows = [Row(LONG_CHUNK, latent, n) for n in range(batch)]
+            row: dict[str, Any] = {"window": window, "batch": batch}
+
+            def sample(r: list[Row] = batch_rows, w: int = window) -> Any:
+                return engine.sample_rows(r, params, w)
+
+            row["eager_s"] = round(_median_seconds(engine, sample, repeats), 4)
+            if graphs is not None:
+                engine.graphs = graphs
+                row["fast_s"] = round(_median_seconds(engine, sample, repeats), 4)
+                row["speedup"] = round(row["eager_s"] / row["fast_s"], 2)
+                engine.graphs = None
+            rows.append(row)
+    engine.graphs = graphs
+    return rows
+
+
+def gpu_suite(
+    engine: EchoEngine, *, steps: int, repeats: int, price_per_second: float, fast_path: bool
+) -> None:
+    started = time.perf_counter()
+    info = engine.info()
+    _line(
+        suite="gpu",
+        device=info["device_name"],
+        dtype=info["dtype"],
+        torch=torch.__version__,
+        cuda=torch.version.cuda,
+        echo_tts=metadata.version("echo-tts"),
+        model=engine.revision,
+        note="random weights never reach the end of speech: every chunk decodes its whole window",
+    )
+    if engine.device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(engine.device)
+    if fast_path:
+        _line(step="fast_path", **engine.enable_fast_path())
+    for row in forward_times(engine, repeats):
+        _line(step="forward_pass", **row)
+
+    params = SynthesisParams(steps=steps)
+    latent = _reference_latent(engine)
+    scheduler = Scheduler(engine)
+    try:
+        for name, requests in (
+            ("short", [[FIRST_SENTENCE]]),
+            ("full_window", [[LONG_CHUNK]]),
+            ("8_concurrent_full_window", [[LONG_CHUNK]] * 8),
+        ):
+            timed_requests(scheduler, requests, latent, params)  # warm-up
+            runs = [timed_requests(scheduler, requests, latent, params) for _ in range(repeats)]
+            first = statistics.median(min(r["first_s"] for r in run) for run in runs)
+            total = statistics.median(max(r["total_s"] for r in run) for run in runs)
+            audio = sum(r["audio_s"] for r in runs[0])
+            _line(
+                step="request",
+                case=name,
+                window=window_for(requests[0][0]),
+                first_audio_s=round(first, 3),
+                total_s=round(total, 3),
+                audio_s=round(audio, 2),
+                real_time_factor=round(total / audio, 4),
+                chunks_per_second=round(len(requests) / total, 2),
+            )
+    finally:
+        scheduler.close()
+
+    with torch.inference_mode():
+        for window in (213, 640):
+            latents = torch.randn((1, window, 80), device=engine.device)
+            seconds = _median_seconds(engine, lambda lat=latents, w=window: engine.decode(lat, 0, w), repeats)
+            _line(step="decode", latents=window, seconds=round(seconds, 4))
+
+    # A 20 s /say: the first sentence, then the rest in one chunk, as bot.text splits it.
+    twenty = [FIRST_SENTENCE, "[S1] " + "word " * int(18 * 14 / 5)]
+    runs = [
+        timed_requests(scheduler := Scheduler(engine), [twenty], latent, params)[0] for _ in range(repeats)
+    ]
+    scheduler.close()
+    gpu_s = statistics.median(r["total_s"] for r in runs)
+    _line(
+        step="cost",
+        say_audio_s=round(runs[0]["audio_s"], 1),
+        gpu_seconds=round(gpu_s, 3),
+        price_per_second=price_per_second,
+        cost_per_say_usd=round(gpu_s * price_per_second, 6),
+    )
+    peak = torch.cuda.max_memory_allocated(engine.device) / 2**30 if engine.device.type == "cuda" else None
+    _line(
+        step="done",
+        peak_memory_gib=None if peak is None else round(peak, 2),
+        wall_s=round(time.perf_counter() - started, 1),
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m modal_tts.bench", description=__doc__.split("\n")[0])
-    source = parser.add_mutually_exclusive_group()
-    source.add_argument("--weights", help="weights directory (default: a fresh tiny model)")
-    source.add_argument(
-        "--full-size-random",
-        action="store_true",
-        help="official sizes, random weights (needs a GPU to finish in reasonable time)",
+    parser.add_argument("--gpu", action="store_true", help="the one-shot GPU suite (JSON lines)")
+    parser.add_argument(
+        "--weights", help="a weights directory (default: tiny on CPU, full-size random with --gpu)"
     )
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--steps", type=int, default=40)
-    parser.add_argument("--sequence-length", type=int, default=640)
-    parser.add_argument("--batch", type=int, default=8, help="N for the batch-N measurement")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--no-fast-path", action="store_true", help="GPU suite: eager only")
+    parser.add_argument(
+        "--price-per-second", type=float, default=H100_PRICE_PER_SECOND, help="GPU price in USD per second"
+    )
     args = parser.parse_args(argv)
-
-    params = SynthesisParams(steps=args.steps, sequence_length=args.sequence_length)
-    if args.full_size_random:
-        engine = full_size_random_engine(args.device, None)
-    elif args.weights:
+    if args.weights:
         engine = EchoEngine.from_dir(args.weights, device=args.device)
+    elif args.gpu:
+        engine = full_size_random_engine(args.device)
     else:
         from modal_tts.tiny import write_tiny_model
 
         with tempfile.TemporaryDirectory() as tmp:
             engine = EchoEngine.from_dir(write_tiny_model(tmp), device=args.device)
-    print(json.dumps(run(engine, params, args.batch, args.repeats), indent=2))
+    if args.gpu:
+        gpu_suite(
+            engine,
+            steps=args.steps,
+            repeats=args.repeats,
+            price_per_second=args.price_per_second,
+            fast_path=not args.no_fast_path,
+        )
+    else:
+        print(json.dumps(scheduling(engine, args.steps, args.repeats), indent=2))
     return 0
 
 

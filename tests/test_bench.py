@@ -1,19 +1,30 @@
-"""The benchmark's timing path on the tiny model at toy settings (real runs: `python -m modal_tts.bench`)."""
+"""The benchmarks' code paths on the tiny model at toy settings (real runs: `python -m modal_tts.bench`)."""
 
 from __future__ import annotations
 
-from modal_tts.bench import run
-from modal_tts.params import SynthesisParams
+import json
+
+from modal_tts.bench import gpu_suite, scheduling
 
 
-def test_bench_reports_rtf_and_batch_throughput(tiny_engine):
-    report = run(tiny_engine, SynthesisParams(steps=2, sequence_length=32), batch=2, repeats=1)
-    assert report["device"] == "cpu" and report["steps"] == 2
-    one, two = report["batch_1"], report["batch_2"]
-    assert 0 < one["audio_seconds"] <= round(32 * 2048 / 44100, 2)  # at most the 32 latents asked for
-    assert two["audio_seconds"] > one["audio_seconds"]
-    assert one["real_time_factor"] > 0 and two["seconds_per_chunk"] > 0
-    assert report["batch_speedup"] > 0 and report["encode_10s_reference_s"] > 0
+def test_the_scheduling_bench_reports_sizing_ordering_and_sharing(tiny_engine):
+    report = scheduling(tiny_engine, steps=2, repeats=1)
+    short = report["short_vs_full"]
+    assert short["hello_window"] == 160 and 0 < short["hello_audio_s"] <= 8.0
+    assert 0 < short["cost_ratio"] and report["first_chunk"]["ratio"] > 0
+    # Eight requests waiting together share one call per step: the same passes as one.
+    assert report["concurrent"]["ratio"] == 1.0 and report["concurrent"]["forward_passes_1"] == 2
+
+
+def test_the_gpu_suite_runs_end_to_end_on_any_device(tiny_engine, capsys):
+    gpu_suite(tiny_engine, steps=2, repeats=1, price_per_second=0.001, fast_path=True)
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    steps = [line.get("step", line.get("suite")) for line in lines]
+    assert steps[0] == "gpu" and "end of speech" in lines[0]["note"]
+    assert lines[1] == {"step": "fast_path", "fast_path": "off", "why": "CUDA only"}
+    assert steps.count("forward_pass") == 20 and steps.count("request") == 3 and steps[-1] == "done"
+    cost = next(line for line in lines if line.get("step") == "cost")
+    assert cost["gpu_seconds"] > 0 and cost["cost_per_say_usd"] > 0
 
 
 async def test_pipeline_bench_times_each_stage_of_a_20_second_say():
