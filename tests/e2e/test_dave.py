@@ -103,7 +103,7 @@ async def connect_with_dave(
 ) -> tuple[discord.VoiceClient, DaveCall]:
     """Join ``channel`` and wait until the DAVE group exists and its first transition executed."""
     voice = await channel.connect()
-    call = await fake.wait_until(lambda: fake.dave_call(channel.guild.id))
+    call = fake.dave_call(channel.guild.id)  # connect() returns after op 4, which started it
     await settle(fake, call, lambda: call.epoch == 1)
     return voice, call
 

@@ -23,8 +23,11 @@ The flow, as Discord runs it (https://daveprotocol.com) and discord.py 2.7 answe
 
 Members are passthrough (accept frames without DAVE) while a group is being created or downgraded,
 as Discord clients are during transitions; davey keeps that allowance ten seconds after it ends.
-Not covered: revoking proposals, several bot connections sharing one group, video, the silence
-frames the SFU synthesises, verification fingerprints.
+Opus silence (0xF8 0xFF 0xFE) goes through unencrypted, as the protocol allows.
+
+Simplifications: each voice connection (IDENTIFY) gets a group of its own, so after a reconnect
+the members are new; when the bot is in the group its commit always wins. Not covered: revoking
+proposals, the sole-member reset, video, SFU-made silence, verification fingerprints.
 """
 
 from __future__ import annotations
