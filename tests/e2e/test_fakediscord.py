@@ -274,7 +274,8 @@ async def test_voice_playback_is_decoded_by_the_fake_and_matches_the_signal(
     assert correlation >= 0.95
     assert 0 <= lag < 960  # the Opus encoder's look-ahead, nothing more
     assert session.mode == "aead_xchacha20_poly1305_rtpsize" and session.decrypt_failures == 0
-    assert session.identify["max_dave_protocol_version"] >= 1  # davey is installed; the fake answers 0
+    assert session.identify["max_dave_protocol_version"] >= 1  # davey is installed: DAVE is negotiated
+    assert session.dave is not None and session.dave_failures == 0  # the listener member decrypted it all
     speaking = [s["speaking"] for s in session.speaking]
     assert speaking[:2] == [0, 1] and speaking[-1] == 0  # "not speaking" on connect, then talk, then stop
     assert session.discovered_address == session.selected_address

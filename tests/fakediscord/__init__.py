@@ -2,7 +2,8 @@
 
 It speaks Discord's real wire protocols on 127.0.0.1 so the real, unmodified discord.py client
 runs against it: REST API v10 (``rest.py``), gateway v10 (``gateway.py``), voice gateway v8 over
-TLS plus RTP/UDP with ``aead_xchacha20_poly1305_rtpsize`` (``voice.py``). Tests build a world
+TLS plus RTP/UDP with ``aead_xchacha20_poly1305_rtpsize`` (``voice.py``), end-to-end encrypted with
+DAVE as Discord requires (``dave.py``, ``mls.py``). Tests build a world
 (guilds, members, channels), drive interactions as a user would (slash commands with options and
 attachments, autocomplete, context menus, buttons, modals) and assert what the bot did: callbacks,
 edits, follow-ups, uploaded bytes, and the decoded audio it played.
@@ -17,6 +18,7 @@ Entry points:
 * :func:`point_discord_py_at` — the two discord.py class attributes the fake patches.
 """
 
+from .dave import DaveCall, DaveMember, Transition
 from .discordpy import point_discord_py_at
 from .faults import Fault
 from .interactions import CallbackType, InteractionRecord, InteractionType, Reply
@@ -46,6 +48,8 @@ __all__ = [
     "Attachment",
     "CallbackType",
     "Channel",
+    "DaveCall",
+    "DaveMember",
     "FakeDiscord",
     "Fault",
     "Guild",
@@ -58,6 +62,7 @@ __all__ = [
     "Perm",
     "Reply",
     "Role",
+    "Transition",
     "UploadedFile",
     "User",
     "VoicePacket",

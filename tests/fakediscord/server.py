@@ -31,6 +31,7 @@ import numpy as np
 from aiohttp import web
 
 from . import tls
+from .dave import DaveCall
 from .discordpy import point_discord_py_at
 from .faults import Fault, FaultInjector
 from .gateway import GatewayServer, GatewaySession
@@ -66,6 +67,8 @@ class FakeDiscord:
     an interaction (Discord: 3 s; None disables the check); with ``patch_discord`` (default) the
     fake points discord.py at itself while running and restores it on exit. The heartbeat
     intervals are what HELLO announces (discord.py beats the voice gateway at min(interval, 5 s)).
+    With ``dave`` (default) voice is end-to-end encrypted as Discord requires (see ``dave.py``);
+    ``dave=False`` answers ``dave_protocol_version: 0`` and accepts clients that offer no DAVE.
     """
 
     def __init__(
@@ -77,12 +80,13 @@ class FakeDiscord:
         patch_discord: bool = True,
         heartbeat_interval_ms: int = 41_250,
         voice_heartbeat_interval_ms: float = 13_750.0,
+        dave: bool = True,
     ) -> None:
         self.world = World(token=token, bot_name=bot_name, ack_deadline=ack_deadline)
         self.faults = FaultInjector()
         self.rest = RestApi(self.world, self.faults)
         self.gateway = GatewayServer(self.world, heartbeat_interval_ms=heartbeat_interval_ms)
-        self.voice = VoiceServer(self.world, heartbeat_interval_ms=voice_heartbeat_interval_ms)
+        self.voice = VoiceServer(self.world, heartbeat_interval_ms=voice_heartbeat_interval_ms, dave=dave)
         self.gateway.voice = self.voice
         self._factory = InteractionFactory(self.world)
         self._patch_discord = patch_discord
@@ -573,7 +577,8 @@ class FakeDiscord:
         return self.voice.sessions_for(self._guild(guild).id)
 
     def voice_packets(self, guild: Guild | int) -> list[VoicePacket]:
-        """Decoded RTP packets the bot sent for this guild, in arrival order."""
+        """Decoded RTP packets the bot sent for this guild, in arrival order (``packet.dave``: it came
+        end-to-end encrypted and the listener decrypted it)."""
         return self.voice.packets(self._guild(guild).id)
 
     def voice_pcm(self, guild: Guild | int, *, mono: bool = False) -> np.ndarray:
@@ -588,11 +593,21 @@ class FakeDiscord:
         state = guild.voice_states.get(self.world.bot.id)
         return None if state is None or state.channel_id is None else guild.channels[state.channel_id]
 
+    def dave_call(self, guild: Guild | int) -> DaveCall:
+        """The DAVE state of the bot's newest voice connection in this guild (epoch, members, transitions)."""
+        calls = [s.dave for s in self.voice_sessions(guild) if s.dave is not None]
+        if not calls:
+            raise LookupError("the bot has no DAVE voice session in this guild")
+        return calls[-1]
+
     async def member_join_voice(self, member: Member, channel: Channel) -> None:
+        """``member`` joins ``channel``; if the bot is there, they join its DAVE group (a new epoch)."""
         self.gateway.set_voice_state(member.guild_id, member.id, channel.id)
+        await self.voice.member_moved(member.guild_id, member.id, channel.id)
 
     async def member_leave_voice(self, member: Member) -> None:
         self.gateway.set_voice_state(member.guild_id, member.id, None)
+        await self.voice.member_moved(member.guild_id, member.id, None)
 
     async def member_speak(self, member: Member, packets: Iterable[bytes], *, interval: float = 0.02) -> int:
         """Relay ``member``'s Opus packets to the bot (SPEAKING, then encrypted RTP every

@@ -11,8 +11,12 @@ Voice gateway, as discord.py drives it:
 * client op 0 IDENTIFY ``{server_id, user_id, session_id, token, max_dave_protocol_version}``
   checked against the VOICE_SERVER_UPDATE token and the gateway session (else close 4004) → op 2
   READY ``{ssrc, ip: 127.0.0.1, port, modes: [aead_xchacha20_poly1305_rtpsize]}``;
+* IDENTIFY without ``max_dave_protocol_version`` ≥ 1 → close 4017 (DAVE is required), unless the
+  server runs with ``dave=False``;
 * client op 1 SELECT_PROTOCOL (unknown mode → close 4016) → op 4 SESSION_DESCRIPTION
-  ``{mode, secret_key: [32 ints], dave_protocol_version: 0}``; client op 5 SPEAKING is recorded;
+  ``{mode, secret_key: [32 ints], dave_protocol_version: 1}`` (0 with ``dave=False``), then the
+  DAVE handshake and transitions of ``dave.py`` (binary ops 25–30, JSON 11, 13, 21–24, 31);
+  client op 5 SPEAKING is recorded;
 * client op 7 RESUME ``{server_id, session_id, token, seq_ack}`` → op 9 RESUMED (unknown → 4006);
 * server messages after IDENTIFY carry ``seq`` (v8 buffered resume), which discord.py echoes back
   as ``seq_ack``;
@@ -22,12 +26,15 @@ UDP: 74-byte IP discovery (type 1 → type 2 reply with the client's address and
 then RTP packets ``0x80 0x78 seq timestamp ssrc`` whose payload is AEAD XChaCha20-Poly1305
 ("rtpsize": the AAD is the RTP header including CSRCs and the 4-byte extension header; the nonce
 is the 4-byte counter at the end of the packet padded to 24 bytes). Each packet is decrypted with
-PyNaCl and decoded with PyAV's Opus decoder (libopus, else FFmpeg's native one) to 48 kHz stereo
-float32, stored with its arrival time (``time.monotonic()``).
+PyNaCl; with DAVE its payload is then an end-to-end encrypted frame (ending in the 0xFAFA marker)
+that the call's listener member decrypts with davey (``DaveCall.hear``), as a person in the channel
+would. The Opus is decoded with PyAV's Opus decoder (libopus, else FFmpeg's native one) to 48 kHz
+stereo float32 and stored with its arrival time (``time.monotonic()``) and whether it was DAVE.
 
 Other users' voice goes the other way as Discord relays it: server op 5 SPEAKING ``{user_id, ssrc,
 speaking}`` then RTP from the user's SSRC (with a 0xBEDE audio-level extension) encrypted with the
-bot's key, sent to the address the bot discovered.
+bot's key (and end-to-end encrypted by the member's own DAVE session once it is in the group),
+sent to the address the bot discovered.
 
 What discord.py 2.7 does when the fake drops the voice websocket (observed, see the e2e tests):
 
@@ -40,9 +47,8 @@ What discord.py 2.7 does when the fake drops the voice websocket (observed, see 
 * 4015: discord.py re-sends op 4 for the same channel and waits for a connection state it never
   reaches; after its 30 s timeout it disconnects and the player ends early (``after(None)``).
 
-Not covered: DAVE end-to-end encryption (ops 21–31: the fake always answers
-``dave_protocol_version: 0`` and so never starts a DAVE session), the legacy xsalsa20 modes, RTCP,
-video, op 11–13 client connect/disconnect notices, buffered replay of missed messages on RESUME.
+Not covered: the legacy xsalsa20 modes, RTCP, video, op 12 client connect, buffered replay of
+missed messages on RESUME (DAVE messages lost while the websocket was down stay lost).
 """
 
 from __future__ import annotations
@@ -64,6 +70,7 @@ import nacl.secret
 import numpy as np
 from aiohttp import WSMsgType, web
 
+from . import dave, mls
 from .state import World
 
 SAMPLE_RATE = 48_000
@@ -81,8 +88,10 @@ class VoicePacket:
     ssrc: int
     sequence: int
     timestamp: int
-    opus: bytes
+    opus: bytes  # after transport and (when ``dave``) end-to-end decryption
     pcm: np.ndarray
+    dave: bool = False  # the payload was a DAVE protocol frame (0xFAFA marker), not bare Opus
+    frame: bytes = b""  # the payload as it came out of transport decryption
 
 
 @dataclass(eq=False)
@@ -96,6 +105,7 @@ class VoiceSession:
     ssrc: int
     secret_key: bytes
     identify: dict[str, Any]
+    channel_id: int | None = None
     created_at: float = field(default_factory=time.monotonic)
     mode: str | None = None
     selected_address: tuple[str, int] | None = None
@@ -108,7 +118,9 @@ class VoiceSession:
     close_codes: list[int | None] = field(default_factory=list)
     packets: list[VoicePacket] = field(default_factory=list)
     decrypt_failures: int = 0
+    dave_failures: int = 0  # frames the listener could not end-to-end decrypt
     decode_failures: int = 0
+    dave: dave.DaveCall | None = None
     server_seq: int = 0
     outbound_nonce: int = 0
     connection: web.WebSocketResponse | None = None
@@ -214,9 +226,11 @@ class _UdpProtocol(asyncio.DatagramProtocol):
 class VoiceServer:
     """The TLS voice websocket plus the UDP media endpoint."""
 
-    def __init__(self, world: World, *, heartbeat_interval_ms: float = 13_750.0) -> None:
+    def __init__(self, world: World, *, heartbeat_interval_ms: float = 13_750.0, dave: bool = True) -> None:
         self.world = world
         self.heartbeat_interval_ms = heartbeat_interval_ms
+        self.dave = dave  # negotiate DAVE like Discord (and close 4017 without it)
+        self.external_sender = mls.ExternalSender()
         self.sessions: list[VoiceSession] = []
         self.tokens: dict[str, tuple[int, int, str]] = {}
         self.unknown_packets = 0
@@ -288,10 +302,11 @@ class VoiceServer:
         await ws.send_str(json.dumps({"op": 8, "d": hello}))
         try:
             async for message in ws:
-                if message.type is not WSMsgType.TEXT:
-                    continue  # binary frames are DAVE/MLS messages, which the fake never asks for
-                frame = json.loads(message.data)
-                session = await self._on_frame(ws, request, session, frame)
+                if message.type is WSMsgType.BINARY:
+                    if session is not None and session.dave is not None:
+                        await session.dave.on_binary(message.data)
+                elif message.type is WSMsgType.TEXT:
+                    session = await self._on_frame(ws, request, session, json.loads(message.data))
                 self.world.signal.notify()
         finally:
             if session is not None:
@@ -304,6 +319,36 @@ class VoiceServer:
     async def _send(self, ws: web.WebSocketResponse, session: VoiceSession, op: int, data: Any) -> None:
         session.server_seq += 1
         await ws.send_str(json.dumps({"op": op, "d": data, "seq": session.server_seq}))
+
+    def _dave_call(self, session: VoiceSession) -> dave.DaveCall:
+        """The session's DAVE call, whose messages go to whichever websocket the session has now."""
+
+        async def send(op: int, data: Any) -> None:
+            if session.connected:
+                await self._send(session.connection, session, op, data)  # type: ignore[arg-type]
+
+        async def send_binary(op: int, payload: bytes) -> None:
+            if session.connected:
+                session.server_seq += 1
+                # Server binary frames: u16 sequence number, opcode, payload.
+                header = struct.pack(">HB", session.server_seq & 0xFFFF, op)
+                await session.connection.send_bytes(header + payload)  # type: ignore[union-attr]
+
+        guild = self.world.guilds[session.guild_id]
+        others = [
+            uid
+            for uid, state in guild.voice_states.items()
+            if state.channel_id == session.channel_id and uid != session.user_id
+        ]
+        return dave.DaveCall(
+            channel_id=session.channel_id or 0,
+            bot_user_id=session.user_id,
+            external_sender=self.external_sender,
+            listener_id=self.world.snowflake(),
+            member_ids=others,
+            send=send,
+            send_binary=send_binary,
+        )
 
     async def _on_frame(
         self,
@@ -323,6 +368,10 @@ class VoiceServer:
                 await ws.close(code=4004, message=b"Authentication failed")
                 return None
             session.connection, session.transport = ws, request.transport
+            if self.dave and int(data.get("max_dave_protocol_version") or 0) < dave.PROTOCOL_VERSION:
+                self._closed_with[id(ws)] = dave.CLOSE_DAVE_REQUIRED
+                await ws.close(code=dave.CLOSE_DAVE_REQUIRED, message=b"E2EE/DAVE protocol required")
+                return session
             await self._send(
                 ws,
                 session,
@@ -354,6 +403,8 @@ class VoiceServer:
             address = data["data"]
             session.selected_address = (address.get("address"), int(address.get("port", 0)))
             session.described_at = time.monotonic()
+            if self.dave and session.dave is None:
+                session.dave = self._dave_call(session)
             await self._send(
                 ws,
                 session,
@@ -361,14 +412,18 @@ class VoiceServer:
                 {
                     "mode": mode,
                     "secret_key": list(session.secret_key),
-                    "dave_protocol_version": 0,
+                    "dave_protocol_version": dave.PROTOCOL_VERSION if session.dave else 0,
                     "audio_codec": "opus",
                     "video_codec": "H264",
                     "media_session_id": secrets.token_hex(16),
                 },
             )
+            if session.dave is not None:
+                await session.dave.start()
         elif op == 5:
             session.speaking.append(dict(data))
+        elif session.dave is not None:
+            await session.dave.on_json(int(op or 0), data)
         return session
 
     def _identify(self, data: dict[str, Any]) -> VoiceSession | None:
@@ -382,6 +437,7 @@ class VoiceServer:
             data.get("session_id"),
         ):
             return None
+        state = self.world.guilds[guild_id].voice_states.get(user_id)
         session = VoiceSession(
             guild_id=guild_id,
             user_id=user_id,
@@ -390,6 +446,7 @@ class VoiceServer:
             ssrc=random.randint(1, 2**31 - 1),
             secret_key=os.urandom(32),
             identify=dict(data),
+            channel_id=state.channel_id if state else None,
         )
         self.sessions.append(session)
         return session
@@ -434,7 +491,7 @@ class VoiceServer:
                     index + 1,
                     index * 960,
                     ssrc,
-                    opus,
+                    session.dave.frame_from(user_id, opus) if session.dave else opus,
                     session.secret_key,
                     session.outbound_nonce,
                     audio_level=30,
@@ -444,6 +501,17 @@ class VoiceServer:
                 sent += 1
             await asyncio.sleep(interval)
         return sent
+
+    async def member_moved(self, guild_id: int, user_id: int, channel_id: int | None) -> None:
+        """A (non-bot) user joined or left a voice channel: the bot's DAVE group follows, as on Discord."""
+        for session in self.sessions_for(guild_id):
+            if session.dave is None or not session.connected:
+                continue
+            if channel_id is not None and channel_id == session.channel_id:
+                await session.dave.add_member(user_id)
+            elif user_id in session.dave.members:
+                await session.dave.remove_member(user_id)
+        self.world.signal.notify()
 
     # -- faults ------------------------------------------------------------------------------------
 
@@ -494,14 +562,22 @@ class VoiceServer:
             return
         arrival = time.monotonic()
         try:
-            sequence, timestamp, _, opus = parse_rtp(data, session.secret_key)
+            sequence, timestamp, _, frame = parse_rtp(data, session.secret_key)
         except (ValueError, nacl.exceptions.CryptoError):
             session.decrypt_failures += 1
+            return
+        try:
+            opus = session.dave.hear(sequence, frame) if session.dave else frame
+        except ValueError:
+            session.dave_failures += 1
+            self.world.signal.notify()
             return
         try:
             pcm = session.decode(opus)
         except av.error.FFmpegError:
             session.decode_failures += 1
             return
-        session.packets.append(VoicePacket(arrival, session.guild_id, ssrc, sequence, timestamp, opus, pcm))
+        is_dave = dave.is_protocol_frame(frame)
+        packet = VoicePacket(arrival, session.guild_id, ssrc, sequence, timestamp, opus, pcm, is_dave, frame)
+        session.packets.append(packet)
         self.world.signal.notify()
