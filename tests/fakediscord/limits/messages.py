@@ -82,7 +82,10 @@ def message_refusal(
     form.text(("content",), body.get("content"), MAX_CONTENT)
     _embeds(form, body.get("embeds"))
     form.array(("sticker_ids",), body.get("sticker_ids"), MAX_STICKERS)
-    for index, entry in enumerate(form.array(("attachments",), body.get("attachments"), 10**6)):
+    listed = body.get("attachments")
+    if listed is not None and not isinstance(listed, list):
+        form.add(("attachments",), "BASE_TYPE_ARRAY", "Must be an array.")
+    for index, entry in enumerate(listed if isinstance(listed, list) else []):
         if isinstance(entry, dict):
             form.text(("attachments", index, "description"), entry.get("description"), ATTACHMENT_DESCRIPTION)
     after = _after(body, files, current or {})
@@ -115,7 +118,7 @@ def _after(body: dict[str, Any], files: Sequence[UploadedFile], current: dict[st
 
     content = pick("content")
     listed = body.get("attachments")
-    if listed is None:  # no list: new files are added to those already there
+    if not isinstance(listed, list):  # no list: new files are added to those already there
         kept = len(current.get("attachments") or [])
     else:  # "the attachments array must contain all attachments that should be present after edit"
         ids = {str(a.get("id")) for a in current.get("attachments") or []}
