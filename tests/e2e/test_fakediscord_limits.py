@@ -403,7 +403,7 @@ def test_edits_keep_what_they_do_not_replace() -> None:
         ),
         ([row(button(None, style=5))], ("components", 0, "components", 0, "url"), "BASE_TYPE_REQUIRED"),
         ([row(select(26))], ("components", 0, "components", 0, "options"), "BASE_TYPE_BAD_LENGTH"),
-        ([row(select(), button("b"))], ("components", 0, "components"), "BASE_TYPE_MAX_LENGTH"),
+        ([row(select(), button("b"))], ("components", 0, "components"), "COMPONENT_LAYOUT_WIDTH_EXCEEDED"),
         ([button("b")], ("components", 0, "type"), "UNION_TYPE_CHOICES"),
     ],
 )

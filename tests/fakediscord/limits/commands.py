@@ -77,9 +77,7 @@ def _command(form: Form, path: Path, command: dict[str, Any], *, guild: bool) ->
         return
     if command_type == PRIMARY_ENTRY_POINT and guild:  # "cannot have a PRIMARY_ENTRY_POINT guild command"
         form.add((*path, "type"), "APPLICATION_COMMAND_INVALID_TYPE", "Entry point commands must be global")
-    names = [command.get("name"), *(command.get("name_localizations") or {}).values()]
-    for locale, name in zip(["", *(command.get("name_localizations") or {})], names, strict=True):
-        where = (*path, "name") if not locale else (*path, "name_localizations", locale)
+    for where, name in _localized(path, command, "name"):
         if command_type == CHAT_INPUT:
             _slash_name(form, where, name)
         else:  # "USER and MESSAGE commands may be mixed case and can include spaces"
@@ -103,10 +101,17 @@ def _slash_name(form: Form, path: Path, name: Any) -> None:
         form.add(path, "APPLICATION_COMMAND_INVALID_NAME", "Command name is invalid")
 
 
+def _localized(path: Path, item: dict[str, Any], field: str) -> list[tuple[Path, Any]]:
+    """``field`` and each of its localizations ("values follow the same restrictions as" the field)."""
+    localizations = item.get(f"{field}_localizations") or {}
+    return [((*path, field), item.get(field))] + [
+        ((*path, f"{field}_localizations", locale), text) for locale, text in localizations.items()
+    ]
+
+
 def _description(form: Form, path: Path, item: dict[str, Any]) -> None:
-    form.text((*path, "description"), item.get("description"), COMMAND_DESCRIPTION, low=1)
-    for locale, text in (item.get("description_localizations") or {}).items():
-        form.text((*path, "description_localizations", locale), text, COMMAND_DESCRIPTION, low=1)
+    for where, text in _localized(path, item, "description"):
+        form.text(where, text, COMMAND_DESCRIPTION, low=1)
 
 
 def _options(form: Form, path: Path, options: Any, *, parent: int | None) -> None:
@@ -133,9 +138,8 @@ def _options(form: Form, path: Path, options: Any, *, parent: int | None) -> Non
             or (parent == SUB_COMMAND and nested)
         ):
             form.add((*here, "type"), "APPLICATION_COMMAND_OPTION_TYPE_INVALID", "Invalid option nesting")
-        _slash_name(form, (*here, "name"), option.get("name"))
-        for locale, name in (option.get("name_localizations") or {}).items():
-            _slash_name(form, (*here, "name_localizations", locale), name)
+        for where, name in _localized(here, option, "name"):
+            _slash_name(form, where, name)
         if option.get("name") in names:  # "name must be unique within an array of options"
             form.add(
                 (*here, "name"),
@@ -165,9 +169,8 @@ def _option_values(form: Form, path: Path, option: dict[str, Any], kind: int) ->
         )
     for index, choice in enumerate(form.array((*path, "choices"), choices, MAX_CHOICES)):
         _choice(form, (*path, "choices", index), choice, kind)
-    if option.get("autocomplete") and (
-        choices or kind not in CHOICE_TYPES
-    ):  # "may not be set ... if choices"
+    # "autocomplete may not be set to true if choices are present" (and only STRING/INTEGER/NUMBER)
+    if option.get("autocomplete") and (choices or kind not in CHOICE_TYPES):
         form.add((*path, "autocomplete"), "AUTOCOMPLETE_INVALID", "Autocomplete cannot be used with choices")
     if kind == STRING:
         form.number((*path, "min_length"), option.get("min_length"), 0, OPTION_LENGTH)
@@ -178,9 +181,8 @@ def _choice(form: Form, path: Path, choice: Any, kind: int) -> None:
     if not isinstance(choice, dict):
         form.add(path, "DICT_TYPE_CONVERT", "Only dictionaries may be used in a ModelType")
         return
-    form.text((*path, "name"), choice.get("name"), CHOICE_NAME, low=1)
-    for locale, name in (choice.get("name_localizations") or {}).items():
-        form.text((*path, "name_localizations", locale), name, CHOICE_NAME, low=1)
+    for where, name in _localized(path, choice, "name"):
+        form.text(where, name, CHOICE_NAME, low=1)
     value = choice.get("value")
     if kind == STRING:
         form.text((*path, "value"), value, CHOICE_VALUE)

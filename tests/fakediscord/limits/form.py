@@ -85,8 +85,10 @@ class Form:
             return
         if isinstance(value, bool) or not isinstance(value, int):
             self.add(path, "NUMBER_TYPE_COERCE", f'Value "{value}" is not int.')
-        elif not low <= value <= high:
-            self.add(path, "NUMBER_TYPE_MAX", f"int value should be between {low} and {high}.")
+        elif value < low:
+            self.add(path, "NUMBER_TYPE_MIN", f"int value should be greater than or equal to {low}.")
+        elif value > high:
+            self.add(path, "NUMBER_TYPE_MAX", f"int value should be less than or equal to {high}.")
 
     def refusal(self) -> Refusal | None:
         if not self.problems:

@@ -211,7 +211,11 @@ def _message_components(form: Form, components: Any, *, v2: bool) -> None:
         if kind == ACTION_ROW:
             children = form.array((*path, "components"), component.get("components"), ROW_BUTTONS, low=1)
             if len(children) > 1 and any(isinstance(c, dict) and c.get("type") in SELECTS for c in children):
-                form.add((*path, "components"), "BASE_TYPE_MAX_LENGTH", "A select must be alone in its row.")
+                form.add(
+                    (*path, "components"),
+                    "COMPONENT_LAYOUT_WIDTH_EXCEEDED",
+                    "The specified component exceeds the maximum width",
+                )
         elif kind == BUTTON:
             _button(form, path, component)
         elif kind in SELECTS:
@@ -228,8 +232,9 @@ def _button(form: Form, path: Path, button: dict[str, Any]) -> None:
             form.add(
                 (*path, "custom_id"), "COMPONENT_CUSTOM_ID_INVALID", "Link buttons cannot have a custom_id"
             )
-    elif style == PREMIUM:
-        form.text((*path, "sku_id"), button.get("sku_id"), 32, low=1)
+    elif style == PREMIUM:  # "Premium buttons must contain a sku_id"
+        if not button.get("sku_id"):
+            form.add((*path, "sku_id"), "BASE_TYPE_REQUIRED", "This field is required")
     else:  # "Non-link and non-premium buttons must have a custom_id"
         form.text((*path, "custom_id"), button.get("custom_id"), CUSTOM_ID, low=1)
 
@@ -255,9 +260,8 @@ def _custom_ids(form: Form, walked: list[tuple[Path, dict[str, Any]]]) -> None:
     seen: set[str] = set()
     for path, component in walked:
         custom_id = component.get("custom_id")
-        if custom_id is None:
+        if not isinstance(custom_id, str):
             continue
-        form.text((*path, "custom_id"), custom_id, CUSTOM_ID, low=1)
         if custom_id in seen:
             form.add(
                 (*path, "custom_id"),
