@@ -134,6 +134,8 @@ async def world(tmp_path: Path, tiny_engine, tiny_model_dir) -> AsyncIterator[Wo
             async with fake.running(bot, ready_timeout=20):
                 await fake.wait_for_commands("say", "clone", "voices")
                 yield World(fake, bot, backend, guild, other, admin, alice, bob, carol)
+            # Discord would have refused these; the bot may have swallowed the error, the test must not.
+            assert not fake.refused_requests, [(r.method, r.path, r.refusal) for r in fake.refused_requests]
         finally:
             discord.http.Route.BASE, discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = saved
             await asyncio.sleep(0)

@@ -15,6 +15,8 @@ Entry points:
 * :class:`FakeDiscord` — start/stop, world building, interactions, voice, faults;
 * :class:`InteractionRecord` / :class:`Reply` — what the bot answered;
 * :mod:`tests.fakediscord.audio` — Opus packets, an ``AudioSource`` and signal alignment;
+* :mod:`tests.fakediscord.limits` — what Discord refuses (commands, messages, embeds, components,
+  modals, voice messages), as pure functions over the JSON each route receives;
 * :func:`point_discord_py_at` — the two discord.py class attributes the fake patches.
 """
 

@@ -4,7 +4,7 @@ Covered routes (what discord.py 2.7 calls for a bot like ours):
 
 * login: ``GET /users/@me``, ``GET /oauth2/applications/@me``; ``GET /gateway[/bot]``;
 * commands: ``GET``/``PUT /applications/{app}/commands`` and ``.../guilds/{guild}/commands`` (bulk
-  overwrite; ids stay stable per name and type; invalid names/descriptions → 400 code 50035);
+  overwrite; ids stay stable per name and type);
 * interactions: ``POST /interactions/{id}/{token}/callback`` (JSON, or multipart with
   ``payload_json`` + ``files[n]``) answering ``{interaction, resource}`` when ``with_response`` is
   set and 204 otherwise; unknown/expired interaction (ack deadline, 3 s by default) → 404 code
@@ -19,14 +19,16 @@ Covered routes (what discord.py 2.7 calls for a bot like ours):
 * guild members: ``GET /guilds/{guild}/members/{user}`` (unknown guild → 404 code 10004, a user
   who is not a member → 404 code 10007);
 * uploads: attachments get ids, CDN URLs and a content type guessed from the file name; files over
-  the upload limit → 413 code 40005; voice messages (flag 8192) need exactly one attachment with
-  ``duration_secs`` and ``waveform`` and no content (codes 50159/50160/50161) and cannot be edited
-  (50162);
+  the upload limit → 413 code 40005; voice messages cannot be edited (50162);
+* Discord's limits: every command sync, message create/edit, follow-up, autocomplete result and
+  modal is checked by ``limits`` (400 with 50035 and the field path, 50006, 50159-50161, 30032),
+  and each route keeps only the message flags Discord lets bots set there;
 * ``GET /attachments/{channel}/{attachment}/{filename}`` (outside ``/api``): the CDN.
 
 Any request without ``Authorization: Bot <token>`` (except webhook and interaction routes) gets
-401; unknown routes get 404 and are listed in ``FakeDiscord.unhandled_requests``. Faults armed with
-``FakeDiscord.arm_fault`` apply before routing (see ``faults.py``).
+401; unknown routes get 404 and are listed in ``FakeDiscord.unhandled_requests``; refused ones say
+which limit they broke in ``RequestLog.refusal`` (``FakeDiscord.refused_requests``). Faults armed
+with ``FakeDiscord.arm_fault`` apply before routing (see ``faults.py``).
 
 Not covered: rate-limit buckets on normal replies (only injected 429s), reactions, threads,
 pins, bans, roles/channels editing, webhooks other than interaction webhooks, polls, pre-uploaded
@@ -43,10 +45,11 @@ from typing import Any
 
 from aiohttp import web
 
+from . import limits
 from .faults import FaultInjector
 from .interactions import ALLOWED_CALLBACKS, CallbackType, InteractionRecord, Reply
 from .models import Message, MessageFlag, Perm, UploadedFile, guess_content_type
-from .state import RequestLog, World, validate_commands
+from .state import RequestLog, World
 from .util import error_response, iso_now, json_response
 
 API_PREFIX = "/api/v10"
@@ -55,17 +58,27 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 _FILE_FIELD = re.compile(r"^files?\[(\d+)\]$|^file(\d*)$")
 _UNAUTHENTICATED = re.compile(r"^/(webhooks|interactions)/")
-#: Message flags a bot may set when creating a message (ephemeral only through interactions).
-_CREATE_FLAGS = 4 | 4096 | MessageFlag.IS_VOICE_MESSAGE | 32768
-_EDITABLE_FLAGS = 4 | 32768
 
 
 class BadRequest(Exception):
-    """Raised inside handlers to answer with a Discord JSON error."""
+    """Raised inside handlers to answer with a Discord JSON error; ``refusal`` names a broken limit."""
 
-    def __init__(self, status: int, code: int, message: str, **extra: Any) -> None:
+    def __init__(
+        self, status: int, code: int, message: str, *, refusal: str | None = None, **extra: Any
+    ) -> None:
         super().__init__(message)
+        self.refusal = refusal
         self.response = error_response(status, code, message, **extra)
+
+
+def refuse(refusal: limits.Refusal | None, record: InteractionRecord | None = None) -> None:
+    """Answer as Discord does when a payload breaks one of its documented limits (``limits``)."""
+    if refusal is None:
+        return
+    if record is not None:
+        record.rejected.append(refusal.describe())
+    extra = {"errors": refusal.errors} if refusal.errors is not None else {}
+    raise BadRequest(refusal.status, refusal.code, refusal.message, refusal=refusal.describe(), **extra)
 
 
 class RestApi:
@@ -129,6 +142,7 @@ class RestApi:
                 response = await handler(request)
             except BadRequest as exc:
                 response = exc.response
+                log.refusal = exc.refusal
             log.status = response.status
             return response
         finally:
@@ -184,9 +198,7 @@ class RestApi:
         self._check_app(request)
         scope = self._scope(request)
         commands = await request.json()
-        errors = validate_commands(commands)
-        if errors:
-            raise BadRequest(400, 50035, "Invalid Form Body", errors=errors)
+        refuse(limits.command_sync_refusal(commands, guild=scope is not None))
         return json_response(self.world.commands.overwrite(scope, commands))
 
     # -- interaction callback --------------------------------------------------------------------
@@ -217,20 +229,26 @@ class RestApi:
         reply = Reply(kind="callback", callback_type=callback_type, payload=body, files=files)
         message: Message | None = None
         if callback_type == CallbackType.CHANNEL_MESSAGE:
-            message = self._new_interaction_message(record, data, files)
+            flags = limits.kept_flags(data.get("flags"), limits.RESPONSE_FLAGS)
+            refuse(limits.message_refusal(data, files, flags=flags, prefix=("data",)), record)
+            message = self._new_interaction_message(record, data, files, flags)
         elif callback_type == CallbackType.DEFERRED_CHANNEL_MESSAGE:
-            message = self._new_interaction_message(record, {"flags": data.get("flags", 0)}, [])
+            flags = limits.kept_flags(data.get("flags"), limits.DEFERRED_FLAGS)
+            message = self._new_interaction_message(record, {}, [], flags)
             message.flags |= MessageFlag.LOADING
             record.loading = True
         elif callback_type == CallbackType.UPDATE_MESSAGE:
             if record.source_message_id is None:
                 raise BadRequest(400, 50035, "Invalid Form Body")  # nothing to update
             message = self.world.messages[record.source_message_id]
+            self._check_edit(message, data, files, record, prefix=("data",))
             self._apply_edit(message, data, files)
         elif callback_type == CallbackType.DEFERRED_UPDATE_MESSAGE and record.source_message_id:
             message = self.world.messages[record.source_message_id]
-        elif callback_type == CallbackType.AUTOCOMPLETE_RESULT and len(data.get("choices", [])) > 25:
-            raise BadRequest(400, 50035, "Invalid Form Body")
+        elif callback_type == CallbackType.AUTOCOMPLETE_RESULT:
+            refuse(limits.autocomplete_refusal(data), record)
+        elif callback_type == CallbackType.MODAL:
+            refuse(limits.modal_refusal(data), record)
         if message is not None:
             record.original_message_id = message.id
             reply.with_message(message)
@@ -250,14 +268,13 @@ class RestApi:
         return json_response(result)
 
     def _new_interaction_message(
-        self, record: InteractionRecord, data: dict[str, Any], files: list[UploadedFile]
+        self, record: InteractionRecord, data: dict[str, Any], files: list[UploadedFile], flags: int
     ) -> Message:
         command_type = record.payload["data"].get("type", 1)
         if record.type == 2:
             message_type = 20 if command_type == 1 else 23
         else:
             message_type = 0 if record.type == 3 else 20
-        flags = int(data.get("flags") or 0) & (_CREATE_FLAGS | MessageFlag.EPHEMERAL)
         message = self._create(
             record.channel_id, data, files, flags=flags, message_type=message_type, webhook=True
         )
@@ -294,14 +311,16 @@ class RestApi:
         original = record.original
         if record.loading and original is not None:
             # The first follow-up after a "thinking" defer becomes the deferred message itself.
-            self._validate_voice_message(body, files, creating=True)
-            keep = original.flags & MessageFlag.EPHEMERAL
-            original.flags = keep | (int(body.get("flags") or 0) & _CREATE_FLAGS)
+            ephemeral = original.flags & MessageFlag.EPHEMERAL
+            flags = ephemeral | limits.kept_flags(body.get("flags"), limits.FOLLOWUP_FLAGS & ~ephemeral)
+            refuse(limits.message_refusal(body, files, flags=flags), record)
+            original.flags = flags
             self._apply_edit(original, body, files, creating=True)
             record.loading = False
             message = original
         else:
-            flags = int(body.get("flags") or 0) & (_CREATE_FLAGS | MessageFlag.EPHEMERAL)
+            flags = limits.kept_flags(body.get("flags"), limits.FOLLOWUP_FLAGS)
+            refuse(limits.message_refusal(body, files, flags=flags), record)
             message = self._create(record.channel_id, body, files, flags=flags, message_type=0, webhook=True)
         record.replies.append(Reply(kind="followup", payload=body, files=files).with_message(message))
         if request.query.get("wait") in ("1", "true", "True"):
@@ -317,6 +336,7 @@ class RestApi:
         message = self._webhook_message(request, record)
         body, files = await read_message_body(request)
         self._check_upload_size(files, record.payload["attachment_size_limit"])
+        self._check_edit(message, body, files, record)
         self._apply_edit(message, body, files)
         is_original = message.id == record.original_message_id
         if is_original:
@@ -362,7 +382,9 @@ class RestApi:
             self._channel(request, Perm.SEND_VOICE_MESSAGES)
         guild = self.world.guilds[self.world.channel(channel_id).guild_id]  # type: ignore[union-attr]
         self._check_upload_size(files, guild.upload_limit)
-        message = self._create(channel_id, body, files, flags=flags & _CREATE_FLAGS, message_type=0)
+        flags = limits.kept_flags(flags, limits.CHANNEL_MESSAGE_FLAGS)
+        refuse(limits.message_refusal(body, files, flags=flags))
+        message = self._create(channel_id, body, files, flags=flags, message_type=0)
         reply = Reply(kind="message", payload=body, files=files).with_message(message)
         self.world.channel_replies.append(reply)
         self._dispatch_message("MESSAGE_CREATE", message)
@@ -378,6 +400,7 @@ class RestApi:
         if message.author.id != self.world.bot.id:
             raise BadRequest(403, 50005, "Cannot edit a message authored by another user")
         body, files = await read_message_body(request)
+        self._check_edit(message, body, files)
         self._apply_edit(message, body, files)
         reply = Reply(kind="message_edit", payload=body, files=files).with_message(message)
         self.world.channel_replies.append(reply)
@@ -450,20 +473,31 @@ class RestApi:
         )
         if webhook:
             message.webhook_id = message.application_id = self.world.application_id
-        self._validate_voice_message(body, files, creating=True, flags=flags)
         self._apply_edit(message, body, files, creating=True)
         self.world.messages[message.id] = message
         return message
+
+    @staticmethod
+    def _check_edit(
+        message: Message,
+        body: dict[str, Any],
+        files: list[UploadedFile],
+        record: InteractionRecord | None = None,
+        *,
+        prefix: tuple[str, ...] = (),
+    ) -> None:
+        """Discord's rules for an edit: never a voice message, and the result must be a valid message."""
+        if message.flags & MessageFlag.IS_VOICE_MESSAGE:
+            raise BadRequest(400, 50162, "Voice messages cannot be edited")
+        flags = limits.edited_flags(message.flags, body.get("flags"))
+        current = message.payload()
+        refuse(limits.message_refusal(body, files, flags=flags, current=current, prefix=prefix), record)
 
     def _apply_edit(
         self, message: Message, body: dict[str, Any], files: list[UploadedFile], *, creating: bool = False
     ) -> None:
         if not creating:
-            if message.flags & MessageFlag.IS_VOICE_MESSAGE:
-                raise BadRequest(400, 50162, "Voice messages cannot be edited")
-            if body.get("flags") is not None:
-                editable = int(body["flags"]) & _EDITABLE_FLAGS
-                message.flags = (message.flags & ~_EDITABLE_FLAGS) | editable
+            message.flags = limits.edited_flags(message.flags, body.get("flags"))
             message.edited_timestamp = iso_now()
         if "content" in body:
             message.content = body["content"] or ""
@@ -516,20 +550,6 @@ class RestApi:
         )
         upload.attachment_id = attachment.id
         return attachment.payload()
-
-    def _validate_voice_message(
-        self, body: dict[str, Any], files: list[UploadedFile], *, creating: bool, flags: int | None = None
-    ) -> None:
-        flags = int(body.get("flags") or 0) if flags is None else flags
-        if not creating or not flags & MessageFlag.IS_VOICE_MESSAGE:
-            return
-        if body.get("content"):
-            raise BadRequest(400, 50159, "Voice messages do not support additional content")
-        entries = body.get("attachments") or [{"id": f.index} for f in files]
-        if len(entries) != 1 or len(files) != 1:
-            raise BadRequest(400, 50160, "Voice messages must have a single audio attachment")
-        if entries[0].get("duration_secs") is None or not entries[0].get("waveform"):
-            raise BadRequest(400, 50161, "Voice messages must have supporting metadata")
 
     @staticmethod
     def _check_upload_size(files: list[UploadedFile], limit: int) -> None:

@@ -660,6 +660,11 @@ class FakeDiscord:
     def unhandled_requests(self) -> list[RequestLog]:
         return self.rest.unhandled
 
+    @property
+    def refused_requests(self) -> list[RequestLog]:
+        """Requests refused for breaking one of Discord's limits (``log.refusal`` says which)."""
+        return [log for log in self.world.requests if log.refusal]
+
     # -- waiting -----------------------------------------------------------------------------------
 
     async def wait_until(

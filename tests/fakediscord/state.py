@@ -43,6 +43,7 @@ class RequestLog:
     query: dict[str, str]
     status: int = 0
     fault: str | None = None
+    refusal: str | None = None  # the Discord limit it broke, when the fake refused it (see limits)
     at: float = field(default_factory=time.monotonic)
 
 
@@ -55,7 +56,6 @@ class CommandSync:
     at: float = field(default_factory=time.monotonic)
 
 
-_COMMAND_NAME = re.compile(r"^[-_'\w]{1,32}$")
 _USER_MENTION = re.compile(r"<@!?(\d+)>")
 _ROLE_MENTION = re.compile(r"<@&(\d+)>")
 
@@ -106,30 +106,6 @@ class CommandRegistry:
             if command is not None:
                 return command
         return None
-
-
-def validate_commands(commands: Any) -> dict[str, Any] | None:
-    """Discord's Invalid Form Body checks that matter for bots; returns the errors or None."""
-    if not isinstance(commands, list):
-        return {"_errors": [{"code": "BASE_TYPE_ARRAY", "message": "Must be an array."}]}
-    errors: dict[str, Any] = {}
-    seen: set[tuple[str, int]] = set()
-    for index, command in enumerate(commands):
-        problems = []
-        name = command.get("name", "")
-        command_type = int(command.get("type", 1))
-        if command_type == 1 and (not _COMMAND_NAME.match(name) or name != name.lower()):
-            problems.append("Command name is invalid")
-        if command_type == 1 and not 1 <= len(command.get("description", "")) <= 100:
-            problems.append("Description must be 1-100 characters")
-        if len(command.get("options", [])) > 25:
-            problems.append("Must be 25 or fewer options")
-        if (name, command_type) in seen:
-            problems.append("Application command names must be unique")
-        seen.add((name, command_type))
-        if problems:
-            errors[str(index)] = {"_errors": [{"code": "INVALID", "message": p} for p in problems]}
-    return errors or None
 
 
 class World:
