@@ -334,6 +334,11 @@ class NoAudioAttachment(InvalidInput):
         )
 
 
+class NoTextInMessage(InvalidInput):
+    def __init__(self) -> None:
+        super().__init__("That message has no text to read out (only attachments or embeds).")
+
+
 class NoDefaultVoice(InvalidInput):
     def __init__(self) -> None:
         super().__init__("Pick a voice: give the voice option, or set your default with /voice default.")

@@ -20,7 +20,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot import audio, mentions, replies, speech, text
-from bot.errors import CannotJoinVoice, NoDefaultVoice, NotInVoiceChannel, UploadFailed
+from bot.errors import CannotJoinVoice, NoDefaultVoice, NoTextInMessage, NotInVoiceChannel, UploadFailed
 from bot.limits import Reservation
 from bot.store import GuildSettings
 from cogs.common import bot_of, guild_id_of, may_speak_in, voice_channel_of, voice_names
@@ -80,6 +80,8 @@ class Say(commands.Cog):
         await self.run(interaction, text, voice=voice, mode=mode, seed=seed, force_speaker=force_speaker)
 
     async def speak_message_cb(self, interaction: discord.Interaction, message: discord.Message) -> None:
+        if not message.content.strip():
+            raise NoTextInMessage()
         await self.run(
             interaction,
             message.content,

@@ -168,7 +168,13 @@ async def test_a_default_voice_serves_say_and_speak_message(world: World):
     message = world.fake.add_message(channel, world.bob, "Read this out, please!")
     record = await world.fake.invoke_message_command("Speak message", message=message, user=world.alice)
     await world.fake.wait_for_message(lambda m: m.flags & 8192)
+    await record.wait_for(lambda r: r.kind == "edit" and "🗣️" in (r.content or ""), timeout=30)
     assert record.callback_type == 5
+
+    note = world.fake.voice_message(channel, world.bob, clip(6.0), duration_secs=6.0)
+    empty = await world.fake.invoke_message_command("Speak message", message=note, user=world.alice)
+    told = await empty.wait_for(lambda r: "no text" in (r.content or ""))
+    assert told.ephemeral
 
 
 async def test_autocomplete_and_say_never_cross_guilds(world: World):
