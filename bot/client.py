@@ -62,6 +62,7 @@ class VoiceBot(commands.Bot):
         self.backend: TTSBackend
         self.playback: Any = None
         self.synced: list[discord.app_commands.AppCommand] = []
+        self._kept_warm = False
 
     async def setup_hook(self) -> None:
         self.store = await asyncio.to_thread(
@@ -115,11 +116,26 @@ class VoiceBot(commands.Bot):
     ) -> None:
         if self.playback is not None:
             await self.playback.on_voice_state_update(member, before, after)
+        if self.user is not None and member.id == self.user.id:
+            await self._keep_warm_while_in_voice()
+
+    async def _keep_warm_while_in_voice(self) -> None:
+        """VOICEBOT_KEEP_WARM_IN_VOICE: a warm GPU while the bot is in any voice channel (default off)."""
+        keep_warm = getattr(self.backend, "keep_warm", None)
+        if not self.config.keep_warm_in_voice or keep_warm is None:
+            return
+        in_voice = any(guild.me is not None and guild.me.voice is not None for guild in self.guilds)
+        if in_voice != self._kept_warm:
+            self._kept_warm = in_voice
+            await keep_warm(in_voice)
 
     async def close(self) -> None:
         """Graceful: stop playback and leave voice, then the gateway, then the backend and the DB."""
         if self.playback is not None:
             await self.playback.close()
+        if self._kept_warm:  # leaving every channel: let the GPU scale to zero again
+            self._kept_warm = False
+            await self.backend.keep_warm(False)
         await super().close()
         if getattr(self, "backend", None) is not None:
             await self.backend.close()

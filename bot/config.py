@@ -34,6 +34,7 @@ class Config:
     discord_token: str | None = field(default=None, repr=False)
     dev_guild_id: int | None = None  # sync commands to this guild only (instant), not globally
     idle_leave_s: float = 300.0  # leave a voice channel after this long with nothing to play
+    keep_warm_in_voice: bool = False  # Modal: hold one GPU container up while the bot is in voice
     # For the end-to-end tests' loopback Discord only; never set these against the real Discord.
     discord_api_base: str | None = None
     discord_gateway: str | None = None
@@ -56,6 +57,7 @@ _ENV = {
     "discord_token": "DISCORD_TOKEN",
     "dev_guild_id": "VOICEBOT_DEV_GUILD",
     "idle_leave_s": "VOICEBOT_IDLE_LEAVE",
+    "keep_warm_in_voice": "VOICEBOT_KEEP_WARM_IN_VOICE",
     "discord_api_base": "VOICEBOT_DISCORD_API_BASE",
     "discord_gateway": "VOICEBOT_DISCORD_GATEWAY",
     "voice_tls_verify": "VOICEBOT_VOICE_TLS_VERIFY",

@@ -229,3 +229,20 @@ async def test_round_trip_against_the_real_modal_class(tiny_model_dir, tiny_engi
     for got, want in zip(chunks, expected, strict=True):
         np.testing.assert_allclose(got.audio, np.clip(want, -1, 1), atol=1e-4)
     assert (await b.info())["revision"] == tiny_engine.revision
+
+
+async def test_keep_warm_sets_the_autoscaler_and_a_failure_is_only_logged(caplog):
+    calls: list[dict[str, Any]] = []
+
+    class Autoscaler:
+        async def aio(self, **settings: Any) -> None:
+            calls.append(settings)
+            if len(calls) == 3:
+                raise mx.ConnectionError("offline")
+
+    b = ModalBackend(lookup=lambda: Handle(update_autoscaler=Autoscaler()))
+    await b.keep_warm(True)
+    await b.keep_warm(False)
+    await b.keep_warm(True)  # fails: logged, not raised
+    assert calls == [{"min_containers": 1}, {"min_containers": 0}, {"min_containers": 1}]
+    assert "Could not keep the GPU container warm" in caplog.text

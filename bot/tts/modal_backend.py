@@ -164,5 +164,13 @@ class ModalBackend:
     async def info(self) -> dict[str, Any]:
         return await self._call("info")
 
+    async def keep_warm(self, warm: bool) -> None:
+        """Hold one GPU container up (or let it scale to zero again) while the bot sits in voice, so
+        that live speech never waits for a cold start. Costs the GPU's price for every hour held."""
+        try:
+            await self._obj().update_autoscaler.aio(min_containers=1 if warm else 0)
+        except Exception as exc:  # an optimisation: a failure is logged, never shown to members
+            log.warning("Could not %s the GPU container warm: %s", "keep" if warm else "stop keeping", exc)
+
     async def close(self) -> None:
         self._handle = None

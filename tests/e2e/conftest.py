@@ -40,6 +40,7 @@ class SwitchableBackend:
         self.inner, self.name = inner, "local"
         self.failure: BackendError | None = None
         self.silent = False  # answer with silence, as a broken engine might
+        self.kept_warm: list[bool] = []  # keep_warm(...) calls, as the Modal backend would get them
         self.chunk_times: list[float] = []  # time.monotonic() as each chunk left the backend
         self.texts: list[str] = []  # every chunk of text handed to synthesize, in order
 
@@ -58,6 +59,9 @@ class SwitchableBackend:
 
     async def info(self):
         return await self.inner.info()
+
+    async def keep_warm(self, warm: bool) -> None:
+        self.kept_warm.append(warm)
 
     async def close(self) -> None:
         await self.inner.close()

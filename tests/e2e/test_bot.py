@@ -381,3 +381,12 @@ async def test_a_failure_while_speaking_in_voice_is_reported_privately(world: Wo
     again = await world.fake.invoke("say", {"text": "Hello again.", "voice": "Ada"}, user=world.alice)
     await again.wait_for(lambda r: "Speaking now" in (r.content or ""), timeout=20)
     await world.fake.wait_until(lambda: world.fake.voice_packets(world.guild), timeout=30)
+
+
+async def test_the_gpu_is_kept_warm_only_while_in_voice_when_enabled(world: World):
+    world.bot.config = world.bot.config.with_overrides(keep_warm_in_voice=True)
+    await world.join_voice(world.alice)
+    await (await world.fake.invoke("join", {}, user=world.alice)).wait_for_callback()
+    await world.fake.wait_until(lambda: world.backend.kept_warm == [True], timeout=10)
+    await (await world.fake.invoke("leave", {}, user=world.alice)).wait_for_callback()
+    await world.fake.wait_until(lambda: world.backend.kept_warm == [True, False], timeout=10)
