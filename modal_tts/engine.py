@@ -352,10 +352,10 @@ class EchoEngine:
             list(texts), max_length=length, device=self.device, normalize=True
         )
 
-    def _forward(self, **inputs: Any) -> torch.Tensor:
+    def _forward(self, graphs: CudaGraphs | None, **inputs: Any) -> torch.Tensor:
         self.forward_passes += 1
-        if self.graphs is not None:
-            out = self.graphs.forward(inputs["x"], inputs["t"])
+        if graphs is not None:
+            out = graphs.forward(inputs["x"], inputs["t"])
             if out is not None:
                 return out
         return self.model(**inputs)
@@ -489,13 +489,16 @@ class EchoEngine:
         kv_speaker_3 = echo._concat_kv_caches(kv_speaker, kv_speaker, kv_speaker)
         text_mask_3 = torch.cat([text_mask, torch.zeros_like(text_mask), text_mask])
         speaker_mask_3 = torch.cat([speaker_mask, speaker_mask, torch.zeros_like(speaker_mask)])
-        if self.graphs is not None:
-            self.graphs.load(text_mask_3, speaker_mask_3, kv_text_3, kv_speaker_3)
+        # Graphs exist for the captured batch sizes only; a bigger batch runs eager.
+        graphs = self.graphs if self.graphs is not None and batch in self.graphs.shapes.batch_sizes else None
+        if graphs is not None:
+            graphs.load(text_mask_3, speaker_mask_3, kv_text_3, kv_speaker_3)
 
         for t, t_next in itertools.pairwise(schedule):
             if p.cfg_min_t <= t <= p.cfg_max_t:
                 v_cond, v_text_off, v_speaker_off = (
                     self._forward(
+                        graphs,
                         x=torch.cat([x_t, x_t, x_t]).to(dtype),
                         t=torch.full((batch * 3,), t, device=device).to(dtype),
                         text_mask=text_mask_3,
@@ -513,6 +516,7 @@ class EchoEngine:
                 )
             else:
                 v_pred = self._forward(
+                    graphs,
                     x=x_t.to(dtype),
                     t=torch.full((batch,), t, device=device).to(dtype),
                     text_mask=text_mask,
@@ -529,8 +533,8 @@ class EchoEngine:
             ):
                 echo._multiply_kv_cache(kv_speaker, 1.0 / p.speaker_kv_scale, p.speaker_kv_max_layers)
                 kv_speaker_3 = echo._concat_kv_caches(kv_speaker, kv_speaker, kv_speaker)
-                if self.graphs is not None:
-                    self.graphs.load(text_mask_3, speaker_mask_3, kv_text_3, kv_speaker_3)
+                if graphs is not None:
+                    graphs.load(text_mask_3, speaker_mask_3, kv_text_3, kv_speaker_3)
             x_t = x_t + v_pred * (t_next - t)
         return x_t
 

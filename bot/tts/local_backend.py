@@ -98,7 +98,10 @@ class LocalBackend:
 
         device = self.device or ("cuda" if torch.cuda.is_available() else "cpu")
         log.info("Loading Echo weights from %s onto %s", self.weights_dir, device)
-        return EchoEngine.from_dir(self.weights_dir, device=device)
+        engine = EchoEngine.from_dir(self.weights_dir, device=device)
+        if engine.device.type == "cuda":  # the fast path is on by default on CUDA
+            log.info("Fast path: %s", engine.enable_fast_path(max_batch=self.max_batch_rows))
+        return engine
 
     async def _gpu(self, fn: Any, *args: Any) -> Any:
         """`fn(*args)` on the scheduler's GPU thread, between batches."""
