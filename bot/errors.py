@@ -269,6 +269,20 @@ class VoiceLimitReached(InvalidInput):
         self.limit = limit
 
 
+class InvalidDictionaryEntry(InvalidInput):
+    def __init__(self, problem: str) -> None:
+        super().__init__(f"That dictionary entry can't be saved: {problem}.")
+        self.problem = problem
+
+
+class DictionaryFull(InvalidInput):
+    def __init__(self, limit: int) -> None:
+        super().__init__(
+            f"This server's pronunciation dictionary is full ({limit} entries). Remove one first."
+        )
+        self.limit = limit
+
+
 # --- Discord commands ---------------------------------------------------------------------------
 
 

@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import NamedTuple, Protocol
 
+from bot import pronunciation
 from bot.errors import NothingToSay, TextReadsTooLong, TextTooLong
 from modal_tts import windows
 from modal_tts.windows import CHARS_PER_SECOND, WIDE_CHAR_WEIGHT, speech_cost
@@ -664,8 +665,15 @@ def lead_with_a_short_chunk(chunks: list[str]) -> list[str]:
 # --- all stages ------------------------------------------------------------------------------------
 
 
-def prepare(text: str, *, resolve: Resolver | None = None, max_chars: int = DEFAULT_MAX_CHARS) -> list[str]:
-    """Turn what a member typed into Echo-ready chunks, in order.
+def prepare(
+    text: str,
+    *,
+    resolve: Resolver | None = None,
+    max_chars: int = DEFAULT_MAX_CHARS,
+    dictionary: Mapping[str, str] | None = None,
+) -> list[str]:
+    """Turn what a member typed into Echo-ready chunks, in order; `dictionary` (word → spoken as)
+    is applied to the words a listener would hear, before chunking.
 
     Raises TextTooLong when `text` has more than `max_chars` characters (counted as typed), and
     NothingToSay when no letters or digits are left once markup, emoji and symbols are handled.
@@ -673,7 +681,7 @@ def prepare(text: str, *, resolve: Resolver | None = None, max_chars: int = DEFA
     """
     if len(text) > max_chars:
         raise TextTooLong(len(text), max_chars)
-    spoken = normalise_for_echo(to_speakable(text, resolve))
+    spoken = normalise_for_echo(pronunciation.apply(to_speakable(text, resolve), dictionary or {}))
     if len(spoken) > MAX_SPOKEN_GROWTH * max_chars:
         raise TextReadsTooLong(len(spoken), MAX_SPOKEN_GROWTH * max_chars)
     chunks = chunk(spoken)
