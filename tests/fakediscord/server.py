@@ -12,6 +12,13 @@ Typical use (see ``tests/e2e/test_fakediscord.py``)::
             interaction = await fake.invoke("say", {"text": "hi"}, user=alice)
             final = await interaction.wait_for(lambda r: r.kind == "edit")
 
+Messages (see ``tests/e2e/test_fakediscord_messages.py``)::
+
+    fake.privileged_intents |= Intent.MESSAGE_CONTENT    # else content arrives empty (or 4014)
+    note = fake.add_message(voice, alice, "hi", silent=True)   # MESSAGE_CREATE in a voice chat
+    fake.edit_message(note, "hello"); fake.delete_message(note)
+    fake.add_message(general, fake.add_webhook(general, "CI"), "build passed")
+
 Everything runs in the test's event loop; times are ``time.monotonic()``.
 """
 
