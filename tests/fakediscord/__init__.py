@@ -12,7 +12,9 @@ Each module's docstring lists which parts of the protocol it covers and which it
 
 Entry points:
 
-* :class:`FakeDiscord` — start/stop, world building, interactions, voice, faults;
+* :class:`FakeDiscord` — start/stop, world building, messages (members, bots, webhooks, DMs;
+  edits, deletes), privileged intents, interactions, voice, faults;
+* :class:`Intent` — gateway intent bits, for ``FakeDiscord(privileged_intents=...)``;
 * :class:`InteractionRecord` / :class:`Reply` — what the bot answered;
 * :mod:`tests.fakediscord.audio` — Opus packets, an ``AudioSource`` and signal alignment;
 * :mod:`tests.fakediscord.limits` — what Discord refuses (commands, messages, embeds, components,
@@ -23,6 +25,7 @@ Entry points:
 from .dave import DaveCall, DaveMember, Transition
 from .discordpy import point_discord_py_at
 from .faults import Fault
+from .intents import ApplicationFlag, Intent
 from .interactions import CallbackType, InteractionRecord, InteractionType, Reply
 from .models import (
     ALL_PERMISSIONS,
@@ -39,6 +42,7 @@ from .models import (
     Role,
     UploadedFile,
     User,
+    Webhook,
 )
 from .server import FakeDiscord
 from .voice import VoicePacket, VoiceSession
@@ -47,6 +51,7 @@ __all__ = [
     "ALL_PERMISSIONS",
     "DEFAULT_BOT_PERMISSIONS",
     "DEFAULT_EVERYONE_PERMISSIONS",
+    "ApplicationFlag",
     "Attachment",
     "CallbackType",
     "Channel",
@@ -55,6 +60,7 @@ __all__ = [
     "FakeDiscord",
     "Fault",
     "Guild",
+    "Intent",
     "InteractionRecord",
     "InteractionType",
     "Member",
@@ -69,5 +75,6 @@ __all__ = [
     "User",
     "VoicePacket",
     "VoiceSession",
+    "Webhook",
     "point_discord_py_at",
 ]

@@ -5,7 +5,9 @@ inflates *binary* frames, so the fake answers with uncompressed text frames (all
 protocol). Covered:
 
 * op 10 HELLO → client op 1 heartbeats (answered with op 11) and op 2 IDENTIFY (wrong token →
-  close 4004; a second IDENTIFY on one connection → 4005);
+  close 4004; a second IDENTIFY on one connection → 4005; a privileged intent the application has
+  not enabled in the Developer Portal → 4014, which discord.py raises as
+  ``PrivilegedIntentsRequired``);
 * READY (top-level ``s``; ``session_id``, ``resume_gateway_url`` pointing back at the fake,
   ``user``, guilds as ``{id, unavailable: true}``, ``application {id, flags}``) then one
   GUILD_CREATE per guild (members: everyone with GUILD_MEMBERS, otherwise the bot and members in
@@ -17,11 +19,16 @@ protocol). Covered:
 * op 6 RESUME → the missed dispatches (by sequence) replayed, then RESUMED; unknown session →
   op 9 INVALID_SESSION ``false``; a client closing with 1000/1001 ends its session (as on
   Discord); op 3 presence updates are recorded;
-* server side: dispatch of any event with per-session sequence numbers and intent filtering,
-  dropping connections (close code, or an abrupt TCP abort), op 7 RECONNECT, op 9.
+* server side: dispatch of any event with per-session sequence numbers and intent filtering
+  (``intents.py``: MESSAGE_* need GUILD_MESSAGES or DIRECT_MESSAGES, and their content fields are
+  emptied for a session without MESSAGE_CONTENT unless exempt), dropping connections (close code,
+  or an abrupt TCP abort), op 7 RECONNECT, op 9.
+
+Enabling or disabling a privileged intent (``World.privileged_intents``) applies from the next
+IDENTIFY; a live session keeps the intents it identified with.
 
 Not covered: zlib/etf encodings, sharding (one shard), rate limits on gateway sends, presence
-and typing events, privileged-intent refusal (4014), heartbeat-timeout zombies.
+and typing events, invalid intent bits (4013), heartbeat-timeout zombies.
 """
 
 from __future__ import annotations
@@ -35,6 +42,8 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import WSMsgType, web
 
+from . import intents
+from .intents import Intent
 from .models import VoiceState
 from .state import World
 
@@ -42,23 +51,8 @@ if TYPE_CHECKING:
     from .voice import VoiceServer
 
 
-class Intent:
-    GUILDS = 1 << 0
-    GUILD_MEMBERS = 1 << 1
-    GUILD_VOICE_STATES = 1 << 7
-    GUILD_MESSAGES = 1 << 9
-
-
-#: Dispatches that Discord only sends with an intent.
-_EVENT_INTENTS = {
-    "GUILD_CREATE": Intent.GUILDS,
-    "GUILD_MEMBER_ADD": Intent.GUILD_MEMBERS,
-    "GUILD_MEMBER_REMOVE": Intent.GUILD_MEMBERS,
-    "VOICE_STATE_UPDATE": Intent.GUILD_VOICE_STATES,
-    "MESSAGE_CREATE": Intent.GUILD_MESSAGES,
-    "MESSAGE_UPDATE": Intent.GUILD_MESSAGES,
-    "MESSAGE_DELETE": Intent.GUILD_MESSAGES,
-}
+#: Dispatches whose message payload the Message Content intent applies to.
+_MESSAGE_BODIES = frozenset({"MESSAGE_CREATE", "MESSAGE_UPDATE"})
 
 
 class GatewayConnection:
@@ -154,9 +148,12 @@ class GatewayServer:
             self._dispatch_to(session, event, data)
 
     def _dispatch_to(self, session: GatewaySession, event: str, data: dict[str, Any]) -> None:
-        needed = _EVENT_INTENTS.get(event)
+        needed = intents.event_intent(event, data)
         if needed is not None and not session.intents & needed:
             return
+        if event in _MESSAGE_BODIES:
+            content_intent = bool(session.intents & Intent.MESSAGE_CONTENT)
+            data = intents.visible_message(data, self.world.application_id, content_intent=content_intent)
         session.seq += 1
         frame = {"op": 0, "t": event, "s": session.seq, "d": data}
         session.backlog.append(frame)
@@ -215,6 +212,9 @@ class GatewayServer:
         if connection.session is not None:
             await connection.close(4005)
             return
+        if intents.disallowed(int(data.get("intents", 0)), self.world.privileged_intents):
+            await connection.close(4014)  # events/gateway.mdx, "Gateway Restrictions"
+            return
         session = GatewaySession(
             session_id=secrets.token_hex(16),
             intents=int(data.get("intents", 0)),
@@ -232,7 +232,10 @@ class GatewayServer:
             "session_id": session.session_id,
             "session_type": "normal",
             "resume_gateway_url": self.resume_url,
-            "application": {"id": str(self.world.application_id), "flags": 0},
+            "application": {
+                "id": str(self.world.application_id),
+                "flags": intents.application_flags(self.world.privileged_intents),
+            },
             "user_settings": {},
             "relationships": [],
             "private_channels": [],

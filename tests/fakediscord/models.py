@@ -6,13 +6,16 @@ Each model renders itself as the payload Discord sends (``payload()``), with the
 ``type/content/channel_id/author``). Permissions are plain ints (``Perm`` bits); anything with a
 ``.value`` (``discord.Permissions``) is accepted wherever a permission value goes in.
 
-Covered: guild text (type 0) and voice (type 2) channels, roles with permissions, members whose
+Covered: guild text (type 0) and voice (type 2, with its text chat) channels, DM channels (type 1),
+roles with permissions, members whose
 guild-level permissions are @everyone | their roles (ADMINISTRATOR grants all), channel permission
 overwrites (for @everyone, a role or a member, applied in Discord's order), voice states, and
-messages with attachments (including voice messages: flag 8192, ``duration_secs``, ``waveform``)
-and mentions (``mentions`` as plain users; ``gateway_payload`` adds each mentioned member, as
-MESSAGE_CREATE/UPDATE do and REST message objects don't).
-Not modelled: threads, forums, stage channels, DMs, emojis, stickers, presences; the implicit denials
+messages with attachments (including voice messages: flag 8192, ``duration_secs``, ``waveform``),
+embeds, polls and mentions (``mentions`` as plain users; ``gateway_payload`` adds the author's and
+each mentioned member and the ``channel_type``, as MESSAGE_CREATE/UPDATE do and REST message
+objects don't), and channel webhooks whose messages have the webhook as author (``bot: true``,
+discriminator ``0000``, no member).
+Not modelled: threads, forums, stage channels, group DMs, emojis, stickers, presences; the implicit denials
 that follow a missing SEND_MESSAGES or CONNECT (only a missing VIEW_CHANNEL denies everything).
 """
 
@@ -132,14 +135,17 @@ class ChannelType:
     """The channel ``type`` numbers this fake uses."""
 
     GUILD_TEXT = 0
+    DM = 1
     GUILD_VOICE = 2
 
 
 class MessageFlag:
-    """Message flag bits the fake interprets."""
+    """Message flag bits the fake interprets (resources/message.mdx, "Message Flags")."""
 
+    SUPPRESS_EMBEDS = 1 << 2
     EPHEMERAL = 1 << 6
     LOADING = 1 << 7
+    SUPPRESS_NOTIFICATIONS = 1 << 12  # "@silent": no push or desktop notification
     IS_VOICE_MESSAGE = 1 << 13
 
 
@@ -152,6 +158,7 @@ class User:
     global_name: str | None = None
     bot: bool = False
     avatar: str | None = None
+    discriminator: str = "0"  # "0000" marks a webhook author
 
     @property
     def name(self) -> str:
@@ -161,7 +168,7 @@ class User:
         return {
             "id": str(self.id),
             "username": self.username,
-            "discriminator": "0",
+            "discriminator": self.discriminator,
             "global_name": self.global_name,
             "avatar": self.avatar,
             "bot": self.bot,
@@ -216,10 +223,11 @@ class Overwrite:
 
 @dataclass(eq=False)
 class Channel:
-    """A guild text or voice channel; ``overwrites`` are keyed by role or member id."""
+    """A guild text or voice channel, or a DM (``guild_id`` None, ``recipient`` the user);
+    ``overwrites`` are keyed by role or member id."""
 
     id: int
-    guild_id: int
+    guild_id: int | None
     name: str
     type: int = ChannelType.GUILD_TEXT
     position: int = 0
@@ -227,12 +235,25 @@ class Channel:
     user_limit: int = 0
     topic: str | None = None
     overwrites: dict[int, Overwrite] = field(default_factory=dict)
+    recipient: User | None = None
 
     @property
     def is_voice(self) -> bool:
         return self.type == ChannelType.GUILD_VOICE
 
+    @property
+    def is_dm(self) -> bool:
+        return self.type == ChannelType.DM
+
     def payload(self) -> dict[str, Any]:
+        if self.recipient is not None:
+            return {
+                "id": str(self.id),
+                "type": self.type,
+                "recipients": [self.recipient.payload()],
+                "last_message_id": None,
+                "flags": 0,
+            }
         data: dict[str, Any] = {
             "id": str(self.id),
             "type": self.type,
@@ -504,6 +525,22 @@ class UploadedFile:
 
 
 @dataclass(eq=False)
+class Webhook:
+    """A channel webhook (an integration posting as ``name``); its messages' author is ``user``."""
+
+    id: int
+    guild_id: int
+    channel_id: int
+    name: str
+    avatar: str | None = None
+
+    @property
+    def user(self) -> User:
+        # resources/message.mdx: a webhook message's author is the webhook's id, username and avatar.
+        return User(id=self.id, username=self.name, bot=True, avatar=self.avatar, discriminator="0000")
+
+
+@dataclass(eq=False)
 class Message:
     """A message stored by the fake (sent by the bot, or planted by a test)."""
 
@@ -527,17 +564,25 @@ class Message:
     deleted: bool = False
     mentions: list[User] = field(default_factory=list)
     mention_roles: list[int] = field(default_factory=list)
+    poll: dict[str, Any] | None = None
 
     @property
     def ephemeral(self) -> bool:
         return bool(self.flags & MessageFlag.EPHEMERAL)
 
-    def gateway_payload(self, guild: Guild | None) -> dict[str, Any]:
-        """The MESSAGE_CREATE/UPDATE body: the author's and each mentioned user's member data added."""
+    @property
+    def silent(self) -> bool:
+        return bool(self.flags & MessageFlag.SUPPRESS_NOTIFICATIONS)
+
+    def gateway_payload(self, guild: Guild | None, channel_type: int | None = None) -> dict[str, Any]:
+        """The MESSAGE_CREATE/UPDATE body: ``channel_type``, the author's member data (never for a
+        webhook, events/gateway-events.mdx) and each mentioned user's member data added."""
         data = self.payload()
+        if channel_type is not None:
+            data["channel_type"] = channel_type
         if guild is None:
             return data
-        if self.author.id in guild.members:
+        if self.author.id in guild.members and self.webhook_id is None:
             data["member"] = guild.members[self.author.id].payload(with_user=False)
         for mention in data["mentions"]:
             member = guild.members.get(int(mention["id"]))
@@ -572,4 +617,6 @@ class Message:
             data["application_id"] = str(self.application_id)
         if self.interaction_metadata is not None:
             data["interaction_metadata"] = self.interaction_metadata
+        if self.poll is not None:
+            data["poll"] = self.poll
         return data

@@ -9,13 +9,21 @@ Covered routes (what discord.py 2.7 calls for a bot like ours):
   ``payload_json`` + ``files[n]``) answering ``{interaction, resource}`` when ``with_response`` is
   set and 204 otherwise; unknown/expired interaction (ack deadline, 3 s by default) → 404 code
   10062; a second callback → 400 code 40060;
+* every non-ephemeral message the bot creates, edits or deletes, through any route, is dispatched
+  as MESSAGE_CREATE/UPDATE/DELETE (``messages.dispatch``);
 * interaction webhooks: ``POST /webhooks/{app}/{token}`` (follow-ups; ``?wait=1`` returns the
   Message; the first follow-up after a deferred "thinking" callback fills @original and inherits
   its ephemeral flag, as Discord does), ``GET``/``PATCH``/``DELETE
   /webhooks/{app}/{token}/messages/{@original|id}`` (PATCH may be multipart);
-* channel messages: ``POST /channels/{id}/messages``, ``GET``/``PATCH``/``DELETE
+* channel messages (guild text and voice channels, DMs): ``POST /channels/{id}/messages``,
+  ``GET /channels/{id}/messages`` (history, ``messages.history``), ``GET``/``PATCH``/``DELETE
   /channels/{id}/messages/{mid}``, ``POST /channels/{id}/typing`` (bot permissions checked at guild
-  level → 403 code 50013), MESSAGE_CREATE/UPDATE/DELETE dispatched to the gateway;
+  level → 403 code 50013; reading a voice channel's chat also needs CONNECT; deleting someone
+  else's message needs MANAGE_MESSAGES), MESSAGE_CREATE/UPDATE/DELETE dispatched to the gateway;
+  messages read back are emptied of content unless the Message Content intent is enabled for the
+  application (``intents.visible_message``);
+* users and DMs: ``GET /users/{id}`` (unknown → 404 code 10013), ``POST /users/@me/channels``
+  opens (or returns) the DM channel with a user (unknown → 400 code 50033);
 * guild members: ``GET /guilds/{guild}/members/{user}`` (unknown guild → 404 code 10004, a user
   who is not a member → 404 code 10007);
 * uploads: attachments get ids, CDN URLs and a content type guessed from the file name; files over
@@ -45,10 +53,18 @@ from typing import Any
 
 from aiohttp import web
 
-from . import limits
+from . import intents, limits, messages
 from .faults import FaultInjector
 from .interactions import ALLOWED_CALLBACKS, CallbackType, InteractionRecord, Reply
-from .models import Message, MessageFlag, Perm, UploadedFile, guess_content_type
+from .models import (
+    DEFAULT_UPLOAD_LIMIT,
+    Channel,
+    Message,
+    MessageFlag,
+    Perm,
+    UploadedFile,
+    guess_content_type,
+)
 from .state import RequestLog, World
 from .util import error_response, iso_now, json_response
 
@@ -108,7 +124,10 @@ class RestApi:
         r.add_get(p + "/webhooks/{app}/{token}/messages/{message}", self.get_webhook_message)
         r.add_patch(p + "/webhooks/{app}/{token}/messages/{message}", self.edit_webhook_message)
         r.add_delete(p + "/webhooks/{app}/{token}/messages/{message}", self.delete_webhook_message)
+        r.add_post(p + "/users/@me/channels", self.open_dm)
+        r.add_get(p + r"/users/{user:\d+}", self.get_user)
         r.add_post(p + "/channels/{channel}/messages", self.create_message)
+        r.add_get(p + "/channels/{channel}/messages", self.get_messages)
         r.add_get(p + "/channels/{channel}/messages/{message}", self.get_message)
         r.add_patch(p + "/channels/{channel}/messages/{message}", self.edit_message)
         r.add_delete(p + "/channels/{channel}/messages/{message}", self.delete_message)
@@ -252,6 +271,10 @@ class RestApi:
         if message is not None:
             record.original_message_id = message.id
             reply.with_message(message)
+            if callback_type in (CallbackType.CHANNEL_MESSAGE, CallbackType.DEFERRED_CHANNEL_MESSAGE):
+                messages.dispatch(self.world, "MESSAGE_CREATE", message)
+            elif callback_type == CallbackType.UPDATE_MESSAGE:
+                messages.dispatch(self.world, "MESSAGE_UPDATE", message)
         record.replies.append(reply)
         if request.query.get("with_response") not in ("1", "true", "True"):
             return web.Response(status=204)
@@ -318,10 +341,12 @@ class RestApi:
             self._apply_edit(original, body, files, creating=True)
             record.loading = False
             message = original
+            messages.dispatch(self.world, "MESSAGE_UPDATE", message)
         else:
             flags = limits.kept_flags(body.get("flags"), limits.FOLLOWUP_FLAGS)
             refuse(limits.message_refusal(body, files, flags=flags), record)
             message = self._create(record.channel_id, body, files, flags=flags, message_type=0, webhook=True)
+            messages.dispatch(self.world, "MESSAGE_CREATE", message)
         record.replies.append(Reply(kind="followup", payload=body, files=files).with_message(message))
         if request.query.get("wait") in ("1", "true", "True"):
             return json_response(message.payload())
@@ -343,13 +368,14 @@ class RestApi:
             record.loading = False
         kind = "edit" if is_original else "followup_edit"
         record.replies.append(Reply(kind=kind, payload=body, files=files).with_message(message))
+        messages.dispatch(self.world, "MESSAGE_UPDATE", message)
         return json_response(message.payload())
 
     async def delete_webhook_message(self, request: web.Request) -> web.Response:
         record = self._webhook_record(request)
         message = self._webhook_message(request, record)
-        message.deleted = True
         record.replies.append(Reply(kind="delete").with_message(message))
+        messages.delete(self.world, message)
         return web.Response(status=204)
 
     # -- channel messages --------------------------------------------------------------------------
@@ -359,12 +385,32 @@ class RestApi:
         channel = self.world.channel(channel_id)
         if channel is None:
             raise BadRequest(404, 10003, "Unknown Channel")
-        guild = self.world.guilds[channel.guild_id]
-        granted = guild.permissions_of(guild.members[self.world.bot.id])
+        if channel.guild_id is None:
+            return channel_id  # a DM: no permissions apply
         for permission in (Perm.VIEW_CHANNEL, *needed):
-            if not granted & permission:
+            if not self._bot_permissions(channel) & permission:
                 raise BadRequest(403, 50013, "Missing Permissions")
         return channel_id
+
+    def _bot_permissions(self, channel: Channel) -> int:
+        guild = self.world.guilds[channel.guild_id or 0]
+        return guild.permissions_of(guild.members[self.world.bot.id])
+
+    def _reading(self, request: web.Request) -> Channel:
+        """The channel whose messages the bot reads: VIEW_CHANNEL, and CONNECT in a voice channel
+        (resources/message.mdx, Get Channel Message(s))."""
+        channel = self.world.channel(self._channel(request))
+        assert channel is not None
+        if channel.is_voice:
+            self._channel(request, Perm.CONNECT)
+        return channel
+
+    def _as_read(self, message: Message) -> dict[str, Any]:
+        """A stored message as the bot reads it over REST: the Portal's Message Content setting counts."""
+        content_intent = self.world.message_content_enabled
+        return intents.visible_message(
+            message.payload(), self.world.application_id, content_intent=content_intent
+        )
 
     def _channel_message(self, request: web.Request, channel_id: int) -> Message:
         message = self.world.messages.get(int(request.match_info["message"]))
@@ -380,19 +426,35 @@ class RestApi:
             self._channel(request, Perm.ATTACH_FILES)
         if flags & MessageFlag.IS_VOICE_MESSAGE:
             self._channel(request, Perm.SEND_VOICE_MESSAGES)
-        guild = self.world.guilds[self.world.channel(channel_id).guild_id]  # type: ignore[union-attr]
-        self._check_upload_size(files, guild.upload_limit)
+        guild = self.world.guilds.get(self.world.channel(channel_id).guild_id or 0)  # type: ignore[union-attr]
+        self._check_upload_size(files, guild.upload_limit if guild else DEFAULT_UPLOAD_LIMIT)
         flags = limits.kept_flags(flags, limits.CHANNEL_MESSAGE_FLAGS)
         refuse(limits.message_refusal(body, files, flags=flags))
         message = self._create(channel_id, body, files, flags=flags, message_type=0)
         reply = Reply(kind="message", payload=body, files=files).with_message(message)
         self.world.channel_replies.append(reply)
-        self._dispatch_message("MESSAGE_CREATE", message)
+        messages.dispatch(self.world, "MESSAGE_CREATE", message)
         return json_response(message.payload())
 
+    async def get_messages(self, request: web.Request) -> web.Response:
+        channel = self._reading(request)
+        low, high, default = messages.HISTORY_LIMITS
+        try:
+            limit = int(request.query.get("limit", default))
+            anchors = {k: int(v) for k, v in request.query.items() if k in ("before", "after", "around")}
+        except ValueError:
+            raise BadRequest(400, 50035, "Invalid Form Body") from None
+        if not low <= limit <= high or len(anchors) > 1:
+            raise BadRequest(400, 50035, "Invalid Form Body")
+        if channel.guild_id is not None and not self._bot_permissions(channel) & Perm.READ_MESSAGE_HISTORY:
+            return json_response([])  # "If the current user is missing READ_MESSAGE_HISTORY ... no messages"
+        found = messages.history(self.world, channel.id, limit=limit, **anchors)
+        return json_response([self._as_read(m) for m in found])
+
     async def get_message(self, request: web.Request) -> web.Response:
-        channel_id = self._channel(request, Perm.READ_MESSAGE_HISTORY)
-        return json_response(self._channel_message(request, channel_id).payload())
+        channel = self._reading(request)
+        self._channel(request, Perm.READ_MESSAGE_HISTORY)
+        return json_response(self._as_read(self._channel_message(request, channel.id)))
 
     async def edit_message(self, request: web.Request) -> web.Response:
         channel_id = self._channel(request)
@@ -404,30 +466,36 @@ class RestApi:
         self._apply_edit(message, body, files)
         reply = Reply(kind="message_edit", payload=body, files=files).with_message(message)
         self.world.channel_replies.append(reply)
-        self._dispatch_message("MESSAGE_UPDATE", message)
+        messages.dispatch(self.world, "MESSAGE_UPDATE", message)
         return json_response(message.payload())
 
     async def delete_message(self, request: web.Request) -> web.Response:
         channel_id = self._channel(request)
         message = self._channel_message(request, channel_id)
-        message.deleted = True
+        if message.author.id != self.world.bot.id:
+            if message.guild_id is None:
+                raise BadRequest(403, 50003, "Cannot execute action on a DM channel")
+            self._channel(request, Perm.MANAGE_MESSAGES)  # someone else's message (Delete Message)
         self.world.channel_replies.append(Reply(kind="message_delete").with_message(message))
-        self.world.dispatch(
-            "MESSAGE_DELETE",
-            {
-                "id": str(message.id),
-                "channel_id": str(message.channel_id),
-                "guild_id": str(message.guild_id),
-            },
-        )
+        messages.delete(self.world, message)
         return web.Response(status=204)
+
+    async def get_user(self, request: web.Request) -> web.Response:
+        user = self.world.users.get(int(request.match_info["user"]))
+        if user is None:
+            raise BadRequest(404, 10013, "Unknown User")
+        return json_response(user.payload())
+
+    async def open_dm(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        user = self.world.users.get(int(body.get("recipient_id") or 0))
+        if user is None or user.id == self.world.bot.id:
+            raise BadRequest(400, 50033, "Invalid Recipient(s)")
+        return json_response(self.world.dm_channel(user).payload())
 
     async def typing(self, request: web.Request) -> web.Response:
         self._channel(request, Perm.SEND_MESSAGES)
         return web.Response(status=204)
-
-    def _dispatch_message(self, event: str, message: Message) -> None:
-        self.world.dispatch(event, message.gateway_payload(self.world.guilds.get(message.guild_id or 0)))
 
     # -- guild members ---------------------------------------------------------------------------
 

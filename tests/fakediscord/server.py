@@ -12,6 +12,13 @@ Typical use (see ``tests/e2e/test_fakediscord.py``)::
             interaction = await fake.invoke("say", {"text": "hi"}, user=alice)
             final = await interaction.wait_for(lambda r: r.kind == "edit")
 
+Messages (see ``tests/e2e/test_fakediscord_messages.py``)::
+
+    fake.privileged_intents |= Intent.MESSAGE_CONTENT    # else content arrives empty (or 4014)
+    note = fake.add_message(voice, alice, "hi", silent=True)   # MESSAGE_CREATE in a voice chat
+    fake.edit_message(note, "hello"); fake.delete_message(note)
+    fake.add_message(general, fake.add_webhook(general, "CI"), "build passed")
+
 Everything runs in the test's event loop; times are ``time.monotonic()``.
 """
 
@@ -21,7 +28,7 @@ import asyncio
 import contextlib
 import tempfile
 import time
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, TypeVar
@@ -30,11 +37,12 @@ import aiohttp
 import numpy as np
 from aiohttp import web
 
-from . import tls
+from . import messages, tls
 from .dave import DaveCall
 from .discordpy import point_discord_py_at
 from .faults import Fault, FaultInjector
 from .gateway import GatewayServer, GatewaySession
+from .intents import PRIVILEGED, Intent, intents_value
 from .interactions import InteractionFactory, InteractionRecord, Reply
 from .models import (
     DEFAULT_BOT_PERMISSIONS,
@@ -50,6 +58,7 @@ from .models import (
     Overwrite,
     Role,
     User,
+    Webhook,
     encode_waveform,
     permission_value,
 )
@@ -69,6 +78,9 @@ class FakeDiscord:
     intervals are what HELLO announces (discord.py beats the voice gateway at min(interval, 5 s)).
     With ``dave`` (default) voice is end-to-end encrypted as Discord requires (see ``dave.py``);
     ``dave=False`` answers ``dave_protocol_version: 0`` and accepts clients that offer no DAVE.
+    ``privileged_intents`` are those switched on in the Developer Portal (an ``Intent`` or a
+    ``discord.Intents``; only GUILD_MEMBERS, GUILD_PRESENCES, MESSAGE_CONTENT count): by default
+    Server Members only, so a bot asking for Message Content is refused with 4014.
     """
 
     def __init__(
@@ -81,8 +93,14 @@ class FakeDiscord:
         heartbeat_interval_ms: int = 41_250,
         voice_heartbeat_interval_ms: float = 13_750.0,
         dave: bool = True,
+        privileged_intents: Any = Intent.GUILD_MEMBERS,
     ) -> None:
-        self.world = World(token=token, bot_name=bot_name, ack_deadline=ack_deadline)
+        self.world = World(
+            token=token,
+            bot_name=bot_name,
+            ack_deadline=ack_deadline,
+            privileged_intents=intents_value(privileged_intents),
+        )
         self.faults = FaultInjector()
         self.rest = RestApi(self.world, self.faults)
         self.gateway = GatewayServer(self.world, heartbeat_interval_ms=heartbeat_interval_ms)
@@ -171,6 +189,17 @@ class FakeDiscord:
     @property
     def bot_user(self) -> User:
         return self.world.bot
+
+    @property
+    def privileged_intents(self) -> Intent:
+        """The privileged intents enabled for the application in the Developer Portal."""
+        return Intent(self.world.privileged_intents)
+
+    @privileged_intents.setter
+    def privileged_intents(self, value: Any) -> None:
+        """Toggle them (``fake.privileged_intents |= Intent.MESSAGE_CONTENT``): REST reads and the
+        application's flags change at once, the gateway from the next IDENTIFY."""
+        self.world.privileged_intents = intents_value(value) & int(PRIVILEGED)
 
     def connector(self) -> aiohttp.TCPConnector:
         """The ``connector=`` for the bot's ``discord.Client``: trusts the fake's TLS certificate,
@@ -313,35 +342,69 @@ class FakeDiscord:
     def add_message(
         self,
         channel: Channel,
-        author: Member,
+        author: Member | Webhook,
+        content: str = "",
+        *,
+        attachments: Iterable[tuple[str, bytes] | Attachment] = (),
+        embeds: Iterable[dict[str, Any]] = (),
+        flags: int = 0,
+        silent: bool = False,
+        poll: tuple[str, Sequence[str]] | None = None,
+    ) -> Message:
+        """A message a member (a person or another bot) or a webhook posted in a text channel or a
+        voice channel's text chat, dispatched as MESSAGE_CREATE (to a bot that can see the
+        channel). ``attachments`` are Attachment objects or ``(filename, bytes)`` pairs; members
+        and roles named in ``content`` (``<@id>``, ``<@&id>``) become its mentions; ``silent``
+        sets SUPPRESS_NOTIFICATIONS, as "@silent" does; ``poll`` is ``(question, answers)``."""
+        if silent:
+            flags |= MessageFlag.SUPPRESS_NOTIFICATIONS
+        return messages.post(
+            self.world,
+            channel,
+            author,
+            content,
+            attachments=attachments,
+            embeds=embeds,
+            flags=flags,
+            poll=poll,
+        )
+
+    def add_dm_message(
+        self,
+        author: Member | User,
         content: str = "",
         *,
         attachments: Iterable[tuple[str, bytes] | Attachment] = (),
         flags: int = 0,
     ) -> Message:
-        """A message a member posted (dispatched as MESSAGE_CREATE), e.g. the target of a message
-        command. ``attachments`` are Attachment objects or ``(filename, bytes)`` pairs; members and
-        roles named in ``content`` (``<@id>``, ``<@&id>``) become its mentions."""
-        stored = [
-            a if isinstance(a, Attachment) else self.world.store_attachment(channel.id, a[0], a[1])
-            for a in attachments
-        ]
-        guild = self.world.guilds[channel.guild_id]
-        mentions, mention_roles = self.world.mentioned_in(guild, content)
-        message = Message(
-            id=self.world.snowflake(),
-            channel_id=channel.id,
-            guild_id=channel.guild_id,
-            author=author.user,
-            content=content,
-            attachments=[a.payload() for a in stored],
-            flags=flags,
-            mentions=mentions,
-            mention_roles=mention_roles,
+        """A message ``author`` sent the bot in a DM (MESSAGE_CREATE without ``guild_id``)."""
+        user = author.user if isinstance(author, Member) else author
+        channel = self.world.dm_channel(user)
+        return messages.post(self.world, channel, user, content, attachments=attachments, flags=flags)
+
+    def edit_message(
+        self, message: Message, content: str, *, embeds: Iterable[dict[str, Any]] | None = None
+    ) -> Message:
+        """Its author edits a message a test posted: new content (and embeds), MESSAGE_UPDATE."""
+        return messages.edit(self.world, message, content, embeds=embeds)
+
+    def delete_message(self, message: Message) -> None:
+        """Its author (or a moderator) deletes a message: REST answers 10008, MESSAGE_DELETE."""
+        messages.delete(self.world, message)
+
+    def add_webhook(
+        self, channel: Channel, name: str = "Captain Hook", *, avatar: str | None = None
+    ) -> Webhook:
+        """A webhook in ``channel`` (an integration); post as it with ``add_message(channel, hook)``."""
+        webhook = self.world.add_webhook(channel, name, avatar)
+        self.world.dispatch(
+            "WEBHOOKS_UPDATE", {"guild_id": str(webhook.guild_id), "channel_id": str(channel.id)}
         )
-        self.world.messages[message.id] = message
-        self.world.dispatch("MESSAGE_CREATE", message.gateway_payload(guild))
-        return message
+        return webhook
+
+    def dm_channel(self, user: Member | User) -> Channel:
+        """The DM channel between the bot and ``user``."""
+        return self.world.dm_channel(user.user if isinstance(user, Member) else user)
 
     def voice_message(
         self,

@@ -1,5 +1,6 @@
-"""Everything the fake knows, in one place: the world (guilds, users, messages), synced commands,
-interactions in flight, uploaded bytes and a log of REST requests.
+"""Everything the fake knows, in one place: the world (guilds, users, DMs, webhooks, messages), the
+privileged intents enabled for the application, synced commands, interactions in flight, uploaded
+bytes and a log of REST requests.
 
 The REST, gateway and voice servers share one :class:`World`; the gateway installs ``dispatch`` so
 any part can push a gateway event (e.g. MESSAGE_CREATE after a REST message create).
@@ -14,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
+from . import intents
 from .models import (
     DEFAULT_BOT_PERMISSIONS,
     DEFAULT_EVERYONE_PERMISSIONS,
@@ -26,6 +28,7 @@ from .models import (
     Message,
     Role,
     User,
+    Webhook,
     guess_content_type,
 )
 from .util import Signal, SnowflakeFactory
@@ -117,6 +120,7 @@ class World:
         token: str,
         bot_name: str,
         ack_deadline: float | None,
+        privileged_intents: int = 0,
     ) -> None:
         self.snowflake = SnowflakeFactory()
         self.signal = Signal()
@@ -127,7 +131,11 @@ class World:
         self.bot = User(id=self.application_id, username=bot_name, bot=True)
         self.users: dict[int, User] = {self.bot.id: self.bot, self.owner.id: self.owner}
         self.guilds: dict[int, Guild] = {}
+        self.dm_channels: dict[int, Channel] = {}  # by the other user's id
+        self.webhooks: dict[int, Webhook] = {}
         self.messages: dict[int, Message] = {}
+        #: Privileged intents switched on in the Developer Portal (``intents.PRIVILEGED`` bits).
+        self.privileged_intents = privileged_intents & intents.PRIVILEGED
         self.cdn: dict[int, tuple[str, bytes, str]] = {}
         self.commands = CommandRegistry(self)
         self.interactions: dict[int, InteractionRecord] = {}
@@ -139,10 +147,16 @@ class World:
     # -- lookups -------------------------------------------------------------------------------
 
     def channel(self, channel_id: int) -> Channel | None:
+        """A guild channel or a DM channel, by id."""
         for guild in self.guilds.values():
             if channel_id in guild.channels:
                 return guild.channels[channel_id]
-        return None
+        return next((c for c in self.dm_channels.values() if c.id == channel_id), None)
+
+    @property
+    def message_content_enabled(self) -> bool:
+        """Whether the Message Content intent is on in the Portal (what REST reads obey)."""
+        return bool(self.privileged_intents & intents.Intent.MESSAGE_CONTENT)
 
     def interaction_by_token(self, token: str) -> InteractionRecord | None:
         for record in self.interactions.values():
@@ -164,7 +178,7 @@ class World:
             "owner": self.owner.payload(),
             "team": None,
             "verify_key": "0" * 64,
-            "flags": 0,
+            "flags": intents.application_flags(self.privileged_intents),
             "tags": [],
             "interactions_endpoint_url": None,
             "redirect_uris": [],
@@ -230,6 +244,28 @@ class World:
         member = Member(user=user, guild_id=guild.id, role_ids=role_ids, nick=nick)
         guild.members[user.id] = member
         return member
+
+    def dm_channel(self, user: User) -> Channel:
+        """The DM channel between the bot and ``user`` (opened on first use, as Discord does)."""
+        channel = self.dm_channels.get(user.id)
+        if channel is None:
+            channel = Channel(
+                id=self.snowflake(), guild_id=None, name="", type=ChannelType.DM, recipient=user
+            )
+            self.dm_channels[user.id] = channel
+        return channel
+
+    def add_webhook(self, channel: Channel, name: str, avatar: str | None = None) -> Webhook:
+        if channel.guild_id is None:
+            raise ValueError("webhooks belong to guild channels")
+        webhook = Webhook(self.snowflake(), channel.guild_id, channel.id, name, avatar)
+        self.webhooks[webhook.id] = webhook
+        return webhook
+
+    def users_mentioned(self, content: str) -> list[User]:
+        """Users a DM's content mentions: any known user."""
+        ids = {int(i): None for i in _USER_MENTION.findall(content) if int(i) in self.users}
+        return [self.users[i] for i in ids]
 
     def mentioned_in(self, guild: Guild, content: str) -> tuple[list[User], list[int]]:
         """Who a message mentions, as Discord records it: members of the guild and its roles."""
