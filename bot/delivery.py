@@ -78,33 +78,57 @@ async def reply_with_file(
     when `file_format` is "ogg" and the bot may post one here, else an attachment; always within
     `interaction.filesize_limit`. Settles `reservation` once Discord took the file."""
     try:
-        progress = _progress_edits(interaction)
-        result = await speech.speak(bot.store, bot.backend, request, progress=progress, record_usage=False)
-        limit = interaction.filesize_limit
+        as_voice_message = file_format == "ogg" and may_send_voice_message(interaction)
+        done = await _speak_and_encode(bot, interaction, request, file_format, as_voice_message)
         caption = (
-            f"🗣️ **{request.voice.name}** · {result.audio_seconds:.1f} s · seed {request.seed} · "
+            f"🗣️ **{request.voice.name}** · {done.audio_seconds:.1f} s · seed {request.seed} · "
             "AI-generated (Echo-TTS, CC-BY-NC-SA-4.0)"
         )
-        if file_format == "ogg" and may_send_voice_message(interaction):
-            message = await asyncio.to_thread(
-                audio.voice_message, result.pcm, tags=speech.tags_for(result), limit_bytes=limit
-            )
+        if isinstance(done.file, audio.VoiceMessage):
             async with upload_errors():
                 await send_voice_message(
-                    interaction.client.http, interaction.channel_id, message, f"{request.voice.name}.ogg"
+                    interaction.client.http, interaction.channel_id, done.file, f"{request.voice.name}.ogg"
                 )
-            await bot.limits.settle(reservation, result.audio_seconds, gpu_seconds=result.gpu_seconds)
+            await bot.limits.settle(reservation, done.audio_seconds, gpu_seconds=done.gpu_seconds)
             await interaction.edit_original_response(content=caption)
             return
-        data = await asyncio.to_thread(speech.render, result, file_format, limit)
         async with upload_errors():
             await interaction.edit_original_response(
                 content=caption,
-                attachments=[discord.File(io.BytesIO(data), filename=f"{request.voice.name}.{file_format}")],
+                attachments=[
+                    discord.File(io.BytesIO(done.file), filename=f"{request.voice.name}.{file_format}")
+                ],
             )
-        await bot.limits.settle(reservation, result.audio_seconds, gpu_seconds=result.gpu_seconds)
+        await bot.limits.settle(reservation, done.audio_seconds, gpu_seconds=done.gpu_seconds)
     finally:
         bot.limits.release(reservation)  # a no-op once settled; anything that failed first charges nothing
+
+
+@dataclass(frozen=True)
+class _Encoded:
+    file: audio.VoiceMessage | bytes
+    audio_seconds: float
+    gpu_seconds: float
+
+
+async def _speak_and_encode(
+    bot: VoiceBot,
+    interaction: discord.Interaction,
+    request: speech.Request,
+    file_format: str,
+    as_voice_message: bool,
+) -> _Encoded:
+    """The finished file; the speech itself is held (within the encoder's allowance) only until then."""
+    estimate = sum(text.estimate_seconds(chunk) for chunk in request.chunks)
+    async with bot.encoder.holding(estimate):
+        progress = _progress_edits(interaction)
+        result = await speech.speak(bot.store, bot.backend, request, progress=progress, record_usage=False)
+        limit, tags = interaction.filesize_limit, speech.tags_for(result)
+        if as_voice_message:
+            file = await bot.encoder.voice_message(result.pcm, tags=tags, limit_bytes=limit)
+        else:
+            file = await bot.encoder.file(result.pcm, file_format, limit, tags)
+        return _Encoded(file, result.audio_seconds, result.gpu_seconds)
 
 
 def _progress_edits(interaction: discord.Interaction) -> speech.ChunkProgress:
