@@ -1,7 +1,8 @@
 """The discord.py bot: loads the cogs, syncs the commands, owns the shared services.
 
 Services live here for the life of the process: the voice library (`store`), the speech backend
-(`backend`) and the voice-channel player (`playback`). Cogs reach them through `interaction.client`.
+(`backend`), the voice-channel player (`playback`) and the file encoder's process pool (`encoder`).
+Cogs reach them through `interaction.client`.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from discord.ext import commands
 
 from bot import replies
 from bot.config import Config, ConfigError
+from bot.encoder import Encoder
 from bot.limits import Limits
 from bot.store import VoiceStore
 from bot.tts import TTSBackend, create_backend
@@ -61,6 +63,7 @@ class VoiceBot(commands.Bot):
         self.limits: Limits
         self.backend: TTSBackend
         self.playback: Any = None
+        self.encoder = Encoder()  # its worker processes start with the first file
         self.synced: list[discord.app_commands.AppCommand] = []
         self._kept_warm = False
 
@@ -130,13 +133,15 @@ class VoiceBot(commands.Bot):
             await keep_warm(in_voice)
 
     async def close(self) -> None:
-        """Graceful: stop playback and leave voice, then the gateway, then the backend and the DB."""
+        """Graceful: stop playback and leave voice, then the gateway, then the encoder, the backend and
+        the DB."""
         if self.playback is not None:
             await self.playback.close()
         if self._kept_warm:  # leaving every channel: let the GPU scale to zero again
             self._kept_warm = False
             await self.backend.keep_warm(False)
         await super().close()
+        await self.encoder.close()
         if getattr(self, "backend", None) is not None:
             await self.backend.close()
         if getattr(self, "store", None) is not None:

@@ -140,7 +140,11 @@ class OutputTooLarge(InvalidInput):
             f"{fmt.upper()} file is {fmt_bytes(size)}; the upload limit here is {fmt_bytes(limit)}. "
             "Ask for shorter text or play it in a voice channel."
         )
-        self.seconds, self.size, self.limit = seconds, size, limit
+        self.seconds, self.fmt, self.size, self.limit = seconds, fmt, size, limit
+
+    def __reduce__(self) -> tuple[type, tuple[float, str, int, int]]:
+        # Raised in the encoder's worker processes: it must cross back by pickle.
+        return type(self), (self.seconds, self.fmt, self.size, self.limit)
 
 
 # --- synthesis backend ------------------------------------------------------------------------

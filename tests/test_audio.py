@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import io
+import itertools
 import subprocess
 import sys
 import time
@@ -501,6 +502,19 @@ def test_waveform_of_silence_is_all_zeros() -> None:
         values = _waveform_bytes(audio.voice_message_waveform(quiet, SR))
         assert len(values) == 30 and set(values) == {0}
     assert len(_waveform_bytes(audio.voice_message_waveform(np.zeros(10, np.float32), SR))) == 1
+
+
+def test_waveform_is_computed_in_float32_and_matches_a_float64_reference() -> None:
+    clip = np.tile(speech(), 4)
+    levels = audio.waveform_levels(clip, SR)
+    assert levels.dtype == np.float32 and levels.size == round(clip.size / SR * 10)
+    # The same bytes as summing in float64, at most one step apart where a value sits on a rounding edge.
+    edges = np.linspace(0, clip.size, levels.size + 1).astype(int)
+    squares = clip.astype(np.float64) ** 2
+    reference = np.sqrt([squares[a:b].mean() for a, b in itertools.pairwise(edges)])
+    expected = np.round(255 * reference / reference.max()).astype(int)
+    values = np.frombuffer(_waveform_bytes(audio.voice_message_waveform(clip, SR)), np.uint8).astype(int)
+    assert np.abs(values - expected).max() <= 1
 
 
 def test_voice_message_bundles_ogg_duration_and_waveform() -> None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from modal_tts.bench import gpu_suite, scheduling
 
 
@@ -35,3 +37,15 @@ async def test_pipeline_bench_times_each_stage_of_a_20_second_say():
     stages = report["stages_median_ms"]
     assert all(ms > 0 for ms in stages.values())
     assert report["file_bytes"] > 50_000 and report["median_ms"] >= max(stages.values())
+
+
+async def test_load_bench_gives_every_member_of_a_small_burst_their_file():
+    from bench.load import burst
+
+    report = await burst(requests=6, guilds=3, in_flight=2, chunk_s=0.05)
+    assert report["files"] == 6 and report["files_per_channel"] == [2]  # each channel got its own two
+    assert report["chunks_made"] == 6 * report["chunks_per_request"]
+    assert report["ideal_s"] == pytest.approx(3 * report["chunks_per_request"] * 0.05)
+    for key in ("makespan_s", "ratio", "loop_lag_p99_ms", "peak_rss_mb", "peak_pss_mb", "cpu_floor_s"):
+        assert report[key] >= 0
+    assert {"late_acks", "load_average", "bot_maxrss_mb", "cores"} <= set(report)
