@@ -19,7 +19,7 @@ import discord
 import yarl
 from discord.ext import commands
 
-from bot import replies
+from bot import health, replies
 from bot.config import Config, ConfigError
 from bot.encoder import Encoder
 from bot.limits import Limits
@@ -66,6 +66,7 @@ class VoiceBot(commands.Bot):
         self.encoder = Encoder()  # its worker processes start with the first file
         self.synced: list[discord.app_commands.AppCommand] = []
         self._kept_warm = False
+        self._heartbeat: asyncio.Task[None] | None = None
 
     async def setup_hook(self) -> None:
         self.store = await asyncio.to_thread(
@@ -114,6 +115,20 @@ class VoiceBot(commands.Bot):
         log.info("Synced %d commands (%s)", len(self.synced), scope)
         return self.synced
 
+    async def on_ready(self) -> None:
+        if self._heartbeat is None:
+            self._heartbeat = asyncio.create_task(self._beat(), name="voicebot-heartbeat")
+
+    async def _beat(self) -> None:
+        """For Docker's HEALTHCHECK (`python -m bot.health`): a fresh file while connected and ready."""
+        while not self.is_closed():
+            if self.is_ready() and not self.ws_closed():
+                await asyncio.to_thread(health.beat, self.config.data_dir)
+            await asyncio.sleep(health.HEARTBEAT_S)
+
+    def ws_closed(self) -> bool:
+        return self.ws is None or not self.ws.open
+
     async def on_voice_state_update(
         self, member: discord.Member, before: discord.VoiceState, after: discord.VoiceState
     ) -> None:
@@ -135,6 +150,8 @@ class VoiceBot(commands.Bot):
     async def close(self) -> None:
         """Graceful: stop playback and leave voice, then the gateway, then the encoder, the backend and
         the DB."""
+        if self._heartbeat is not None:
+            self._heartbeat.cancel()
         if self.playback is not None:
             await self.playback.close()
         if self._kept_warm:  # leaving every channel: let the GPU scale to zero again

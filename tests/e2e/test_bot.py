@@ -390,3 +390,9 @@ async def test_the_gpu_is_kept_warm_only_while_in_voice_when_enabled(world: Worl
     await world.fake.wait_until(lambda: world.backend.kept_warm == [True], timeout=10)
     await (await world.fake.invoke("leave", {}, user=world.alice)).wait_for_callback()
     await world.fake.wait_until(lambda: world.backend.kept_warm == [True, False], timeout=10)
+
+
+async def test_the_running_bot_keeps_a_heartbeat_for_dockers_healthcheck(world: World):
+    from bot import health
+
+    await world.fake.wait_until(lambda: health.is_healthy(world.bot.config.data_dir), timeout=10)
