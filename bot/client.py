@@ -19,6 +19,7 @@ import yarl
 from discord.ext import commands
 
 from bot import replies
+from bot.cloning import keep_voices_encoded
 from bot.config import Config, ConfigError
 from bot.store import VoiceStore
 from bot.tts import TTSBackend, create_backend
@@ -59,6 +60,7 @@ class VoiceBot(commands.Bot):
         self.store: VoiceStore
         self.backend: TTSBackend
         self.playback: Any = None
+        self.repairs: asyncio.Task[None] | None = None
         self.synced: list[discord.app_commands.AppCommand] = []
 
     async def setup_hook(self) -> None:
@@ -72,6 +74,9 @@ class VoiceBot(commands.Bot):
             app_name=self.config.modal_app,
             timeout=self.config.backend_timeout_s,
         )
+        # Voices whose latent went missing are re-encoded from their kept reference, off the hot path.
+        repairer = keep_voices_encoded(self.store, self.backend)
+        self.repairs = asyncio.create_task(repairer, name="voice-repairs")
         from bot.playback import Playback
 
         self.playback = Playback(idle_timeout=self.config.idle_leave_s)
@@ -117,6 +122,8 @@ class VoiceBot(commands.Bot):
         """Graceful: stop playback and leave voice, then the gateway, then the backend and the DB."""
         if self.playback is not None:
             await self.playback.close()
+        if self.repairs is not None:
+            self.repairs.cancel()
         await super().close()
         if getattr(self, "backend", None) is not None:
             await self.backend.close()
