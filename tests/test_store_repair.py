@@ -80,6 +80,8 @@ def test_a_garbled_latent_is_a_typed_error_not_a_numpy_traceback(tmp_path, damag
 
 def test_a_missing_voices_folder_deletes_nothing(tmp_path, cli):
     """An unmounted volume, or a backup restored DB-first: rows stay, and so do the folders after."""
+    from bot.errors import VoicesFolderMissing
+
     store = VoiceStore(tmp_path)
     ada, bob = add(store, 1, "Ada"), add(store, 2, "Bob")
     store.close()
@@ -88,11 +90,15 @@ def test_a_missing_voices_folder_deletes_nothing(tmp_path, cli):
 
     code, out, _ = cli("voices", "--guild", "1")
     assert code == 0 and "Ada" in out
-    VoiceStore(tmp_path).close()  # the bot's start-up, while the folder is away
-    assert not (tmp_path / "voices").exists() or not any((tmp_path / "voices").iterdir())
+    store = VoiceStore(tmp_path)  # the bot's start-up, while the folder is away
+    with pytest.raises(VoicesFolderMissing) as caught:
+        store.load_latent(ada)
+    assert "mounted" in caught.value.admin_message and "2 voice(s)" in caught.value.admin_message
+    with pytest.raises(VoicesFolderMissing):
+        add(store, 1, "New")  # its folder would hide under the volume once it is back
+    store.close()
+    assert not (tmp_path / "voices").exists()
 
-    if (tmp_path / "voices").exists():
-        (tmp_path / "voices").rmdir()
     (tmp_path / "voices.unmounted").rename(tmp_path / "voices")  # the volume is back
     again = VoiceStore(tmp_path)
     assert {v.id for g in (1, 2) for v in again.list(g)} == {ada.id, bob.id}
@@ -329,3 +335,17 @@ async def test_the_bots_repairer_rebuilds_a_voice_marked_while_it_runs(tmp_path)
     np.testing.assert_array_equal(store.load_latent(ada), np.full((5, 80), 0.5, np.float16))
     assert backend.encoded and store.get(1, "Ada").revision == "echo-new"
     store.close()
+
+
+def test_an_emptied_database_beside_voices_is_refused_not_started_afresh(tmp_path):
+    from bot.errors import LibraryDamaged
+
+    store = VoiceStore(tmp_path)
+    ada = add(store, 1, "Ada")
+    store.close()
+    (tmp_path / "voicebot.db").write_bytes(b"")  # truncated to nothing: SQLite would call it a new database
+    with pytest.raises(LibraryDamaged) as caught:
+        VoiceStore(tmp_path)
+    assert "restore it from a backup" in caught.value.admin_message
+    assert (tmp_path / "voicebot.db").stat().st_size == 0
+    assert (tmp_path / "voices" / "1" / ada.id / "reference.flac").exists()

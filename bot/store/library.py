@@ -204,10 +204,14 @@ class VoiceStore(SettingsAndUsage):
             self._check_room(self.db, guild_id, names.name_key(cleaned))
         return cleaned
 
+    def _ready_count(self) -> int:
+        with self._lock:
+            return self.db.execute("SELECT count(*) FROM voices WHERE state = 'ready'").fetchone()[0]
+
     def _ensure_voices_dir(self) -> None:
         if self.voices_dir.is_dir():
             return
-        held = self.db.execute("SELECT count(*) FROM voices WHERE state = 'ready'").fetchone()[0]
+        held = self._ready_count()
         if held:  # an unmounted volume: a new folder here would hide under it when it comes back
             raise VoicesFolderMissing(self.voices_dir, held)
         self.voices_dir.mkdir()
@@ -284,7 +288,7 @@ class VoiceStore(SettingsAndUsage):
             return files.read_latent(folder / files.LATENT)
         except (FileNotFoundError, files.DamagedLatent) as exc:
             if not self.voices_dir.is_dir():
-                raise VoicesFolderMissing(self.voices_dir, len(self.all_voices())) from None
+                raise VoicesFolderMissing(self.voices_dir, self._ready_count()) from None
             log.info("Voice %s in guild %s: latent unusable (%s)", voice.id, voice.guild_id, exc)
             reference_kept = (folder / files.REFERENCE).is_file()
             if reference_kept:
