@@ -346,6 +346,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except sqlite3.Error as exc:  # what faults.library_error has no better words for (e.g. locked)
         print(f"voicebot: the voice library failed: {exc}. See `voicebot doctor`.", file=sys.stderr)
         return 74  # EX_IOERR
+    except BrokenPipeError:  # `voicebot voices | head`: the reader has all it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the exit flush stays quiet
+        return 128 + 13  # as if killed by SIGPIPE, like other command-line tools
     except OSError as exc:  # an input file or folder the machine would not read or write
         where = f" ({exc.filename})" if exc.filename else ""
         print(f"voicebot: {exc.strerror or exc}{where}.", file=sys.stderr)
