@@ -4,22 +4,28 @@
     voicebot say    --guild G --voice N --out PATH [--seed S] [--force-speaker] TEXT
     voicebot voices --guild G [--json]
     voicebot delete --guild G --voice N
-    voicebot doctor
+    voicebot doctor [--repair]
     voicebot run      (also `python -m bot`): connect to Discord and serve the commands
     voicebot sync     register the slash commands (globally, or to VOICEBOT_DEV_GUILD) and exit
 
 Every command takes --data-dir DIR (default ./data), --backend modal|local, --weights DIR (local).
-Exit status: 0 done; 2 bad input (one line on stderr saying what and what is allowed; nothing written);
-1 the speech backend or the machine failed (one line, with what an admin should do).
+`voices`, `say` and `doctor` (without --repair) only read the library: they never tidy or repair it.
+
+Exit status, with one line on stderr saying what happened and what to do (sysexits.h numbers):
+  0 done · 1 the speech backend failed · 2 bad input (nothing written) · 65 voicebot.db is damaged
+  · 66 a voice's files are missing or damaged · 73 --out can't be written · 74 disk full or I/O error
+  · 77 the library is read-only.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import json
 import logging
 import os
+import sqlite3
 import sys
 import tempfile
 from collections.abc import Awaitable, Callable, Sequence
@@ -29,7 +35,14 @@ from typing import NoReturn
 
 from bot import audio, text
 from bot.config import Config, check, load_config
-from bot.errors import BackendError, FileTooLarge, InvalidInput, VoiceNotFound
+from bot.errors import (
+    BackendError,
+    FileTooLarge,
+    InvalidInput,
+    LibraryError,
+    OutputNotWritable,
+    VoiceNotFound,
+)
 from bot.store import VoiceStore, clean_name
 
 FORMATS_BY_SUFFIX = {".ogg": "ogg", ".opus": "ogg", ".oga": "ogg", ".mp3": "mp3", ".wav": "wav"}
@@ -75,7 +88,12 @@ def build_parser() -> argparse.ArgumentParser:
     delete.add_argument("--guild", type=int, required=True)
     delete.add_argument("--voice", required=True)
 
-    commands.add_parser("doctor", help="check the configuration, data and backend; say what to fix")
+    doctor = commands.add_parser("doctor", help="check the configuration, data and backend; say what to fix")
+    doctor.add_argument(
+        "--repair",
+        action="store_true",
+        help="also tidy interrupted writes and re-encode damaged voices from their kept recordings",
+    )
     commands.add_parser("run", help="connect to Discord and serve the commands (Ctrl-C stops it)")
     commands.add_parser("sync", help="register the slash commands with Discord, then exit")
     for sub in commands.choices.values():
@@ -106,13 +124,40 @@ def _library_exists(config: Config) -> bool:
     return (config.data_dir / "voicebot.db").exists()
 
 
-def _store(config: Config) -> VoiceStore:
-    return VoiceStore(config.data_dir, max_voices_per_guild=config.max_voices_per_guild)
+def _store(config: Config, *, writes: bool) -> VoiceStore:
+    """`writes=False` for commands that only read: they open without the start-up sweep."""
+    return VoiceStore(config.data_dir, max_voices_per_guild=config.max_voices_per_guild, sweep=writes)
+
+
+def _output_error(path: Path, exc: OSError) -> OutputNotWritable:
+    if path.is_dir():
+        return OutputNotWritable(path, "it is a folder")
+    reason = exc.strerror or str(exc)
+    return OutputNotWritable(path, reason[0].lower() + reason[1:])
+
+
+def _check_writable(path: Path) -> None:
+    """Refuse an --out that can't be written before any speech is made for it (creating nothing)."""
+    folder = path.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    try:
+        if path.is_dir():
+            raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR))
+        if not folder.is_dir():
+            raise NotADirectoryError(errno.ENOTDIR, f"{folder} is a file, not a folder")
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".voicebot-", suffix=".part"):
+            pass
+    except OSError as exc:
+        raise _output_error(path, exc) from None
 
 
 def _write_atomically(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    except OSError as exc:
+        raise _output_error(path, exc) from None
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
@@ -120,6 +165,9 @@ def _write_atomically(path: Path, data: bytes) -> None:
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it private; the user expects a normal file
         os.replace(tmp, path)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        raise _output_error(path, exc) from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -139,7 +187,7 @@ async def cmd_clone(args: argparse.Namespace, config: Config) -> int:
         raise FileTooLarge(size, config.max_reference_bytes)
     # Every check that needs no library runs before the library is opened (and so created).
     reference = audio.load_reference(args.file.read_bytes(), max_bytes=config.max_reference_bytes)
-    store = _store(config)
+    store = _store(config, writes=True)
     backend = _backend(config)
     try:
         cloned = await clone_reference(
@@ -172,7 +220,7 @@ async def cmd_say(args: argparse.Namespace, config: Config) -> int:
     text.prepare(args.text, max_chars=config.max_text_chars)  # bad text: refuse before anything else
     if not _library_exists(config):
         raise VoiceNotFound(args.voice)
-    store = _store(config)
+    store = _store(config, writes=False)
     backend = None
     try:
         request = speech.plan(
@@ -185,6 +233,7 @@ async def cmd_say(args: argparse.Namespace, config: Config) -> int:
             params=speech.settings(args.force_speaker),
             seed=args.seed,
         )
+        _check_writable(args.out)
         backend = _backend(config)
         result = await speech.speak(store, backend, request)
         data = await asyncio.to_thread(speech.render, result, fmt)
@@ -204,7 +253,7 @@ async def cmd_say(args: argparse.Namespace, config: Config) -> int:
 async def cmd_voices(args: argparse.Namespace, config: Config) -> int:
     voices = []
     if _library_exists(config):
-        store = _store(config)
+        store = _store(config, writes=False)
         try:
             voices = store.list(args.guild)
         finally:
@@ -225,7 +274,7 @@ async def cmd_voices(args: argparse.Namespace, config: Config) -> int:
 async def cmd_delete(args: argparse.Namespace, config: Config) -> int:
     if not _library_exists(config):
         raise VoiceNotFound(args.voice)
-    store = _store(config)
+    store = _store(config, writes=True)
     try:
         voice = store.delete(args.guild, args.voice)
     finally:
@@ -238,7 +287,7 @@ async def cmd_doctor(args: argparse.Namespace, config: Config) -> int:
     from bot.doctor import diagnose
 
     problems = 0
-    async for ok, line in diagnose(config):
+    async for ok, line in diagnose(config, repair=args.repair):
         print(("ok   " if ok else "FIX  ") + line)
         problems += not ok
     print("All good." if not problems else f"{problems} thing(s) to fix, see FIX lines above.")
@@ -248,6 +297,9 @@ async def cmd_doctor(args: argparse.Namespace, config: Config) -> int:
 async def cmd_run(args: argparse.Namespace, config: Config) -> int:
     from bot.client import run_bot
 
+    if _library_exists(config):  # a damaged library is one line now, not a traceback after login
+        store = await asyncio.to_thread(_store, config, writes=False)
+        await asyncio.to_thread(store.close)
     logging.getLogger().setLevel(logging.INFO)
     await run_bot(config)
     return 0
@@ -285,6 +337,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BackendError as exc:
         print(f"voicebot: {exc.message} {exc.admin_hint}".rstrip(), file=sys.stderr)
         return 1
+    except LibraryError as exc:
+        print(f"voicebot: {exc.admin_message}", file=sys.stderr)
+        return exc.exit_code
+    except OutputNotWritable as exc:
+        print(f"voicebot: {exc.message}", file=sys.stderr)
+        return exc.exit_code
+    except sqlite3.Error as exc:  # what faults.library_error has no better words for (e.g. locked)
+        print(f"voicebot: the voice library failed: {exc}. See `voicebot doctor`.", file=sys.stderr)
+        return 74  # EX_IOERR
+    except BrokenPipeError:  # `voicebot voices | head`: the reader has all it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the exit flush stays quiet
+        return 128 + 13  # as if killed by SIGPIPE, like other command-line tools
+    except OSError as exc:  # an input file or folder the machine would not read or write
+        where = f" ({exc.filename})" if exc.filename else ""
+        print(f"voicebot: {exc.strerror or exc}{where}.", file=sys.stderr)
+        return 74  # EX_IOERR
     except KeyboardInterrupt:
         return 130
 

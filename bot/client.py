@@ -20,6 +20,7 @@ import yarl
 from discord.ext import commands
 
 from bot import health, replies
+from bot.cloning import keep_voices_encoded
 from bot.config import Config, ConfigError
 from bot.encoder import Encoder
 from bot.limits import Limits
@@ -64,6 +65,7 @@ class VoiceBot(commands.Bot):
         self.backend: TTSBackend
         self.playback: Any = None
         self.encoder = Encoder()  # its worker processes start with the first file
+        self.repairs: asyncio.Task[None] | None = None
         self.synced: list[discord.app_commands.AppCommand] = []
         self._kept_warm = False
         self._heartbeat: asyncio.Task[None] | None = None
@@ -80,6 +82,9 @@ class VoiceBot(commands.Bot):
             app_name=self.config.modal_app,
             timeout=self.config.backend_timeout_s,
         )
+        # Voices whose latent went missing are re-encoded from their kept reference, off the hot path.
+        repairer = keep_voices_encoded(self.store, self.backend)
+        self.repairs = asyncio.create_task(repairer, name="voice-repairs")
         from bot.playback import Playback
 
         self.playback = Playback(idle_timeout=self.config.idle_leave_s)
@@ -157,6 +162,8 @@ class VoiceBot(commands.Bot):
         if self._kept_warm:  # leaving every channel: let the GPU scale to zero again
             self._kept_warm = False
             await self.backend.keep_warm(False)
+        if self.repairs is not None:
+            self.repairs.cancel()
         await super().close()
         await self.encoder.close()
         if getattr(self, "backend", None) is not None:

@@ -1,19 +1,24 @@
-"""Cloning a voice: an upload becomes a checked reference, a speaker latent and a library entry.
+"""Cloning a voice: an upload becomes a checked reference, a speaker latent and a library entry; and
+re-encoding one: its kept reference becomes a new latent (after damage, or a model upgrade).
 
-Shared by the CLI and the Discord cogs. Cheap checks come first (name, size, room in the library) so a
-bad request is refused before any decoding or GPU time; CPU work runs in threads.
+Shared by the CLI, the doctor and the Discord bot. Cheap checks come first (name, size, room in the
+library) so a bad request is refused before any decoding or GPU time; CPU work runs in threads.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from bot import audio
-from bot.errors import FileTooLarge
+from bot.errors import BackendError, BadReference, FileTooLarge, LibraryError, VoiceNeedsRepair
 from bot.store import Voice, VoiceStore, clean_name
 from bot.tts import TTSBackend
+
+log = logging.getLogger(__name__)
+REPAIR_EVERY_S = 60.0  # how often the bot looks for voices found damaged since
 
 # Steps a caller may show ("Checking the audio…"), in order.
 Progress = Callable[[str], Awaitable[None] | None]
@@ -97,3 +102,51 @@ async def clone_reference(
         source=source,
     )
     return Cloned(voice, reference.format)
+
+
+async def reencode(store: VoiceStore, backend: TTSBackend, voice: Voice) -> Voice:
+    """A new latent for `voice` from its kept reference recording. VoiceNeedsRepair if the reference
+    is gone or no longer matches the hash taken when the voice was cloned."""
+    flac = await asyncio.to_thread(store.read_reference, voice)
+    try:
+        reference = await asyncio.to_thread(audio.load_reference, flac, max_bytes=len(flac))
+    except BadReference:
+        raise VoiceNeedsRepair(voice.name, voice.id, reference_kept=False) from None
+    latent = await backend.encode_speaker(reference.pcm)
+    return await asyncio.to_thread(store.replace_latent, voice, latent.data, latent.revision)
+
+
+async def reencode_pending(
+    store: VoiceStore, backend: TTSBackend, *, skip: set[str] | None = None
+) -> list[Voice]:
+    """Re-encode every voice marked as needing it, one at a time; the voices done. A voice whose
+    reference is gone too stays marked (doctor reports it) and joins `skip`; a backend failure stops
+    the round (the next one retries)."""
+    skip = set() if skip is None else skip
+    done = []
+    for voice in await asyncio.to_thread(store.needing_reencode):
+        if voice.id in skip:
+            continue
+        try:
+            done.append(await reencode(store, backend, voice))
+        except VoiceNeedsRepair as exc:
+            log.warning("%s", exc.admin_message)
+            skip.add(voice.id)
+    return done
+
+
+async def keep_voices_encoded(
+    store: VoiceStore, backend: TTSBackend, every_s: float = REPAIR_EVERY_S
+) -> None:
+    """The bot's background repairer: re-encode voices found damaged, at start and every `every_s`
+    seconds after (a voice is marked when loading its latent fails, in this process or another)."""
+    skip: set[str] = set()
+    while True:
+        try:
+            for voice in await reencode_pending(store, backend, skip=skip):
+                log.info("Re-encoded voice %s in guild %s from its reference", voice.id, voice.guild_id)
+        except BackendError as exc:
+            log.warning("Re-encoding waits for the speech backend: %s", exc.message)
+        except LibraryError as exc:
+            log.warning("Re-encoding paused: %s", exc.admin_message)
+        await asyncio.sleep(every_s)

@@ -413,3 +413,110 @@ class SpeakingElsewhere(InvalidInput):
             f"I'm speaking in {channel} right now. Wait for it to finish, or use /stop there first."
         )
         self.channel = channel
+
+
+# --- the voice library on disk ------------------------------------------------------------------
+
+
+class LibraryError(VoiceBotError):
+    """The voice library on disk can't be used as it is; nothing the member did.
+
+    `message` is for Discord members (no paths, no commands they can't run); `admin_message` is the
+    terminal's one line: what happened, where, and what to do. `exit_code` is the CLI's (sysexits.h).
+    """
+
+    exit_code = 1
+
+    def __init__(self, message: str, admin_message: str) -> None:
+        super().__init__(message)
+        self.admin_message = admin_message
+
+
+class LibraryDamaged(LibraryError):
+    exit_code = 65  # EX_DATAERR
+
+    def __init__(self, path: object, detail: str) -> None:
+        super().__init__(
+            "The bot's voice library is damaged, so voices can't be used right now. "
+            "A bot admin needs to restore it.",
+            f"The voice library {path} is damaged or unreadable ({detail}). Stop the bot and restore it "
+            "from a backup; nothing was changed.",
+        )
+        self.path, self.detail = path, detail
+
+
+class LibraryFull(LibraryError):
+    exit_code = 74  # EX_IOERR
+
+    def __init__(self, path: object) -> None:
+        super().__init__(
+            "The bot's disk is full, so nothing new can be saved. Try again later; a bot admin needs "
+            "to free some space.",
+            f"No space left on the disk holding {path}. Free some space and try again; nothing was saved.",
+        )
+        self.path = path
+
+
+class LibraryReadOnly(LibraryError):
+    exit_code = 77  # EX_NOPERM
+
+    def __init__(self, path: object, detail: str) -> None:
+        super().__init__(
+            "The bot can't save anything right now: its voice library is read-only. "
+            "A bot admin needs to fix that.",
+            f"The voice library {path} is read-only or not writable by this user ({detail}). Remount it "
+            "read-write or fix its owner and permissions; nothing was saved.",
+        )
+        self.path, self.detail = path, detail
+
+
+class VoicesFolderMissing(LibraryError):
+    exit_code = 66  # EX_NOINPUT
+
+    def __init__(self, path: object, voices: int) -> None:
+        super().__init__(
+            "The bot can't reach its voice recordings right now. A bot admin needs to check its storage.",
+            f"The folder {path} is missing, but the library lists {voices} voice(s): is its volume "
+            "mounted? Nothing was deleted; put the folder back and try again.",
+        )
+        self.path, self.voices = path, voices
+
+
+class VoiceNeedsRepair(LibraryError):
+    """A voice's latent is missing or garbled: re-encodable while its reference recording is kept."""
+
+    exit_code = 66  # EX_NOINPUT
+
+    def __init__(self, name: str, voice_id: str, *, reference_kept: bool) -> None:
+        if reference_kept:
+            message = (
+                f"The voice “{name}” can't speak right now: its files are damaged. It is being rebuilt "
+                "from its recording; try again in a few minutes."
+            )
+            admin = (
+                f"The voice “{name}” ({voice_id}) has a missing or damaged latent; its reference "
+                "recording is intact. Run `voicebot doctor --repair` to re-encode it (a running bot "
+                "does so by itself)."
+            )
+        else:
+            message = (
+                f"The voice “{name}” can't be used: its recording is missing or damaged. A bot admin "
+                "needs to restore it from a backup, or delete the voice."
+            )
+            admin = (
+                f"The voice “{name}” ({voice_id}) has lost its reference recording, so it can't be "
+                "re-encoded: restore its folder from a backup (nothing was deleted), or delete the "
+                "voice. `voicebot doctor` lists every damaged voice."
+            )
+        super().__init__(message, admin)
+        self.name, self.voice_id, self.reference_kept = name, voice_id, reference_kept
+
+
+class OutputNotWritable(VoiceBotError):
+    """`voicebot say --out PATH` can't be written (a terminal user's choice, so one message)."""
+
+    exit_code = 73  # EX_CANTCREAT
+
+    def __init__(self, path: object, reason: str) -> None:
+        super().__init__(f"Can't write {path}: {reason}. Choose another --out path; nothing was written.")
+        self.path, self.reason = path, reason

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 import sqlite3
 from pathlib import Path
 
@@ -94,7 +96,7 @@ def test_clone_list_say_delete_round_trip(run, tmp_path):
 
     code, out, _ = run("delete", "--guild", "1", "--voice", "ADA", backend=False)
     assert code == 0 and "Deleted “Ada”" in out
-    assert library(tmp_path) == ({"voices/1"}, [])
+    assert library(tmp_path) == ({"voices/1", "voices/.staging"}, [])
 
 
 def test_mp3_and_wav_outputs_and_same_seed_same_audio(run, tmp_path):
@@ -277,3 +279,120 @@ def test_doctor_reports_what_to_fix(run, tmp_path, monkeypatch):
 
     code, out, _ = run("doctor", "--weights", str(tmp_path / "empty"))
     assert code == 1 and "lacks echo/pytorch_model.safetensors" in out
+
+
+# --- a damaged, full or read-only library: one line and an exit code each, never a traceback -------
+
+
+def _one_line(err: str) -> bool:
+    return err.count("\n") == 1 and err.startswith("voicebot: ") and "Traceback" not in err
+
+
+def _clone_ada(run, tmp_path: Path) -> Path:
+    clip = tmp_path / "ada.ogg"
+    clip.write_bytes(GOOD_CLIP)
+    assert run("clone", "--guild", "1", "--name", "Ada", str(clip))[0] == 0
+    return clip
+
+
+@pytest.mark.parametrize("damage", ["garbage", "truncated"])
+def test_a_corrupt_database_is_one_line_from_every_command(run, tmp_path, monkeypatch, damage):
+    clip = _clone_ada(run, tmp_path)
+    db = tmp_path / "data" / "voicebot.db"
+    if damage == "garbage":
+        db.write_bytes(b"this is not a database\n" * 200)
+    else:
+        os.truncate(db, db.stat().st_size // 2)
+    out_file = tmp_path / "x.ogg"
+    for args in (
+        ["voices", "--guild", "1"],
+        ["say", "--guild", "1", "--voice", "Ada", "--out", str(out_file), "Hi."],
+        ["delete", "--guild", "1", "--voice", "Ada"],
+        ["clone", "--guild", "1", "--name", "Bo", str(clip)],
+    ):
+        code, _, err = run(*args)
+        assert code == 65 and _one_line(err), (args, code, err)
+        assert str(db) in err and "backup" in err, err
+    assert not out_file.exists()
+
+    code, out, err = run("doctor")
+    assert code == 1 and err == ""
+    assert [line for line in out.splitlines() if str(db) in line and line.startswith("FIX  ")], out
+
+    monkeypatch.setenv("DISCORD_TOKEN", "x" * 20)
+    monkeypatch.setenv("VOICEBOT_DISCORD_API_BASE", "http://127.0.0.1:9/api/v10")  # never the real one
+    code, _, err = run("run", backend=False)
+    assert code == 65 and _one_line(err) and str(db) in err, err
+
+
+def test_a_full_disk_while_cloning_is_one_line_and_leaves_nothing(run, tmp_path, monkeypatch):
+    clip = _clone_ada(run, tmp_path)
+    before = library(tmp_path)
+
+    def no_space(fd: int) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    with monkeypatch.context() as patch:
+        patch.setattr(os, "fsync", no_space)  # where a full disk shows up for delayed allocation
+        code, _, err = run("clone", "--guild", "1", "--name", "Bo", str(clip))
+    assert code == 74 and _one_line(err) and "space" in err and str(tmp_path / "data") in err, err
+    assert library(tmp_path) == before
+
+
+def test_a_read_only_library_is_one_line_and_leaves_nothing(run, tmp_path, monkeypatch):
+    clip = _clone_ada(run, tmp_path)
+    before = library(tmp_path)
+    real_mkdir = os.mkdir
+
+    def read_only(path, *args, **kwargs):
+        if str(tmp_path / "data") in os.fsdecode(path):
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS), os.fsdecode(path))
+        return real_mkdir(path, *args, **kwargs)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(os, "mkdir", read_only)  # tests run as root, whom chmod does not stop
+        code, _, err = run("clone", "--guild", "1", "--name", "Bo", str(clip))
+    assert code == 77 and _one_line(err) and "read-only" in err and str(tmp_path / "data") in err, err
+    assert library(tmp_path) == before
+
+
+def test_a_read_only_database_is_one_line_and_deletes_nothing(run, tmp_path, monkeypatch):
+    _clone_ada(run, tmp_path)
+    before = library(tmp_path)
+    real_connect = sqlite3.connect
+
+    def read_only(database, *args, **kwargs):
+        return real_connect(f"file:{database}?mode=ro", *args, **{**kwargs, "uri": True})
+
+    with monkeypatch.context() as patch:
+        patch.setattr(sqlite3, "connect", read_only)
+        code, _, err = run("delete", "--guild", "1", "--voice", "Ada", backend=False)
+    assert code == 77 and _one_line(err) and "read-only" in err, err
+    assert library(tmp_path) == before
+
+
+@pytest.mark.parametrize("where", ["under-a-file", "a-directory"])
+def test_an_unwritable_out_path_is_one_line_and_costs_no_speech(run, tmp_path, where):
+    _clone_ada(run, tmp_path)
+    if where == "under-a-file":
+        (tmp_path / "notes.txt").write_text("a file, not a folder")
+        out_file = tmp_path / "notes.txt" / "hi.ogg"
+    else:
+        out_file = tmp_path / "folder.ogg"
+        out_file.mkdir()
+    code, _, err = run("say", "--guild", "1", "--voice", "Ada", "--out", str(out_file), "Hi.")
+    assert code == 73 and _one_line(err) and str(out_file) in err, err
+    conn = sqlite3.connect(tmp_path / "data" / "voicebot.db")
+    assert conn.execute("select count(*) from usage").fetchone()[0] == 0  # refused before synthesis
+    conn.close()
+    assert not list(tmp_path.rglob("*.part"))
+
+
+def test_a_garbled_latent_is_one_line_naming_the_repair(run, tmp_path):
+    _clone_ada(run, tmp_path)
+    (latent,) = (tmp_path / "data" / "voices" / "1").glob("*/latent.npy")
+    latent.write_bytes(b"\x93NUMPY garbled")
+    out_file = tmp_path / "x.ogg"
+    code, _, err = run("say", "--guild", "1", "--voice", "Ada", "--out", str(out_file), "Hi.")
+    assert code == 66 and _one_line(err) and "“Ada”" in err and "voicebot doctor --repair" in err, err
+    assert not out_file.exists()

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import errno
+import os
 import sqlite3
 
 import numpy as np
 import pytest
 
-from bot.errors import InvalidVoiceName, VoiceLimitReached, VoiceNameTaken, VoiceNotFound
-from bot.store import SCHEMA_VERSION, VoiceStore, clean_name
+from bot.errors import InvalidVoiceName, LibraryFull, VoiceLimitReached, VoiceNameTaken, VoiceNotFound
+from bot.store import SCHEMA_VERSION, SweepReport, VoiceStore, clean_name
 
 LATENT = np.arange(8 * 80, dtype=np.float16).reshape(8, 80)
 
@@ -63,7 +65,7 @@ def test_reopening_keeps_everything(tmp_path):
     voice = add(with_voice, 1, "Ada")
     with_voice.close()
     again = VoiceStore(tmp_path)
-    assert again.get(1, "ada") == voice and again.last_sweep.removed_folders == 0
+    assert again.get(1, "ada") == voice and not again.last_sweep
     again.close()
 
 
@@ -120,20 +122,27 @@ def test_rename_and_delete(store, tmp_path):
     assert not (tmp_path / "voices" / "1" / voice.id).exists()
 
 
-def test_sweep_repairs_folders_without_rows_and_rows_without_files(tmp_path):
+def test_sweep_undoes_interrupted_adds_finishes_deletes_and_touches_nothing_else(tmp_path):
     store = VoiceStore(tmp_path)
     kept = add(store, 1, "Kept")
-    lost = add(store, 1, "Lost")
-    (tmp_path / "voices" / "1" / lost.id / "latent.npy").unlink()
-    (tmp_path / "voices" / "1" / ".tmp-deadbeef").mkdir()
-    (tmp_path / "voices" / "5" / "0123456789abcdef").mkdir(parents=True)
+    adding = add(store, 1, "Adding")  # made to look interrupted below
+    deleting = add(store, 2, "Deleting")
+    latentless = add(store, 1, "Latentless")
+    (tmp_path / "voices" / "1" / latentless.id / "latent.npy").unlink()
+    (tmp_path / "voices" / ".staging" / "feedfacecafebeef").mkdir(parents=True)
+    (tmp_path / "voices" / "5" / "0123456789abcdef").mkdir(parents=True)  # no row: not ours to judge
+    store.db.execute("update voices set state = 'adding' where id = ?", [adding.id])
+    store.db.execute("update voices set state = 'deleting' where id = ?", [deleting.id])
     store.close()
 
     again = VoiceStore(tmp_path)
-    assert again.last_sweep.removed_rows == 1 and again.last_sweep.removed_folders == 2
-    assert [v.id for v in again.list(1)] == [kept.id]
-    assert sorted(p.name for p in (tmp_path / "voices" / "1").iterdir()) == [kept.id]
-    assert list((tmp_path / "voices" / "5").iterdir()) == []
+    assert again.last_sweep == SweepReport(undone_adds=1, finished_deletes=1, staging_removed=1)
+    assert [v.name for v in again.list(1)] == ["Kept", "Latentless"] and again.list(2) == []
+    assert sorted(p.name for p in (tmp_path / "voices" / "1").iterdir()) == sorted([kept.id, latentless.id])
+    assert (tmp_path / "voices" / "1" / latentless.id / "reference.flac").exists()
+    assert list((tmp_path / "voices" / "2").iterdir()) == []
+    assert list((tmp_path / "voices" / ".staging").iterdir()) == []
+    assert (tmp_path / "voices" / "5" / "0123456789abcdef").is_dir()
     assert again.integrity_check() == "ok"
     again.close()
 
@@ -145,7 +154,34 @@ def test_a_failed_insert_leaves_no_files(store, tmp_path, monkeypatch):
     monkeypatch.setattr(store.db["voices"].__class__, "insert", boom)
     with pytest.raises(sqlite3.OperationalError):
         add(store, 1, "Ada")
-    assert list((tmp_path / "voices" / "1").iterdir()) == []
+    assert [p for p in (tmp_path / "voices").rglob("*") if p.is_file()] == []
+    assert store.db.execute("select count(*) from voices").fetchone()[0] == 0
+
+
+def test_a_failed_file_write_releases_the_reserved_row(store, tmp_path, monkeypatch):
+    def boom(fd: int) -> None:
+        raise OSError(errno.EIO, "I/O error")
+
+    monkeypatch.setattr(os, "fsync", boom)
+    with pytest.raises(OSError):
+        add(store, 1, "Ada")
+    monkeypatch.undo()
+    assert [p for p in (tmp_path / "voices").rglob("*") if p.is_file()] == []
+    assert store.db.execute("select count(*) from voices").fetchone()[0] == 0
+    assert add(store, 1, "Ada").name == "Ada"  # name and slot are free again
+
+
+def test_a_full_database_is_library_full_and_leaves_nothing(store, tmp_path):
+    pages = store.db.execute("pragma page_count").fetchone()[0]
+    store.db.execute(f"pragma max_page_count = {pages}")  # SQLite's own "database or disk is full"
+    with pytest.raises(LibraryFull, match="disk is full"):
+        for i in range(3):
+            add(store, 1, f"v{i}", source="x" * 3000)
+    rows = store.db.execute("select id, state from voices").fetchall()
+    assert {state for _, state in rows} <= {"ready"}  # no reservation left behind
+    folders = {p.name for p in (tmp_path / "voices" / "1").iterdir()} if rows else set()
+    assert folders == {voice_id for voice_id, _ in rows}
+    assert list((tmp_path / "voices" / ".staging").iterdir()) == []
 
 
 def test_replace_latent_after_a_model_change(store):

@@ -1,0 +1,131 @@
+"""Keeping the library whole: the cheap start-up sweep, and the doctor's full audit.
+
+The sweep runs at every writer's start and touches only what an interrupted write leaves: rows still
+'adding' or 'deleting' and the staging folder. It never walks the voices, so it costs the same for one
+voice or 250,000, and it never deletes a finished voice's files. The audit walks everything, changes
+nothing, and says what a repair would do; only `voicebot doctor` runs it.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from bot.store.files import LATENT, LEGACY_TMP_PREFIX, REFERENCE, STAGING, latent_problem
+
+if TYPE_CHECKING:
+    from bot.store.library import Voice, VoiceStore
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SweepReport:
+    """What a sweep tidied: adds that never finished (never confirmed to anyone), deletes it finished."""
+
+    undone_adds: int = 0
+    finished_deletes: int = 0
+    staging_removed: int = 0
+
+    def __bool__(self) -> bool:
+        return bool(self.undone_adds or self.finished_deletes or self.staging_removed)
+
+
+def remove_tree(path: Path) -> None:
+    try:
+        shutil.rmtree(path)
+    except FileNotFoundError:
+        pass
+
+
+def holds_voices(voices_dir: Path) -> bool:
+    """Whether any guild folder under voices/ has a voice folder in it."""
+    if not voices_dir.is_dir():
+        return False
+    return any(g.is_dir() and g.name.isdigit() and any(g.iterdir()) for g in voices_dir.iterdir())
+
+
+def sweep(store: VoiceStore) -> SweepReport:
+    """Finish or undo interrupted writes. The caller holds the files lock exclusively, so no write
+    is in flight in any process: every unsettled row and staged folder is a leftover."""
+    unsettled = store.db.execute("SELECT id, guild_id, state FROM voices WHERE state != 'ready'").fetchall()
+    for voice_id, guild_id, _state in unsettled:
+        remove_tree(store.staging_dir / voice_id)
+        remove_tree(store.folder(guild_id, voice_id))
+        with store.transaction() as db:
+            db.execute("DELETE FROM user_defaults WHERE voice_id = ?", [voice_id])
+            db.execute("DELETE FROM voices WHERE id = ?", [voice_id])
+    staged = list(store.staging_dir.iterdir()) if store.staging_dir.is_dir() else []
+    for leftover in staged:
+        remove_tree(leftover)
+    report = SweepReport(
+        undone_adds=sum(state == "adding" for *_, state in unsettled),
+        finished_deletes=sum(state == "deleting" for *_, state in unsettled),
+        staging_removed=len(staged),
+    )
+    if report:
+        log.warning(
+            "Sweep: undid %d interrupted add(s) (%s), finished %d delete(s), removed %d staged folder(s)",
+            report.undone_adds,
+            ", ".join(voice_id for voice_id, _, state in unsettled if state == "adding") or "none",
+            report.finished_deletes,
+            report.staging_removed,
+        )
+    return report
+
+
+@dataclass
+class Audit:
+    """Everything `voicebot doctor` checks in the library's files; nothing here changes them."""
+
+    voices: int = 0
+    voices_dir_missing: bool = False
+    unsettled: list[tuple[str, int, str]] = field(default_factory=list)  # (state, guild_id, voice_id)
+    temporary: list[Path] = field(default_factory=list)  # staged or legacy .tmp-* folders
+    reencodable: list[tuple[Voice, str]] = field(default_factory=list)  # (voice, latent's problem)
+    no_reference: list[Voice] = field(default_factory=list)  # speaks, but can't be re-encoded
+    files_missing: list[Voice] = field(default_factory=list)  # neither reference nor latent
+    strays: list[Path] = field(default_factory=list)  # folders the library has no row for
+    look_alikes: list[list[Voice]] = field(default_factory=list)  # one guild, one name key
+
+    @property
+    def repairable(self) -> bool:
+        return bool(self.unsettled or self.temporary or self.reencodable)
+
+
+def audit(store: VoiceStore) -> Audit:
+    voices = store.all_voices()
+    found = Audit(voices=len(voices), look_alikes=store.look_alikes())
+    found.unsettled = [
+        (state, guild_id, voice_id)
+        for voice_id, guild_id, state in store.db.execute(
+            "SELECT id, guild_id, state FROM voices WHERE state != 'ready'"
+        )
+    ]
+    if not store.voices_dir.is_dir():
+        found.voices_dir_missing = bool(voices)
+        return found
+    for voice in voices:
+        folder = store.folder(voice.guild_id, voice.id)
+        reference = (folder / REFERENCE).is_file() and (folder / REFERENCE).stat().st_size > 0
+        problem = latent_problem(folder / LATENT)
+        if problem and reference:
+            found.reencodable.append((voice, problem))
+        elif problem:
+            found.files_missing.append(voice)
+        elif not reference:
+            found.no_reference.append(voice)
+    known = {(guild, voice_id) for voice_id, guild in store.db.execute("SELECT id, guild_id FROM voices")}
+    for entry in sorted(store.voices_dir.iterdir()):
+        if entry.name == STAGING:
+            found.temporary += sorted(entry.iterdir())
+        elif entry.is_dir() and entry.name.isdigit():
+            for folder in sorted(entry.iterdir()):
+                if folder.name.startswith(LEGACY_TMP_PREFIX):
+                    found.temporary.append(folder)
+                elif (int(entry.name), folder.name) not in known:
+                    found.strays.append(folder)
+    return found

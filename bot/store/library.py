@@ -1,0 +1,386 @@
+"""VoiceStore: the façade the bot, the CLI and the doctor use. Voices here; settings and usage in
+`bot.store.settings`; the sweep and the audit in `bot.store.health`."""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import logging
+import secrets
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import sqlite_utils
+
+from bot import names
+from bot.errors import (
+    LibraryDamaged,
+    VoiceLimitReached,
+    VoiceNameTaken,
+    VoiceNeedsRepair,
+    VoiceNotFound,
+    VoicesFolderMissing,
+)
+from bot.store import files, health, schema
+from bot.store.faults import DB_NAME, guarded, translated
+from bot.store.settings import SettingsAndUsage
+
+log = logging.getLogger("bot.store")
+
+_VOICE_COLUMNS = (
+    "id, guild_id, name, owner_id, created_at, duration_s, sha256, consent_by, consent_at, revision, source"
+)
+
+
+@dataclass(frozen=True)
+class Voice:
+    id: str
+    guild_id: int
+    name: str
+    owner_id: int
+    created_at: str
+    duration_s: float
+    sha256: str
+    consent_by: int
+    consent_at: str
+    revision: str
+    source: str
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+class VoiceStore(SettingsAndUsage):
+    """The voice library. `sweep=False` opens it for reading: nothing on disk is tidied or repaired."""
+
+    def __init__(self, data_dir: str | Path, *, max_voices_per_guild: int = 25, sweep: bool = True) -> None:
+        self.data_dir = Path(data_dir)
+        self.voices_dir = self.data_dir / "voices"
+        self.staging_dir = self.voices_dir / files.STAGING
+        self.max_voices_per_guild = max_voices_per_guild
+        self._lock = threading.RLock()
+        with translated(self.data_dir):
+            if not self.data_dir.is_dir():
+                self.data_dir.mkdir(parents=True)
+            self.db = schema.connect(self.data_dir / DB_NAME)
+            try:
+                self._open(sweep)
+            except BaseException:
+                self.db.close()
+                raise
+
+    def _open(self, sweep: bool) -> None:
+        # Two processes may open a new library at once (the bot and the CLI, or two CLI runs): the
+        # switch to WAL, the migrations and the sweep run one process at a time.
+        with self._files_lock(exclusive=True):
+            new = self.schema_version() == 0
+            if new and health.holds_voices(self.voices_dir):  # the database was lost, not never made
+                raise LibraryDamaged(self.data_dir / DB_NAME, "missing or empty, but voices/ holds voices")
+            self.db.execute("PRAGMA journal_mode=WAL")
+            schema.migrate(self.db, self.data_dir / DB_NAME)
+            if new:
+                self.voices_dir.mkdir(exist_ok=True)
+            self.last_sweep = health.sweep(self) if sweep else health.SweepReport()
+
+    @contextlib.contextmanager
+    def _files_lock(self, exclusive: bool) -> Iterator[None]:
+        """Adds and deletes hold it shared and the sweep exclusively, so a sweep never mistakes a write
+        in flight for a leftover; the lock of a killed process dies with it."""
+        with open(self.data_dir / ".lock", "a+b") as f:
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+            try:
+                yield
+            finally:
+                fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[sqlite_utils.Database]:
+        """A write transaction holding SQLite's write lock from its start (BEGIN IMMEDIATE): what it
+        reads, a count or a free name, is still true when it writes, whichever process writes next."""
+        with self._lock:
+            self.db.conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self.db
+                self.db.conn.execute("COMMIT")
+            except BaseException:
+                self.db.rollback()
+                raise
+
+    @guarded
+    def schema_version(self) -> int:
+        with self._lock:
+            return schema.schema_version(self.db)
+
+    def close(self) -> None:
+        with self._lock:
+            self.db.close()
+
+    # --- reading voices ---------------------------------------------------------------------------
+
+    def folder(self, guild_id: int, voice_id: str) -> Path:
+        return self.voices_dir / str(int(guild_id)) / voice_id
+
+    def _voices(self, where: str, args: list) -> list[Voice]:
+        with self._lock:
+            cursor = self.db.execute(f"SELECT {_VOICE_COLUMNS} FROM voices WHERE {where}", args)
+            return [Voice(*row) for row in cursor.fetchall()]
+
+    @guarded
+    def find(self, guild_id: int, name: str) -> Voice | None:
+        """The voice called `name` or a look-alike of it; an exact name wins over a look-alike (two
+        look-alikes can both exist when they predate the look-alike rule)."""
+        found = self._voices(
+            "guild_id = ? AND name_key = ? AND state = 'ready' ORDER BY name = ? DESC, created_at LIMIT 1",
+            [guild_id, names.key_of(name), names.tidy(name)],
+        )
+        return found[0] if found else None
+
+    def get(self, guild_id: int, name: str) -> Voice:
+        voice = self.find(guild_id, name)
+        if voice is None:
+            raise VoiceNotFound(name)
+        return voice
+
+    @guarded
+    def get_by_id(self, guild_id: int, voice_id: str) -> Voice:
+        found = self._voices("guild_id = ? AND id = ? AND state = 'ready'", [guild_id, voice_id])
+        if not found:
+            raise VoiceNotFound(voice_id)
+        return found[0]
+
+    @guarded
+    def list(self, guild_id: int) -> list[Voice]:
+        return self._voices("guild_id = ? AND state = 'ready' ORDER BY name_key, name", [guild_id])
+
+    @guarded
+    def count(self, guild_id: int) -> int:
+        with self._lock:
+            return self.db["voices"].count_where("guild_id = ? AND state = 'ready'", [guild_id])
+
+    @guarded
+    def all_voices(self) -> list[Voice]:
+        return self._voices("state = 'ready' ORDER BY guild_id, name_key", [])
+
+    @guarded
+    def look_alikes(self) -> list[list[Voice]]:
+        """Voices of one guild whose names look alike: only libraries from before the rule hold any."""
+        with self._lock:
+            keys = self.db.execute(
+                "SELECT guild_id, name_key FROM voices WHERE state = 'ready' "
+                "GROUP BY guild_id, name_key HAVING count(*) > 1"
+            ).fetchall()
+        return [self._voices("guild_id = ? AND name_key = ? AND state = 'ready'", list(k)) for k in keys]
+
+    # --- adding -----------------------------------------------------------------------------------
+
+    def _check_room(self, db: sqlite_utils.Database, guild_id: int, key: str, voice_id: str = "") -> None:
+        """Name free and a slot left, counting adds under way (they reserved theirs)."""
+        taken = db.execute(
+            "SELECT name FROM voices WHERE guild_id = ? AND name_key = ? AND id != ? AND state != 'deleting'",
+            [guild_id, key, voice_id],
+        ).fetchone()
+        if taken:
+            raise VoiceNameTaken(taken[0])
+        if voice_id:
+            return
+        held = db.execute(
+            "SELECT count(*) FROM voices WHERE guild_id = ? AND state != 'deleting'", [guild_id]
+        ).fetchone()[0]
+        if held >= self.max_voices_per_guild:
+            raise VoiceLimitReached(self.max_voices_per_guild)
+
+    @guarded
+    def check_can_add(self, guild_id: int, name: str) -> str:
+        """Fail fast, before any upload is decoded or GPU time spent: name valid, free, room left.
+        Advisory: `add` checks again under the write lock."""
+        cleaned = names.clean_name(name)
+        with self._lock:
+            self._check_room(self.db, guild_id, names.name_key(cleaned))
+        return cleaned
+
+    def _ready_count(self) -> int:
+        with self._lock:
+            return self.db.execute("SELECT count(*) FROM voices WHERE state = 'ready'").fetchone()[0]
+
+    def _ensure_voices_dir(self) -> None:
+        if self.voices_dir.is_dir():
+            return
+        held = self._ready_count()
+        if held:  # an unmounted volume: a new folder here would hide under it when it comes back
+            raise VoicesFolderMissing(self.voices_dir, held)
+        self.voices_dir.mkdir()
+
+    @guarded
+    def add(
+        self,
+        guild_id: int,
+        name: str,
+        *,
+        owner_id: int,
+        reference_flac: bytes,
+        latent: np.ndarray,
+        duration_s: float,
+        revision: str,
+        consent_by: int,
+        source: str,
+    ) -> Voice:
+        """Reserve (row 'adding': name and slot taken under the write lock), write the files into
+        staging and rename them into place, settle (row 'ready'). A failure releases all of it; a
+        crash leaves an 'adding' row that the next start-up sweep undoes."""
+        cleaned = names.clean_name(name)
+        voice = Voice(
+            id=secrets.token_hex(8),
+            guild_id=int(guild_id),
+            name=cleaned,
+            owner_id=int(owner_id),
+            created_at=_now(),
+            duration_s=round(float(duration_s), 3),
+            sha256=hashlib.sha256(reference_flac).hexdigest(),
+            consent_by=int(consent_by),
+            consent_at=_now(),
+            revision=revision,
+            source=source,
+        )
+        key = names.name_key(cleaned)
+        with self._files_lock(exclusive=False):
+            self._ensure_voices_dir()
+            with self.transaction() as db:
+                self._check_room(db, guild_id, key)
+                db["voices"].insert({**voice.__dict__, "name_key": key, "state": "adding"})
+            try:
+                self._write_files(voice, reference_flac, latent)
+                with self.transaction() as db:
+                    db.execute("UPDATE voices SET state = 'ready' WHERE id = ?", [voice.id])
+            except BaseException:
+                health.remove_tree(self.staging_dir / voice.id)
+                health.remove_tree(self.folder(guild_id, voice.id))
+                with contextlib.suppress(Exception), self.transaction() as db:
+                    db.execute("DELETE FROM voices WHERE id = ?", [voice.id])
+                raise
+        log.info("Voice %s added in guild %s by owner %s", voice.id, guild_id, owner_id)
+        return voice
+
+    def _write_files(self, voice: Voice, reference_flac: bytes, latent: np.ndarray) -> None:
+        staged, final = self.staging_dir / voice.id, self.folder(voice.guild_id, voice.id)
+        staged.mkdir(parents=True)
+        files.write_file(staged / files.REFERENCE, reference_flac)
+        files.write_file(staged / files.LATENT, files.latent_bytes(latent))
+        if not final.parent.is_dir():  # a guild's first voice
+            final.parent.mkdir()
+            files.fsync_dir(self.voices_dir)
+        staged.rename(final)
+        files.fsync_dir(final.parent)
+        files.fsync_dir(self.staging_dir)
+
+    # --- using and repairing a voice's files ------------------------------------------------------
+
+    @guarded
+    def load_latent(self, voice: Voice) -> np.ndarray:
+        """The voice's latent, or VoiceNeedsRepair (marked for re-encoding) if it is missing or garbled."""
+        folder = self.folder(voice.guild_id, voice.id)
+        try:
+            return files.read_latent(folder / files.LATENT)
+        except (FileNotFoundError, files.DamagedLatent) as exc:
+            if not self.voices_dir.is_dir():
+                raise VoicesFolderMissing(self.voices_dir, self._ready_count()) from None
+            log.info("Voice %s in guild %s: latent unusable (%s)", voice.id, voice.guild_id, exc)
+            reference_kept = (folder / files.REFERENCE).is_file()
+            if reference_kept:
+                self.mark_needs_reencode(voice)
+            raise VoiceNeedsRepair(voice.name, voice.id, reference_kept=reference_kept) from None
+
+    def mark_needs_reencode(self, voice: Voice) -> None:
+        """Flag a voice for the re-encoder; best effort, as a reader may not be able to write."""
+        try:
+            with translated(self.data_dir), self.transaction() as db:
+                db.execute("UPDATE voices SET needs_reencode = 1 WHERE id = ?", [voice.id])
+        except Exception:
+            log.warning("Could not mark voice %s for re-encoding", voice.id, exc_info=True)
+
+    @guarded
+    def needing_reencode(self) -> list[Voice]:
+        return self._voices("needs_reencode = 1 AND state = 'ready' ORDER BY guild_id, id", [])
+
+    @guarded
+    def read_reference(self, voice: Voice) -> bytes:
+        """The kept reference recording, checked against the hash taken when it was cloned."""
+        try:
+            data = (self.folder(voice.guild_id, voice.id) / files.REFERENCE).read_bytes()
+        except FileNotFoundError:
+            data = b""
+        if hashlib.sha256(data).hexdigest() != voice.sha256:
+            raise VoiceNeedsRepair(voice.name, voice.id, reference_kept=False)
+        return data
+
+    def reference_path(self, voice: Voice) -> Path:
+        return self.folder(voice.guild_id, voice.id) / files.REFERENCE
+
+    @guarded
+    def replace_latent(self, voice: Voice, latent: np.ndarray, revision: str) -> Voice:
+        """A new latent from the kept reference (repair, or a model upgrade), swapped in atomically."""
+        folder = self.folder(voice.guild_id, voice.id)
+        tmp = folder / f".{files.LATENT}.{secrets.token_hex(4)}.tmp"
+        try:
+            files.write_file(tmp, files.latent_bytes(latent))
+            tmp.replace(folder / files.LATENT)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        files.fsync_dir(folder)
+        with self.transaction() as db:
+            db.execute(
+                "UPDATE voices SET revision = ?, needs_reencode = 0 WHERE id = ?", [revision, voice.id]
+            )
+        log.info("Voice %s in guild %s re-encoded (model %s)", voice.id, voice.guild_id, revision)
+        return self.get_by_id(voice.guild_id, voice.id)
+
+    # --- renaming and deleting --------------------------------------------------------------------
+
+    @guarded
+    def rename(self, guild_id: int, name: str, new_name: str) -> Voice:
+        voice = self.get(guild_id, name)
+        cleaned = names.clean_name(new_name)
+        key = names.name_key(cleaned)
+        with self.transaction() as db:
+            self._check_room(db, guild_id, key, voice_id=voice.id)
+            db.execute("UPDATE voices SET name = ?, name_key = ? WHERE id = ?", [cleaned, key, voice.id])
+        log.info("Voice %s in guild %s renamed", voice.id, guild_id)
+        return self.get_by_id(guild_id, voice.id)
+
+    @guarded
+    def delete(self, guild_id: int, name: str) -> Voice:
+        """Row marked 'deleting' first, then the files, then the row: a crash in between leaves a row
+        the next sweep finishes deleting, never a folder nobody knows about."""
+        voice = self.get(guild_id, name)
+        with self._files_lock(exclusive=False):
+            with self.transaction() as db:
+                db.execute("UPDATE voices SET state = 'deleting' WHERE id = ?", [voice.id])
+                db.execute("DELETE FROM user_defaults WHERE voice_id = ?", [voice.id])
+            health.remove_tree(self.folder(guild_id, voice.id))
+            with self.transaction() as db:
+                db.execute("DELETE FROM voices WHERE id = ?", [voice.id])
+        log.info("Voice %s deleted from guild %s", voice.id, guild_id)
+        return voice
+
+    # --- health -----------------------------------------------------------------------------------
+
+    @guarded
+    def sweep(self) -> health.SweepReport:
+        """Finish or undo interrupted adds and deletes (what a crash leaves); nothing else."""
+        with self._files_lock(exclusive=True):
+            return health.sweep(self)
+
+    @guarded
+    def audit(self) -> health.Audit:
+        return health.audit(self)
+
+    @guarded
+    def integrity_check(self) -> str:
+        with self._lock:
+            return str(self.db.execute("PRAGMA integrity_check").fetchone()[0])

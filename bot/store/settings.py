@@ -1,0 +1,128 @@
+"""Per-guild settings, per-user default voices and usage records: the small tables beside the voices."""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import sqlite_utils
+
+from bot.errors import VoiceNotFound
+from bot.store.faults import guarded
+
+if TYPE_CHECKING:
+    from bot.store.library import Voice
+
+MODES = ("auto", "file", "channel")
+FILE_FORMATS = ("ogg", "mp3")
+
+
+@dataclass(frozen=True)
+class GuildSettings:
+    """What a server's admins chose with /settings; None means "the bot's default"."""
+
+    guild_id: int
+    clone_role_id: int | None = None  # None: everyone may clone
+    max_text_chars: int | None = None  # None: the bot's configured maximum
+    cooldown_s: float = 0.0  # per user, between two /say
+    daily_quota_s: float | None = None  # seconds of speech per server per UTC day; None: no limit
+    default_mode: str = "auto"
+    file_format: str = "ogg"
+
+
+class SettingsAndUsage:
+    """VoiceStore's part for settings and usage. It works over what VoiceStore owns: the connection,
+    its lock, `transaction()`, and `get` / `get_by_id` for the voices a default points at."""
+
+    data_dir: Path
+    db: sqlite_utils.Database
+    _lock: threading.RLock
+    transaction: Callable[[], contextlib.AbstractContextManager[sqlite_utils.Database]]
+    get: Callable[[int, str], Voice]
+    get_by_id: Callable[[int, str], Voice]
+
+    # --- per-guild settings and per-user defaults --------------------------------------------------
+
+    @guarded
+    def settings(self, guild_id: int) -> GuildSettings:
+        with self._lock:
+            rows = list(self.db["guild_settings"].rows_where("guild_id = ?", [guild_id]))
+        if not rows:
+            return GuildSettings(guild_id)
+        row = {k: v for k, v in rows[0].items() if v is not None}
+        return GuildSettings(**row)
+
+    @guarded
+    def update_settings(self, guild_id: int, **changes: object) -> GuildSettings:
+        current = self.settings(guild_id).__dict__ | changes
+        if current["default_mode"] not in MODES or current["file_format"] not in FILE_FORMATS:
+            raise ValueError(f"bad settings: {changes}")
+        with self.transaction() as db:
+            db["guild_settings"].upsert(current, pk="guild_id")
+        return self.settings(guild_id)
+
+    @guarded
+    def default_voice(self, guild_id: int, user_id: int) -> Voice | None:
+        with self._lock:
+            rows = list(
+                self.db["user_defaults"].rows_where("guild_id = ? and user_id = ?", [guild_id, user_id])
+            )
+        if not rows:
+            return None
+        try:
+            return self.get_by_id(guild_id, rows[0]["voice_id"])
+        except VoiceNotFound:
+            return None
+
+    @guarded
+    def set_default_voice(self, guild_id: int, user_id: int, name: str) -> Voice:
+        voice = self.get(guild_id, name)
+        with self.transaction() as db:
+            db["user_defaults"].upsert(
+                {"guild_id": guild_id, "user_id": user_id, "voice_id": voice.id},
+                pk=("guild_id", "user_id"),
+            )
+        return voice
+
+    @guarded
+    def last_say_at(self, guild_id: int, user_id: int) -> float | None:
+        with self._lock:
+            row = self.db.execute(
+                "select max(at) from usage where guild_id = ? and user_id = ? and kind = 'say'",
+                [guild_id, user_id],
+            ).fetchone()
+        return row[0]
+
+    # --- usage ----------------------------------------------------------------------------------
+
+    @guarded
+    def record_usage(
+        self, guild_id: int, user_id: int, *, kind: str, audio_seconds: float, gpu_seconds: float
+    ) -> None:
+        with self.transaction() as db:
+            db["usage"].insert(
+                {
+                    "guild_id": guild_id,
+                    "user_id": user_id,
+                    "at": time.time(),
+                    "kind": kind,
+                    "audio_seconds": audio_seconds,
+                    "gpu_seconds": gpu_seconds,
+                }
+            )
+
+    @guarded
+    def audio_seconds_since(self, guild_id: int, since: float, user_id: int | None = None) -> float:
+        where, args = "guild_id = ? and at >= ?", [guild_id, since]
+        if user_id is not None:
+            where, args = where + " and user_id = ?", [*args, user_id]
+        with self._lock:
+            row = self.db.execute(
+                f"select coalesce(sum(audio_seconds), 0) from usage where {where}", args
+            ).fetchone()
+        return float(row[0])

@@ -1,0 +1,351 @@
+"""Repairs never lose a voice: a reference is never deleted, missing files are reported, reads repair
+nothing, and the start-up sweep touches only what a crash can leave (never every voice's folder)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bot.cli import main
+from bot.store import VoiceStore
+from tests import media
+from tests.test_store import LATENT, add
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def snapshot(data: Path) -> tuple[dict[str, bytes], list[tuple]]:
+    """Every file under voices/ with its bytes, and every voice row."""
+    import sqlite3
+
+    files = {str(p.relative_to(data)): p.read_bytes() for p in sorted(data.rglob("*")) if p.is_file()}
+    files = {k: v for k, v in files.items() if k.startswith("voices")}
+    conn = sqlite3.connect(data / "voicebot.db")
+    rows = conn.execute("select * from voices order by id").fetchall()
+    conn.close()
+    return files, rows
+
+
+@pytest.fixture
+def cli(tmp_path, monkeypatch, capsys):
+    monkeypatch.delenv("DISCORD_TOKEN", raising=False)
+    monkeypatch.setenv("MODAL_CONFIG_PATH", str(tmp_path / "no-modal.toml"))
+    monkeypatch.chdir(tmp_path)
+
+    def invoke(*args: str) -> tuple[int, str, str]:
+        code = main([args[0], "--data-dir", str(tmp_path), *args[1:]])
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return invoke
+
+
+def test_a_voice_missing_its_latent_keeps_its_reference_and_its_row(tmp_path):
+    from bot.errors import VoiceNeedsRepair
+
+    store = VoiceStore(tmp_path)
+    voice = add(store, 1, "Ada")
+    folder = tmp_path / "voices" / "1" / voice.id
+    (folder / "latent.npy").unlink()
+    store.close()
+
+    again = VoiceStore(tmp_path)  # a start-up, sweep and all
+    assert [v.id for v in again.list(1)] == [voice.id]
+    assert (folder / "reference.flac").read_bytes() == b"fLaC-bytes"
+    with pytest.raises(VoiceNeedsRepair, match="“Ada”") as caught:
+        again.load_latent(voice)
+    assert "voicebot doctor --repair" in caught.value.admin_message
+    assert [v.id for v in again.needing_reencode()] == [voice.id]  # marked for the re-encoder
+    again.close()
+
+
+@pytest.mark.parametrize("damage", [b"", b"garbage" * 10, b"\x93NUMPY\x01\x00" + b"x" * 50])
+def test_a_garbled_latent_is_a_typed_error_not_a_numpy_traceback(tmp_path, damage):
+    from bot.errors import VoiceNeedsRepair
+
+    store = VoiceStore(tmp_path)
+    voice = add(store, 1, "Ada")
+    (tmp_path / "voices" / "1" / voice.id / "latent.npy").write_bytes(damage)
+    with pytest.raises(VoiceNeedsRepair, match="“Ada”"):
+        store.load_latent(voice)
+    assert (tmp_path / "voices" / "1" / voice.id / "reference.flac").exists()
+    store.close()
+
+
+def test_a_missing_voices_folder_deletes_nothing(tmp_path, cli):
+    """An unmounted volume, or a backup restored DB-first: rows stay, and so do the folders after."""
+    from bot.errors import VoicesFolderMissing
+
+    store = VoiceStore(tmp_path)
+    ada, bob = add(store, 1, "Ada"), add(store, 2, "Bob")
+    store.close()
+    before = snapshot(tmp_path)
+    (tmp_path / "voices").rename(tmp_path / "voices.unmounted")
+
+    code, out, _ = cli("voices", "--guild", "1")
+    assert code == 0 and "Ada" in out
+    store = VoiceStore(tmp_path)  # the bot's start-up, while the folder is away
+    with pytest.raises(VoicesFolderMissing) as caught:
+        store.load_latent(ada)
+    assert "mounted" in caught.value.admin_message and "2 voice(s)" in caught.value.admin_message
+    with pytest.raises(VoicesFolderMissing):
+        add(store, 1, "New")  # its folder would hide under the volume once it is back
+    store.close()
+    assert not (tmp_path / "voices").exists()
+
+    (tmp_path / "voices.unmounted").rename(tmp_path / "voices")  # the volume is back
+    again = VoiceStore(tmp_path)
+    assert {v.id for g in (1, 2) for v in again.list(g)} == {ada.id, bob.id}
+    again.close()
+    assert snapshot(tmp_path) == before
+
+
+def test_a_voice_whose_files_are_all_gone_is_kept(tmp_path):
+    store = VoiceStore(tmp_path)
+    voice = add(store, 1, "Ada")
+    (tmp_path / "voices" / "1" / voice.id / "latent.npy").unlink()
+    (tmp_path / "voices" / "1" / voice.id / "reference.flac").unlink()
+    (tmp_path / "voices" / "1" / voice.id).rmdir()
+    store.close()
+    again = VoiceStore(tmp_path)
+    assert [v.id for v in again.list(1)] == [voice.id]
+    again.close()
+
+
+def test_read_only_commands_repair_nothing(tmp_path, cli):
+    store = VoiceStore(tmp_path)
+    add(store, 1, "Ada")
+    store.close()
+    # What a crash or a stray copy can leave: a half-written folder, a folder with no row.
+    (tmp_path / "voices" / "1" / ".tmp-deadbeef").mkdir()
+    (tmp_path / "voices" / "1" / ".tmp-deadbeef" / "reference.flac").write_bytes(b"fLaC-partial")
+    (tmp_path / "voices" / "5" / "0123456789abcdef").mkdir(parents=True)
+    (tmp_path / "voices" / "5" / "0123456789abcdef" / "reference.flac").write_bytes(b"fLaC-stray")
+    before = snapshot(tmp_path)
+    assert cli("voices", "--guild", "1")[0] == 0
+    assert cli("voices", "--guild", "5", "--json")[0] == 0
+    assert snapshot(tmp_path) == before
+
+
+def _fs_calls(data: Path, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The paths the store stats or lists while it opens (its start-up sweep included)."""
+    seen: list[str] = []
+    for name in ("stat", "lstat", "listdir", "scandir"):
+        real = getattr(os, name)
+
+        def spy(path=".", *a, _real=real, **k):
+            seen.append(os.fsdecode(path) if isinstance(path, str | bytes | os.PathLike) else str(path))
+            return _real(path, *a, **k)
+
+        monkeypatch.setattr(os, name, spy)
+    try:
+        VoiceStore(data).close()
+    finally:
+        monkeypatch.undo()
+    return seen
+
+
+@pytest.mark.parametrize("voices", [3, 30])
+def test_the_start_up_sweep_never_visits_voice_folders(tmp_path, monkeypatch, voices):
+    data = tmp_path / str(voices)
+    store = VoiceStore(data, max_voices_per_guild=100)
+    for i in range(voices):
+        add(store, 1 + i % 3, f"v{i}")
+    store.close()
+    VoiceStore(data).close()  # any one-off upgrade happens here, not in the measured open
+    seen = _fs_calls(data, monkeypatch)
+    guild_dirs = [str(data / "voices" / str(g)) for g in (1, 2, 3)]
+    assert not [p for p in seen if any(p.startswith(g) for g in guild_dirs)], seen
+
+
+def test_the_start_up_sweep_does_the_same_work_for_3_or_300_voices(tmp_path, monkeypatch):
+    counts = []
+    for voices in (3, 300):
+        data = tmp_path / str(voices)
+        store = VoiceStore(data, max_voices_per_guild=1000)
+        for i in range(voices):
+            add(store, 1 + i % 30, f"v{i}")
+        store.close()
+        VoiceStore(data).close()
+        counts.append(len(_fs_calls(data, monkeypatch)))
+    assert counts[0] == counts[1]
+
+
+KILLED_MID_ADD = """
+import os, sys
+import numpy as np
+from bot.store import VoiceStore
+store = VoiceStore(sys.argv[1])
+real_rename = os.rename
+def rename_then_die(source, target, *args, **kwargs):
+    if sys.argv[2] == "after":
+        real_rename(source, target)
+    os._exit(9)  # as SIGKILL would: no clean-up runs
+os.rename = os.replace = rename_then_die
+store.add(1, "Ada", owner_id=1, reference_flac=b"fLaC-new", latent=np.ones((4, 80), np.float16),
+          duration_s=6.0, revision="r", consent_by=1, source="crash")
+"""
+
+
+@pytest.mark.parametrize("moment", ["before", "after"])
+def test_an_add_killed_before_it_was_committed_is_undone_at_the_next_start(tmp_path, moment):
+    store = VoiceStore(tmp_path)
+    kept = add(store, 1, "Kept")
+    store.close()
+    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
+    code = subprocess.run([sys.executable, "-c", KILLED_MID_ADD, str(tmp_path), moment], cwd=ROOT, env=env)
+    assert code.returncode == 9
+
+    again = VoiceStore(tmp_path)
+    assert [v.name for v in again.list(1)] == ["Kept"]
+    leftovers = [p for p in (tmp_path / "voices").rglob("*") if p.is_dir() and p.name != kept.id]
+    assert [p.name for p in leftovers if any(p.iterdir())] == ["1"]  # only the guild folder holds anything
+    assert add(again, 1, "Ada").name == "Ada"  # the name and the slot are free again
+    again.close()
+
+
+class FakeBackend:
+    name = "fake"
+
+    def __init__(self) -> None:
+        self.encoded: list[int] = []
+
+    async def encode_speaker(self, pcm: np.ndarray):
+        from bot.tts import SpeakerLatent
+
+        self.encoded.append(len(pcm))
+        return SpeakerLatent(np.full((5, 80), 0.5, np.float16), "echo-new")
+
+
+def _real_voice(store: VoiceStore, guild: int, name: str):
+    from bot import audio
+
+    flac = audio.encode(media.speech_like(6.0), "flac")
+    return add(store, guild, name, reference_flac=flac)
+
+
+async def test_reencode_pending_rebuilds_a_missing_latent_from_the_kept_reference(tmp_path):
+    from bot.cloning import reencode_pending
+    from bot.errors import VoiceNeedsRepair
+
+    store = VoiceStore(tmp_path)
+    ada, bob = _real_voice(store, 1, "Ada"), _real_voice(store, 1, "Bob")
+    (tmp_path / "voices" / "1" / ada.id / "latent.npy").unlink()
+    with pytest.raises(VoiceNeedsRepair):
+        store.load_latent(ada)
+    backend = FakeBackend()
+    repaired = await reencode_pending(store, backend)
+    assert [v.id for v in repaired] == [ada.id] and len(backend.encoded) == 1
+    np.testing.assert_array_equal(store.load_latent(ada), np.full((5, 80), 0.5, np.float16))
+    assert store.get(1, "Ada").revision == "echo-new" and store.get(1, "Bob").revision == "echo-abc"
+    assert store.needing_reencode() == [] and store.load_latent(bob).shape == LATENT.shape
+    store.close()
+
+
+def test_doctor_reports_what_a_repair_would_do_and_changes_nothing(tmp_path, cli):
+    store = VoiceStore(tmp_path)
+    no_latent = _real_voice(store, 1, "Latentless")
+    gone = add(store, 1, "Gone")
+    add(store, 2, "Fine")
+    store.close()
+    (tmp_path / "voices" / "1" / no_latent.id / "latent.npy").unlink()
+    folder = tmp_path / "voices" / "1" / gone.id
+    for p in folder.iterdir():
+        p.unlink()
+    folder.rmdir()
+    (tmp_path / "voices" / "5" / "0123456789abcdef").mkdir(parents=True)
+    (tmp_path / "voices" / "5" / "0123456789abcdef" / "reference.flac").write_bytes(b"fLaC-stray")
+    before = snapshot(tmp_path)
+
+    code, out, err = cli("doctor", "--backend", "modal")
+    assert code == 1 and err == ""
+    assert "“Latentless”" in out and "re-encode" in out
+    assert "“Gone”" in out and "backup" in out
+    assert "0123456789abcdef" in out
+    assert snapshot(tmp_path) == before  # doctor without --repair changes nothing
+
+
+def test_doctor_repair_reencodes_and_tidies_but_deletes_no_reference(tmp_path, cli, tiny_model_dir):
+    store = VoiceStore(tmp_path)
+    no_latent = _real_voice(store, 1, "Latentless")
+    gone = add(store, 1, "Gone")
+    interrupted = add(store, 2, "Interrupted")
+    store.db.execute("update voices set state = 'adding' where id = ?", [interrupted.id])
+    store.close()
+    (tmp_path / "voices" / "1" / no_latent.id / "latent.npy").unlink()
+    folder = tmp_path / "voices" / "1" / gone.id
+    for p in folder.iterdir():
+        p.unlink()
+    folder.rmdir()
+    (tmp_path / "voices" / "1" / ".tmp-deadbeef").mkdir()  # where older versions staged an add
+    (tmp_path / "voices" / "5" / "0123456789abcdef").mkdir(parents=True)
+    (tmp_path / "voices" / "5" / "0123456789abcdef" / "reference.flac").write_bytes(b"fLaC-stray")
+    references = {p: p.read_bytes() for p in (tmp_path / "voices").rglob("reference.flac")}
+    references.pop(tmp_path / "voices" / "2" / interrupted.id / "reference.flac")  # never committed
+
+    local = ["--backend", "local", "--weights", str(tiny_model_dir), "--device", "cpu"]
+    code, out, err = cli("doctor", "--repair", *local)
+    assert err == "" and "Re-encoded Voice “Latentless”" in out, out
+    assert "undid 1 interrupted add(s)" in out and "removed 1 temporary folder(s)" in out, out
+    assert {p: p.read_bytes() for p in references} == references  # every kept recording is still there
+    assert not (tmp_path / "voices" / "1" / ".tmp-deadbeef").exists()
+
+    again = VoiceStore(tmp_path, sweep=False)
+    assert again.load_latent(no_latent).shape[1] == 80
+    assert again.get(1, "Latentless").revision.startswith("echo-")
+    assert {v.name for v in again.list(1)} == {"Latentless", "Gone"} and again.list(2) == []
+    again.close()
+    code, out, _ = cli("doctor", *local)  # what is left needs a person: the voice with no files, the stray
+    assert code == 1
+    assert "“Gone”" in out and "0123456789abcdef" in out and "re-encode" not in out
+
+
+async def test_the_bots_repairer_rebuilds_a_voice_marked_while_it_runs(tmp_path):
+    from bot.cloning import keep_voices_encoded
+    from bot.errors import VoiceNeedsRepair
+
+    store = VoiceStore(tmp_path)
+    ada = _real_voice(store, 1, "Ada")
+    loop = asyncio.get_running_loop()
+    rounds: asyncio.Queue[int] = asyncio.Queue()
+    looked = store.needing_reencode
+
+    def needing_reencode():  # each call starts a round: the one before it has finished
+        voices = looked()
+        loop.call_soon_threadsafe(rounds.put_nowait, len(voices))
+        return voices
+
+    store.needing_reencode = needing_reencode
+    backend = FakeBackend()
+    repairer = asyncio.create_task(keep_voices_encoded(store, backend, every_s=0))
+    assert await rounds.get() == 0
+    (tmp_path / "voices" / "1" / ada.id / "latent.npy").unlink()
+    with pytest.raises(VoiceNeedsRepair):
+        await asyncio.to_thread(store.load_latent, ada)  # a /say meets the damage and marks the voice
+    while await rounds.get() == 0:
+        pass
+    assert await rounds.get() == 0  # the round that found it re-encoded it
+    repairer.cancel()
+    np.testing.assert_array_equal(store.load_latent(ada), np.full((5, 80), 0.5, np.float16))
+    assert backend.encoded and store.get(1, "Ada").revision == "echo-new"
+    store.close()
+
+
+def test_an_emptied_database_beside_voices_is_refused_not_started_afresh(tmp_path):
+    from bot.errors import LibraryDamaged
+
+    store = VoiceStore(tmp_path)
+    ada = add(store, 1, "Ada")
+    store.close()
+    (tmp_path / "voicebot.db").write_bytes(b"")  # truncated to nothing: SQLite would call it a new database
+    with pytest.raises(LibraryDamaged) as caught:
+        VoiceStore(tmp_path)
+    assert "restore it from a backup" in caught.value.admin_message
+    assert (tmp_path / "voicebot.db").stat().st_size == 0
+    assert (tmp_path / "voices" / "1" / ada.id / "reference.flac").exists()
