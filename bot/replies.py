@@ -13,7 +13,7 @@ import logging
 import discord
 from discord import app_commands
 
-from bot.errors import BackendError, DiskFull, VoiceBotError
+from bot.errors import BackendError, DiskFull, LibraryError, VoiceBotError
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +33,9 @@ def message_for(error: BaseException) -> str:
         error = error.__cause__ or getattr(error, "original", error)
     if isinstance(error, BackendError):
         log.warning("Speech backend: %s (%s)", type(error).__name__, getattr(error, "detail", ""))
+        return error.message
+    if isinstance(error, LibraryError):  # the member is told briefly; the admin's line goes to the log
+        log.error("Voice library: %s", error.admin_message)
         return error.message
     if isinstance(error, VoiceBotError):
         return error.message
