@@ -26,6 +26,7 @@ from bot.names import MAX_NAME_LENGTH, clean_name, name_key
 from bot.store.files import LATENT, REFERENCE
 from bot.store.health import Audit, SweepReport
 from bot.store.library import Voice, VoiceStore
+from bot.store.reading import AutoReadSettings
 from bot.store.schema import MIGRATIONS, SCHEMA_VERSION
 from bot.store.settings import FILE_FORMATS, MODES, GuildSettings
 
@@ -38,6 +39,7 @@ __all__ = [
     "REFERENCE",
     "SCHEMA_VERSION",
     "Audit",
+    "AutoReadSettings",
     "GuildSettings",
     "SweepReport",
     "Voice",

@@ -28,6 +28,7 @@ from bot.errors import (
 )
 from bot.store import files, health, schema
 from bot.store.faults import DB_NAME, guarded, translated
+from bot.store.reading import Reading
 from bot.store.settings import SettingsAndUsage
 
 log = logging.getLogger("bot.store")
@@ -56,7 +57,7 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
-class VoiceStore(SettingsAndUsage):
+class VoiceStore(SettingsAndUsage, Reading):
     """The voice library. `sweep=False` opens it for reading: nothing on disk is tidied or repaired."""
 
     def __init__(self, data_dir: str | Path, *, max_voices_per_guild: int = 25, sweep: bool = True) -> None:

@@ -92,7 +92,35 @@ def _migrate_3(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX voices_needing_reencode ON voices (needs_reencode) WHERE needs_reencode = 1")
 
 
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_migrate_1, _migrate_2, _migrate_3]
+def _migrate_4(db: sqlite_utils.Database) -> None:
+    """Reading messages aloud: a server's pronunciation dictionary, auto-read channels, opted-in
+    members, ignored roles and auto-read settings (NULL columns mean the default)."""
+    db["pronunciations"].create(
+        {"guild_id": int, "word_key": str, "word": str, "spoken": str}, pk=("guild_id", "word_key")
+    )
+    db["autoread_channels"].create({"guild_id": int, "channel_id": int}, pk=("guild_id", "channel_id"))
+    db["autoread_members"].create({"guild_id": int, "user_id": int}, pk=("guild_id", "user_id"))
+    db["autoread_ignored_roles"].create({"guild_id": int, "role_id": int}, pk=("guild_id", "role_id"))
+    db["autoread_settings"].create(
+        {
+            "guild_id": int,
+            "voice_chat": int,
+            "fallback_voice_id": str,
+            "join_on_post": int,
+            "who_spoke": str,
+            "ignore_prefix": str,
+            "read_bots": int,
+            "read_silent": int,
+            "say_links": int,
+            "say_attachments": int,
+            "max_chars": int,
+            "queue_limit": int,
+        },
+        pk="guild_id",
+    )
+
+
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_migrate_1, _migrate_2, _migrate_3, _migrate_4]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -1,0 +1,165 @@
+"""What a server set up for reading messages aloud: its pronunciation dictionary and auto-read."""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, fields, replace
+
+import sqlite_utils
+
+from bot import pronunciation
+from bot.autoread import ReadRules, WhoSpoke
+from bot.errors import DictionaryFull, InvalidDictionaryEntry
+from bot.store.faults import guarded
+
+# Settings stored as 0/1 columns.
+_FLAGS = ("voice_chat", "join_on_post", "read_bots", "read_silent", "say_links", "say_attachments")
+
+
+@dataclass(frozen=True)
+class AutoReadSettings:
+    """A server's auto-read choices (/autoread settings); the defaults suit one that just turned it on."""
+
+    guild_id: int
+    voice_chat: bool = True  # read the text chat of the voice channel the bot is in
+    fallback_voice_id: str | None = None  # for opted-in members without a default voice; None: skip them
+    join_on_post: bool = True  # join an opted-in member's voice channel when they post and the bot is free
+    who_spoke: str = WhoSpoke.CHANGE.value
+    ignore_prefix: str | None = None
+    read_bots: bool = False
+    read_silent: bool = False
+    say_links: bool = False
+    say_attachments: bool = False
+    max_chars: int = 300
+    queue_limit: int = 10  # queued auto-read messages per server; beyond it the oldest are dropped
+
+    def rules(self, ignored_role_ids: frozenset[int]) -> ReadRules:
+        return ReadRules(
+            ignore_prefix=self.ignore_prefix,
+            read_bots=self.read_bots,
+            read_silent=self.read_silent,
+            ignored_role_ids=ignored_role_ids,
+            say_links=self.say_links,
+            say_attachments=self.say_attachments,
+            max_chars=self.max_chars,
+            who_spoke=WhoSpoke(self.who_spoke),
+        )
+
+
+class Reading:
+    """VoiceStore's part for the dictionary and auto-read, over the connection VoiceStore owns."""
+
+    db: sqlite_utils.Database
+    _lock: threading.RLock
+    transaction: Callable[[], contextlib.AbstractContextManager[sqlite_utils.Database]]
+
+    # --- pronunciation dictionary ---------------------------------------------------------------
+
+    @guarded
+    def dictionary(self, guild_id: int) -> dict[str, str]:
+        """Word → spoken as, in alphabetical order of the word."""
+        with self._lock:
+            rows = self.db.execute(
+                "select word, spoken from pronunciations where guild_id = ? order by word_key", [guild_id]
+            ).fetchall()
+        return dict(rows)
+
+    @guarded
+    def add_pronunciation(self, guild_id: int, word: str, spoken: str) -> tuple[str, str]:
+        """Add or replace an entry; refused when invalid or when the dictionary is full."""
+        word, spoken = pronunciation.clean_entry(word, spoken)
+        key = pronunciation.key(word)
+        with self.transaction() as db:
+            exists = db.execute(
+                "select 1 from pronunciations where guild_id = ? and word_key = ?", [guild_id, key]
+            ).fetchone()
+            count = db.execute(
+                "select count(*) from pronunciations where guild_id = ?", [guild_id]
+            ).fetchone()[0]
+            if not exists and count >= pronunciation.MAX_ENTRIES:
+                raise DictionaryFull(pronunciation.MAX_ENTRIES)
+            db["pronunciations"].upsert(
+                {"guild_id": guild_id, "word_key": key, "word": word, "spoken": spoken},
+                pk=("guild_id", "word_key"),
+            )
+        return word, spoken
+
+    @guarded
+    def remove_pronunciation(self, guild_id: int, word: str) -> str:
+        key = pronunciation.key(word)
+        with self.transaction() as db:
+            row = db.execute(
+                "select word from pronunciations where guild_id = ? and word_key = ?", [guild_id, key]
+            ).fetchone()
+            if row is None:
+                raise InvalidDictionaryEntry(f"there is no entry for “{word[:64]}”")
+            db.execute("delete from pronunciations where guild_id = ? and word_key = ?", [guild_id, key])
+        return str(row[0])
+
+    # --- auto-read ------------------------------------------------------------------------------
+
+    @guarded
+    def autoread_settings(self, guild_id: int) -> AutoReadSettings:
+        with self._lock:
+            rows = list(self.db["autoread_settings"].rows_where("guild_id = ?", [guild_id]))
+        if not rows:
+            return AutoReadSettings(guild_id)
+        values = {k: (bool(v) if k in _FLAGS else v) for k, v in rows[0].items() if v is not None}
+        return AutoReadSettings(**values)
+
+    @guarded
+    def update_autoread_settings(self, guild_id: int, **changes: object) -> AutoReadSettings:
+        updated = replace(self.autoread_settings(guild_id), **changes)  # type: ignore[arg-type]
+        WhoSpoke(updated.who_spoke)  # refuse an unknown mode before storing it
+        row = {f.name: getattr(updated, f.name) for f in fields(updated)}
+        with self.transaction() as db:
+            db["autoread_settings"].upsert(
+                {k: int(v) if k in _FLAGS else v for k, v in row.items()}, pk="guild_id"
+            )
+        return updated
+
+    @guarded
+    def autoread_channels(self, guild_id: int) -> set[int]:
+        with self._lock:
+            rows = self.db.execute("select channel_id from autoread_channels where guild_id = ?", [guild_id])
+            return {int(r[0]) for r in rows}
+
+    @guarded
+    def set_autoread_channel(self, guild_id: int, channel_id: int, on: bool) -> bool:
+        """Add or remove a channel; False when nothing changed."""
+        return self._set_member_of("autoread_channels", "channel_id", guild_id, channel_id, on)
+
+    @guarded
+    def autoread_members(self, guild_id: int) -> set[int]:
+        with self._lock:
+            rows = self.db.execute("select user_id from autoread_members where guild_id = ?", [guild_id])
+            return {int(r[0]) for r in rows}
+
+    @guarded
+    def set_autoread_member(self, guild_id: int, user_id: int, on: bool) -> bool:
+        return self._set_member_of("autoread_members", "user_id", guild_id, user_id, on)
+
+    @guarded
+    def autoread_ignored_roles(self, guild_id: int) -> frozenset[int]:
+        with self._lock:
+            rows = self.db.execute(
+                "select role_id from autoread_ignored_roles where guild_id = ?", [guild_id]
+            )
+            return frozenset(int(r[0]) for r in rows)
+
+    @guarded
+    def set_autoread_ignored_role(self, guild_id: int, role_id: int, on: bool) -> bool:
+        return self._set_member_of("autoread_ignored_roles", "role_id", guild_id, role_id, on)
+
+    def _set_member_of(self, table: str, column: str, guild_id: int, value: int, on: bool) -> bool:
+        with self.transaction() as db:
+            present = db.execute(
+                f"select 1 from {table} where guild_id = ? and {column} = ?", [guild_id, value]
+            ).fetchone()
+            if on and not present:
+                db[table].insert({"guild_id": guild_id, column: value})
+            elif not on and present:
+                db.execute(f"delete from {table} where guild_id = ? and {column} = ?", [guild_id, value])
+            return bool(on) != bool(present)
