@@ -29,7 +29,14 @@ from bot.tts import TTSBackend, create_backend
 
 log = logging.getLogger(__name__)
 
-EXTENSIONS = ("cogs.voices", "cogs.clone", "cogs.say", "cogs.voice_channel", "cogs.settings")
+EXTENSIONS = (
+    "cogs.voices",
+    "cogs.clone",
+    "cogs.say",
+    "cogs.voice_channel",
+    "cogs.settings",
+    "cogs.dictionary",
+)
 
 
 def point_at_discord(config: Config) -> None:

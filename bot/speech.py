@@ -64,8 +64,9 @@ def plan(
     params: SynthesisParams | None = None,
     seed: int | None = None,
 ) -> Request:
-    """Everything checked before any GPU time: the text, then the voice in this guild."""
-    chunks = text.prepare(words, resolve=resolve, max_chars=max_chars)
+    """Everything checked before any GPU time: the text (with this guild's pronunciation dictionary),
+    then the voice in this guild."""
+    chunks = text.prepare(words, resolve=resolve, max_chars=max_chars, dictionary=store.dictionary(guild_id))
     voice = store.get(guild_id, voice_name)
     seed = new_seed() if seed is None else seed
     return Request(guild_id, user_id, voice, chunks, params or settings(), seed)
