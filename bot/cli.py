@@ -51,14 +51,22 @@ FORMATS_BY_SUFFIX = {".ogg": "ogg", ".opus": "ogg", ".oga": "ogg", ".mp3": "mp3"
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         # One plain line, not argparse's usage block: what was wrong, and where to look.
-        self.exit(2, f"voicebot: {message} (see voicebot {self.prog.split()[-1]} --help)\n")
+        self.exit(2, f"voicebot: {message} (see {self.prog} --help)\n")
 
 
-def _common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data-dir", type=Path, help="voice library folder (default: ./data)")
-    parser.add_argument("--backend", choices=("modal", "local"), help="speech backend (default: modal)")
-    parser.add_argument("--weights", type=Path, help="weights folder for --backend local")
-    parser.add_argument("--device", help="local backend device: cuda or cpu (default: cuda if present)")
+def _common(parser: argparse.ArgumentParser, *, nested: bool = False) -> None:
+    # A nested parser's defaults would overwrite what its parent parsed: it leaves unset ones out.
+    default = argparse.SUPPRESS if nested else None
+    parser.add_argument(
+        "--data-dir", type=Path, default=default, help="voice library folder (default: ./data)"
+    )
+    parser.add_argument(
+        "--backend", choices=("modal", "local"), default=default, help="speech backend (default: modal)"
+    )
+    parser.add_argument("--weights", type=Path, default=default, help="weights folder for --backend local")
+    parser.add_argument(
+        "--device", default=default, help="local backend device: cuda or cpu (default: cuda if present)"
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -87,6 +95,21 @@ def build_parser() -> argparse.ArgumentParser:
     delete = commands.add_parser("delete", help="delete a voice and its files")
     delete.add_argument("--guild", type=int, required=True)
     delete.add_argument("--voice", required=True)
+
+    dictionary = commands.add_parser("dictionary", help="list, add or remove pronunciations for a guild")
+    actions = dictionary.add_subparsers(dest="action", required=True, parser_class=_Parser)
+    for action, about in (
+        ("list", "show the guild's dictionary"),
+        ("add", "say WORD as SPOKEN_AS"),
+        ("remove", "say WORD as written"),
+    ):
+        sub = actions.add_parser(action, help=about)
+        sub.add_argument("--guild", type=int, required=True, help="server (guild) id")
+        if action != "list":
+            sub.add_argument("word", help="the word as people type it")
+        if action == "add":
+            sub.add_argument("spoken_as", help="how it should be said")
+        _common(sub, nested=True)
 
     doctor = commands.add_parser("doctor", help="check the configuration, data and backend; say what to fix")
     doctor.add_argument(
@@ -283,6 +306,33 @@ async def cmd_delete(args: argparse.Namespace, config: Config) -> int:
     return 0
 
 
+async def cmd_dictionary(args: argparse.Namespace, config: Config) -> int:
+    if args.action == "list":
+        entries = {}
+        if _library_exists(config):
+            store = _store(config, writes=False)
+            try:
+                entries = store.dictionary(args.guild)
+            finally:
+                store.close()
+        for word, spoken in entries.items():
+            print(f"{word}\t{spoken}")
+        if not entries:
+            print(f"Guild {args.guild} has no pronunciations.", file=sys.stderr)
+        return 0
+    store = _store(config, writes=True)
+    try:
+        if args.action == "add":
+            word, spoken = store.add_pronunciation(args.guild, args.word, args.spoken_as)
+            print(f"Guild {args.guild} now says “{word}” as “{spoken}”.")
+        else:
+            removed = store.remove_pronunciation(args.guild, args.word)
+            print(f"Guild {args.guild} says “{removed}” as written again.")
+    finally:
+        store.close()
+    return 0
+
+
 async def cmd_doctor(args: argparse.Namespace, config: Config) -> int:
     from bot.doctor import diagnose
 
@@ -319,6 +369,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, Config], Awaitable[int]]] = {
     "say": cmd_say,
     "voices": cmd_voices,
     "delete": cmd_delete,
+    "dictionary": cmd_dictionary,
     "doctor": cmd_doctor,
     "run": cmd_run,
     "sync": cmd_sync,

@@ -396,3 +396,17 @@ def test_a_garbled_latent_is_one_line_naming_the_repair(run, tmp_path):
     code, _, err = run("say", "--guild", "1", "--voice", "Ada", "--out", str(out_file), "Hi.")
     assert code == 66 and _one_line(err) and "“Ada”" in err and "voicebot doctor --repair" in err, err
     assert not out_file.exists()
+
+
+def test_the_dictionary_from_a_terminal(run):
+    assert run("dictionary", "list", "--guild", "1", backend=False)[0] == 0
+    code, out, _ = run("dictionary", "add", "--guild", "1", "SQL", "sequel", backend=False)
+    assert code == 0 and "“SQL” as “sequel”" in out
+    code, out, _ = run("dictionary", "list", "--guild", "1", backend=False)
+    assert out == "SQL\tsequel\n"
+    code, _, err = run("dictionary", "add", "--guild", "1", "x", "[S2] y", backend=False)
+    assert code == 2 and err.count("\n") == 1 and "speaker tag" in err
+    code, _, err = run("dictionary", "add", "--guild", "1", "lonely", backend=False)
+    assert code == 2 and "spoken_as" in err
+    assert run("dictionary", "remove", "--guild", "1", "sql", backend=False)[0] == 0
+    assert run("dictionary", "list", "--guild", "1", backend=False)[1] == ""
