@@ -118,9 +118,10 @@ def words_for(post: Post, rules: ReadRules, previous_speaker: int | None) -> str
     content = post.content.strip()
     links = len(_LINK.findall(content))
     if content and not _LINK.sub("", content).strip():
-        words = _count(links, "a link", "links") + "."
+        words = _count(links, "A link", "links") + "."
     elif not content:
         words = _describe_attachments(post.attachment_types) + "."
+        words = words[0].upper() + words[1:]
     else:
         words = cut(content, rules.max_chars)
     if rules.who_spoke == WhoSpoke.ALWAYS or (

@@ -36,6 +36,7 @@ EXTENSIONS = (
     "cogs.voice_channel",
     "cogs.settings",
     "cogs.dictionary",
+    "cogs.autoread",
 )
 
 
@@ -49,11 +50,18 @@ def point_at_discord(config: Config) -> None:
 
 class VoiceBot(commands.Bot):
     def __init__(
-        self, config: Config, *, backend: TTSBackend | None = None, sync_on_start: bool = True
+        self,
+        config: Config,
+        *,
+        backend: TTSBackend | None = None,
+        sync_on_start: bool = True,
+        message_content: bool = False,
     ) -> None:
         intents = discord.Intents.none()
         intents.guilds = True
         intents.voice_states = True  # who is in which voice channel: joining, leaving when alone
+        # Auto-read: messages and their text. Message Content is privileged (enabled in the Portal).
+        intents.guild_messages = intents.message_content = message_content
         connector = None
         if not config.voice_tls_verify:
             connector = aiohttp.TCPConnector(ssl=False)
@@ -191,20 +199,30 @@ def _token(config: Config) -> str:
 async def run_bot(config: Config, *, sync_only: bool = False) -> None:
     token = _token(config)
     point_at_discord(config)
-    bot = VoiceBot(config, sync_on_start=not sync_only)
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, lambda: asyncio.ensure_future(bot.close()))
-    async with bot:
-        try:
-            if sync_only:
-                await bot.login(token)  # runs setup_hook: cogs loaded, nothing synced yet
-                await bot.sync_commands(force=True)
+    # Auto-read needs the Message Content intent; without it in the Portal, everything else still runs.
+    for message_content in (not sync_only, False):
+        bot = VoiceBot(config, sync_on_start=not sync_only, message_content=message_content)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, lambda bot=bot: asyncio.ensure_future(bot.close()))
+        async with bot:
+            try:
+                if sync_only:
+                    await bot.login(token)  # runs setup_hook: cogs loaded, nothing synced yet
+                    await bot.sync_commands(force=True)
+                    return
+                await bot.start(token)
                 return
-            await bot.start(token)
-        except discord.LoginFailure:
-            raise ConfigError(
-                "Discord rejected DISCORD_TOKEN (401). Copy a fresh token from the Developer Portal."
-            ) from None
-        except discord.PrivilegedIntentsRequired:
-            raise ConfigError("Discord refused the bot's intents; enable them in the Portal.") from None
+            except discord.LoginFailure:
+                raise ConfigError(
+                    "Discord rejected DISCORD_TOKEN (401). Copy a fresh token from the Developer Portal."
+                ) from None
+            except discord.PrivilegedIntentsRequired:
+                if not message_content:
+                    raise ConfigError(
+                        "Discord refused the bot's intents; enable them in the Portal."
+                    ) from None
+        log.warning(
+            "The Message Content intent is off in the Developer Portal, so auto-read is unavailable: "
+            "enable it under Bot → Privileged Gateway Intents, then restart. Starting without it."
+        )

@@ -8,7 +8,7 @@ accepted, audio that was heard) or released when nothing did, so a failure charg
 
 - `reply_with_file(bot, interaction, request, reservation, file_format=...)`: answers a deferred
   interaction, with "Speaking… n/N" progress edits (at most one a second) while chunks arrive.
-- `speak_live(bot, request, reservation, channel, answer)`: queues the speech in a voice channel;
+- `speak_live(bot, request, reservation, channel, answer) -> Queued`: queues the speech in a voice channel;
   `answer` says where the queue notice and a later failure go (an interaction, or only a callback
   for auto-read, which has no interaction to answer).
 """
@@ -53,6 +53,7 @@ class Answer:
 
     on_problem: Say
     announce: Say | None = None
+    on_end: Callable[[Outcome], object] | None = None  # after the item ended, however it ended
 
     @classmethod
     def to(cls, interaction: discord.Interaction) -> Answer:
@@ -190,8 +191,9 @@ async def speak_live(
     reservation: Reservation,
     channel: VoiceChannel,
     answer: Answer,
-) -> int:
-    """Queue `request` to be spoken in `channel`; returns its place (0 = speaking now).
+) -> Queued:
+    """Queue `request` to be spoken in `channel`; returns its place (0 = speaking now) and the queue
+    item (which `bot.playback.withdraw` can take back before it is spoken).
 
     Playback starts on the first chunk. When the item ends, `reservation` is settled with the
     seconds really heard (nothing heard: nothing charged, no cooldown), and a failure or a dropped
@@ -201,6 +203,8 @@ async def speak_live(
     announced = asyncio.Event()
 
     async def finished(outcome: Outcome) -> None:
+        if answer.on_end is not None:
+            answer.on_end(outcome)
         await bot.limits.settle(reservation, outcome.seconds)
         problem = live_problem(outcome)
         if problem:
@@ -223,7 +227,13 @@ async def speak_live(
             await answer.announce(queue_notice(position, channel.mention, request.voice.name))
         finally:
             announced.set()
-    return position
+    return Queued(position, item)
+
+
+@dataclass(frozen=True)
+class Queued:
+    position: int  # 0: speaking now
+    item: QueueItem
 
 
 async def _audio_of(bot: VoiceBot, request: speech.Request) -> AsyncIterator[np.ndarray]:

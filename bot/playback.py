@@ -354,6 +354,15 @@ class GuildPlayer:
         self._interrupt(self.current, Ending.SKIPPED)
         return True
 
+    def withdraw(self, item: QueueItem) -> bool:
+        """Take `item` out of the queue before it is spoken; False once it started (or ended)."""
+        for entry in self.pending:
+            if entry.item is item:
+                self.pending.remove(entry)
+                self.playback.finish_unplayed(item, Outcome(Ending.STOPPED))
+                return True
+        return False
+
     def end_all(self, ending: Ending) -> int:
         dropped = list(self.pending)
         self.pending.clear()
@@ -609,6 +618,11 @@ class Playback:
         """End the current item (its stream is closed) and go on with the next one."""
         player = self._players.get(guild_id)
         return player is not None and player.skip()
+
+    def withdraw(self, guild_id: int, item: QueueItem) -> bool:
+        """Remove a queued `item` that has not started (its stream is closed, it ends `stopped`)."""
+        player = self._players.get(guild_id)
+        return player is not None and player.withdraw(item)
 
     def stop(self, guild_id: int) -> int:
         """End the current item and clear the queue; returns how many items were ended."""

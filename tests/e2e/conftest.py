@@ -16,7 +16,7 @@ from bot.client import VoiceBot, point_at_discord
 from bot.config import Config
 from bot.errors import BackendError
 from bot.tts.local_backend import LocalBackend
-from tests.fakediscord import FakeDiscord
+from tests.fakediscord import FakeDiscord, Intent
 from tests.fakediscord.models import Guild, Member, Perm
 from tests.media import speech_like
 
@@ -111,9 +111,18 @@ class World:
 
 
 @pytest.fixture
-async def world(tmp_path: Path, tiny_engine, tiny_model_dir) -> AsyncIterator[World]:
+def message_content() -> bool:
+    """Whether the bot asks for (and the Portal grants) the Message Content intent; auto-read tests
+    override this fixture."""
+    return False
+
+
+@pytest.fixture
+async def world(tmp_path: Path, tiny_engine, tiny_model_dir, message_content: bool) -> AsyncIterator[World]:
     """The real bot (bot/client.py) on the loopback Discord, configured only through its settings."""
     async with FakeDiscord(patch_discord=False) as fake:
+        if message_content:
+            fake.privileged_intents |= Intent.MESSAGE_CONTENT
         guild = fake.add_guild("Alpha")
         other = fake.add_guild("Beta")
         admin = fake.add_member(guild, "Admin", permissions=Perm.MANAGE_GUILD)
@@ -133,7 +142,7 @@ async def world(tmp_path: Path, tiny_engine, tiny_model_dir) -> AsyncIterator[Wo
         saved = discord.http.Route.BASE, discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY
         point_at_discord(config)
         backend = SwitchableBackend(LocalBackend(engine=tiny_engine))
-        bot = VoiceBot(config, backend=backend)
+        bot = VoiceBot(config, backend=backend, message_content=message_content)
         try:
             async with fake.running(bot, ready_timeout=20):
                 await fake.wait_for_commands("say", "clone", "voices")

@@ -396,3 +396,10 @@ async def test_the_running_bot_keeps_a_heartbeat_for_dockers_healthcheck(world: 
     from bot import health
 
     await world.fake.wait_until(lambda: health.is_healthy(world.bot.config.data_dir), timeout=10)
+
+
+async def test_autoread_without_the_message_content_intent_says_what_to_enable(world: World):
+    record = await world.fake.invoke("autoread me", {"state": "on"}, user=world.alice)
+    reply = await record.wait_for(lambda r: "Message Content" in (r.content or ""))
+    assert reply.ephemeral and "Privileged Gateway Intents" in reply.content
+    assert world.bot.store.autoread_members(world.guild.id) == set()

@@ -27,9 +27,10 @@ async def _reserve_and_speak(world: World, words: str, problems: list[str]) -> i
         problems.append(message)
 
     channel = bot.get_channel(world.voice_channel.id)
-    return await delivery.speak_live(
+    queued = await delivery.speak_live(
         bot, request, reservation, channel, delivery.Answer(on_problem=on_problem)
     )
+    return queued.position
 
 
 async def test_live_speech_without_an_interaction_counts_against_the_quota_and_cooldown(world: World):
