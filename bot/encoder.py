@@ -16,7 +16,7 @@ Choices worth knowing:
   at the cost of that equality, and an extra pass over every clip.
 - A worker that dies (killed for memory, say) breaks the pool: the job fails and the next one gets
   a fresh pool.
-- Live voice keeps encoding in a thread per item (`bot.playback`): see `notes/encoding.md`.
+- Live voice keeps encoding in a thread per item: `bot.playback` says why.
 """
 
 from __future__ import annotations
