@@ -16,7 +16,7 @@ Choices worth knowing:
   at the cost of that equality, and an extra pass over every clip.
 - A worker that dies (killed for memory, say) breaks the pool: the job fails and the next one gets
   a fresh pool.
-- Live voice keeps encoding in a thread per item (`bot.playback`): see `notes/encoding.md`.
+- Live voice keeps encoding in a thread per item: `bot.playback` says why.
 """
 
 from __future__ import annotations
@@ -120,7 +120,9 @@ class Encoder:
             if pool is None:
                 pool = self._pool = ProcessPoolExecutor(self.workers, mp_context=_context())
             try:
-                return await asyncio.get_running_loop().run_in_executor(pool, fn, *args)
+                # Submitting may start a worker and wait for the fork-server: not on the event loop.
+                job = await asyncio.to_thread(pool.submit, fn, *args)
+                return await asyncio.wrap_future(job)
             except BrokenProcessPool:
                 log.error("an encoder process died; starting a new pool for the next file")
                 if self._pool is pool:
