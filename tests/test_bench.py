@@ -49,3 +49,11 @@ async def test_load_bench_gives_every_member_of_a_small_burst_their_file():
     for key in ("makespan_s", "ratio", "loop_lag_p99_ms", "peak_rss_mb", "peak_pss_mb", "cpu_floor_s"):
         assert report[key] >= 0
     assert {"late_acks", "load_average", "bot_maxrss_mb", "cores"} <= set(report)
+
+
+async def test_the_autoread_bench_measures_post_to_first_packet():
+    from bench.autoread import measure
+
+    report = await measure(runs=2, chunk_s=0.05)
+    assert report["runs"] == 2 and report["first_packet_ms_median"] >= 50  # never before the chunk exists
+    assert {"bot_overhead_ms_median", "bot_overhead_ms_p90", "first_post_with_join_ms"} <= set(report)
