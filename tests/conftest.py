@@ -27,3 +27,24 @@ def tiny_engine(tiny_model_dir: Path):
 @pytest.fixture(scope="session")
 def tiny_latent(tiny_engine) -> np.ndarray:
     return tiny_engine.encode_speaker(speech_like(6.0))
+
+
+# Modules that start processes, a real bot on the loopback Discord, or the tiny model's sampler many
+# times: `pytest -m "not slow"` leaves them out for a quick run while editing.
+SLOW_MODULES = {
+    "test_bench",
+    "test_cli",
+    "test_crash",
+    "test_engine",
+    "test_local_backend",
+    "test_modal_app",
+    "test_playback",
+    "test_store_limits",
+}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        module = item.module.__name__ if item.module else ""
+        if module.startswith("tests.e2e.") or module.rsplit(".", 1)[-1] in SLOW_MODULES:
+            item.add_marker(pytest.mark.slow)
