@@ -317,8 +317,17 @@ class EchoEngine:
         if self.device.type != "cuda":
             return {"fast_path": "off", "why": "CUDA only"}
         shapes = FixedShapes(batch_sizes=tuple(b for b in BATCH_SIZES if b <= max_batch) or (1,))
+        try:
+            return self._capture_fast_path(shapes, CudaGraphs(self.model, shapes))
+        except Exception as exc:  # eager is slow, never down: a capture problem must not stop a container
+            self.graphs = None
+            self.use_fixed_shapes(None)
+            if self.device.type == "cuda":
+                torch.cuda.empty_cache()
+            return {"fast_path": "off", "why": f"capture failed: {type(exc).__name__}: {exc}"}
+
+    def _capture_fast_path(self, shapes: FixedShapes, graphs: CudaGraphs) -> dict[str, Any]:
         self.use_fixed_shapes(shapes)
-        graphs = CudaGraphs(self.model, shapes)
         seconds = graphs.capture()
         # Check one plain and one CFG graph on a real context: a short text in a short voice.
         probe = Row("[S1] Hello there.", np.zeros((64, LATENT_SIZE), np.float16), 0)

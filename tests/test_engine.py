@@ -258,3 +258,16 @@ def test_fixed_shapes_pad_without_changing_the_output(tiny_engine, tiny_latent):
 
 def test_the_fast_path_is_cuda_only(tiny_engine):
     assert tiny_engine.enable_fast_path()["fast_path"] == "off" and tiny_engine.graphs is None
+
+
+def test_a_fast_path_that_fails_to_capture_leaves_the_engine_eager(tiny_engine, monkeypatch):
+    monkeypatch.setattr(type(tiny_engine), "device", property(lambda self: torch.device("cuda")))
+
+    def broken(self, shapes, graphs):
+        self.use_fixed_shapes(shapes)
+        raise RuntimeError("operation not permitted when stream is capturing")
+
+    monkeypatch.setattr(type(tiny_engine), "_capture_fast_path", broken)
+    report = tiny_engine.enable_fast_path(max_batch=2)
+    assert report["fast_path"] == "off" and "stream is capturing" in report["why"]
+    assert tiny_engine.graphs is None and tiny_engine.shapes is None
