@@ -143,7 +143,7 @@ class EchoTTS:
             self.engine.to("cuda")
             if FASTPATH != "off":
                 started = time.perf_counter()
-                self.engine.enable_fast_path(max_batch=MAX_BATCH)
+                self.fast_path = self.engine.enable_fast_path(max_batch=MAX_BATCH)
                 self.warmup_seconds = time.perf_counter() - started
         self.scheduler = Scheduler(self.engine, max_batch_rows=MAX_BATCH)
 
@@ -171,4 +171,10 @@ class EchoTTS:
     @modal.method()
     def info(self) -> dict[str, Any]:
         info = self.scheduler.call(self.engine.info).result()
-        return {**info, "app": APP_NAME, "gpu": GPU, "warmup_seconds": getattr(self, "warmup_seconds", 0.0)}
+        return {
+            **info,
+            "app": APP_NAME,
+            "gpu": GPU,
+            "fast_path": getattr(self, "fast_path", {"fast_path": "off", "why": "no GPU"}),
+            "warmup_seconds": getattr(self, "warmup_seconds", 0.0),
+        }
