@@ -253,19 +253,23 @@ def gpu_suite(
     with torch.inference_mode():
         for window in (213, 640):
             latents = torch.randn((1, window, 80), device=engine.device)
-            seconds = _median_seconds(engine, lambda lat=latents, w=window: engine.decode(lat, 0, w), repeats)
-            _line(step="decode", latents=window, seconds=round(seconds, 4))
+
+            def decode(lat: torch.Tensor = latents, w: int = window) -> np.ndarray:
+                return engine.decode(lat, 0, w)
+
+            _line(step="decode", latents=window, seconds=round(_median_seconds(engine, decode, repeats), 4))
 
     # A 20 s /say: the first sentence, then the rest in one chunk, as bot.text splits it.
     twenty = [FIRST_SENTENCE, "[S1] " + "word " * int(18 * 14 / 5)]
-    runs = [
-        timed_requests(scheduler := Scheduler(engine), [twenty], latent, params)[0] for _ in range(repeats)
-    ]
-    scheduler.close()
-    gpu_s = statistics.median(r["total_s"] for r in runs)
+    scheduler = Scheduler(engine)
+    try:
+        says = [timed_requests(scheduler, [twenty], latent, params)[0] for _ in range(repeats)]
+    finally:
+        scheduler.close()
+    gpu_s = statistics.median(r["total_s"] for r in says)
     _line(
         step="cost",
-        say_audio_s=round(runs[0]["audio_s"], 1),
+        say_audio_s=round(says[0]["audio_s"], 1),
         gpu_seconds=round(gpu_s, 3),
         price_per_second=price_per_second,
         cost_per_say_usd=round(gpu_s * price_per_second, 6),

@@ -192,7 +192,8 @@ def _assign_state(module: torch.nn.Module, state: dict[str, torch.Tensor], path:
 def _drop_blockwise(model: EchoDiT) -> None:
     del model.latent_encoder, model.latent_norm
     for block in model.blocks:
-        del block.attention.wk_latent, block.attention.wv_latent
+        attention: Any = block.attention  # typed as Tensor | Module by torch's ModuleList
+        del attention.wk_latent, attention.wv_latent
 
 
 def _revision(root: Path) -> str:
@@ -273,7 +274,7 @@ class EchoEngine:
         if device.type == "cpu":
             # oneDNN plans a conv kernel per input length and every chunk has a new length: planning
             # cost 6.7 s per decode on the tiny DAC against 0.4 s for plain ATen convolutions.
-            torch.backends.mkldnn.enabled = False
+            torch.backends.mkldnn.enabled = False  # type: ignore[assignment]  # torch's own setter
         if dtype is None:
             dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
         self.model = self.model.to(device=device, dtype=dtype)
@@ -357,9 +358,8 @@ class EchoEngine:
 
     def _text_batch(self, texts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
         length = self.shapes.text_tokens if self.shapes else None
-        return echo.get_text_input_ids_and_mask(
-            list(texts), max_length=length, device=self.device, normalize=True
-        )
+        ids, mask = echo.get_text_input_ids_and_mask(list(texts), max_length=length, normalize=True)[:2]
+        return ids.to(self.device), mask.to(self.device)
 
     def _forward(self, graphs: CudaGraphs | None, **inputs: Any) -> torch.Tensor:
         self.forward_passes += 1
@@ -444,8 +444,8 @@ class EchoEngine:
     def decode(self, latents: torch.Tensor, index: int, end: int) -> np.ndarray:
         """Row `index` up to `end` as float32 44.1 kHz audio. The DAC decoder is causal, so the prefix
         decodes to the same audio as echo's decode-then-crop, at a fraction of the cost."""
-        audio = echo.ae_decode(self.fish_ae, self.pca, latents[index : index + 1, :end])
-        audio = audio[0, 0, : end * SAMPLES_PER_LATENT].float().cpu().numpy()
+        decoded = echo.ae_decode(self.fish_ae, self.pca, latents[index : index + 1, :end])
+        audio = decoded[0, 0, : end * SAMPLES_PER_LATENT].float().cpu().numpy()
         return np.ascontiguousarray(audio, dtype=np.float32)
 
     def _speaker_batch(self, latents: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:

@@ -30,7 +30,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncGenerator, Callable, Iterator, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
@@ -321,7 +321,7 @@ class Scheduler:
         seed: int,
         *,
         chunk_timeout: float | None = None,
-    ) -> AsyncIterator[ChunkAudio]:
+    ) -> AsyncGenerator[ChunkAudio, None]:
         """For an event loop (the bot's local backend): as `stream`, without blocking the loop."""
         loop = asyncio.get_running_loop()
         results: asyncio.Queue[ChunkAudio | BaseException] = asyncio.Queue()

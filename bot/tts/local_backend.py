@@ -12,7 +12,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
@@ -98,6 +98,7 @@ class LocalBackend:
 
         device = self.device or ("cuda" if torch.cuda.is_available() else "cpu")
         log.info("Loading Echo weights from %s onto %s", self.weights_dir, device)
+        assert self.weights_dir is not None  # __init__ insists on weights or an engine
         engine = EchoEngine.from_dir(self.weights_dir, device=device)
         if engine.device.type == "cuda":  # the fast path is on by default on CUDA
             log.info("Fast path: %s", engine.enable_fast_path(max_batch=self.max_batch_rows))
@@ -113,7 +114,7 @@ class LocalBackend:
     async def encode_speaker(self, pcm: np.ndarray) -> SpeakerLatent:
         try:
             scheduler = await self.scheduler()
-            engine = scheduler.engine
+            engine = cast("EchoEngine", scheduler.engine)
             latent = await asyncio.wait_for(self._gpu(engine.encode_speaker, pcm), self.timeout)
         except TimeoutError:
             raise BackendTimedOut(self.timeout) from None
@@ -146,7 +147,7 @@ class LocalBackend:
 
     async def info(self) -> dict[str, Any]:
         scheduler = await self.scheduler()
-        return await self._gpu(scheduler.engine.info)
+        return await self._gpu(cast("EchoEngine", scheduler.engine).info)
 
     async def close(self) -> None:
         if self._scheduler is not None:
