@@ -10,6 +10,7 @@ import os
 from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
+from typing import Any
 
 from dotenv import dotenv_values
 
@@ -41,7 +42,8 @@ class Config:
     voice_tls_verify: bool = True
 
     def with_overrides(self, **changes: object) -> Config:
-        return replace(self, **{k: v for k, v in changes.items() if v is not None})
+        kept: dict[str, Any] = {k: v for k, v in changes.items() if v is not None}
+        return replace(self, **kept)
 
 
 _ENV = {

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 import logging
+from typing import cast
 
 import discord
 from discord import app_commands
@@ -30,7 +31,7 @@ def _permission_name(permission: str) -> str:
 
 def message_for(error: BaseException) -> str:
     if isinstance(error, app_commands.CommandInvokeError | app_commands.TransformerError):
-        error = error.__cause__ or getattr(error, "original", error)
+        error = cast(BaseException, error.__cause__ or getattr(error, "original", error))
     if isinstance(error, BackendError):
         log.warning("Speech backend: %s (%s)", type(error).__name__, getattr(error, "detail", ""))
         return error.message

@@ -6,6 +6,8 @@ import contextlib
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Any
 
 import sqlite_utils
 
@@ -51,6 +53,7 @@ class AutoReadSettings:
 class Reading:
     """VoiceStore's part for the dictionary and auto-read, over the connection VoiceStore owns."""
 
+    data_dir: Path
     db: sqlite_utils.Database
     _lock: threading.RLock
     transaction: Callable[[], contextlib.AbstractContextManager[sqlite_utils.Database]]
@@ -80,7 +83,7 @@ class Reading:
             ).fetchone()[0]
             if not exists and count >= pronunciation.MAX_ENTRIES:
                 raise DictionaryFull(pronunciation.MAX_ENTRIES)
-            db["pronunciations"].upsert(
+            db.table("pronunciations").upsert(
                 {"guild_id": guild_id, "word_key": key, "word": word, "spoken": spoken},
                 pk=("guild_id", "word_key"),
             )
@@ -103,10 +106,12 @@ class Reading:
     @guarded
     def autoread_settings(self, guild_id: int) -> AutoReadSettings:
         with self._lock:
-            rows = list(self.db["autoread_settings"].rows_where("guild_id = ?", [guild_id]))
+            rows = list(self.db.table("autoread_settings").rows_where("guild_id = ?", [guild_id]))
         if not rows:
             return AutoReadSettings(guild_id)
-        values = {k: (bool(v) if k in _FLAGS else v) for k, v in rows[0].items() if v is not None}
+        values: dict[str, Any] = {
+            k: (bool(v) if k in _FLAGS else v) for k, v in rows[0].items() if v is not None
+        }
         return AutoReadSettings(**values)
 
     @guarded
@@ -115,7 +120,7 @@ class Reading:
         WhoSpoke(updated.who_spoke)  # refuse an unknown mode before storing it
         row = {f.name: getattr(updated, f.name) for f in fields(updated)}
         with self.transaction() as db:
-            db["autoread_settings"].upsert(
+            db.table("autoread_settings").upsert(
                 {k: int(v) if k in _FLAGS else v for k, v in row.items()}, pk="guild_id"
             )
         return updated
@@ -159,7 +164,7 @@ class Reading:
                 f"select 1 from {table} where guild_id = ? and {column} = ?", [guild_id, value]
             ).fetchone()
             if on and not present:
-                db[table].insert({"guild_id": guild_id, column: value})
+                db.table(table).insert({"guild_id": guild_id, column: value})
             elif not on and present:
                 db.execute(f"delete from {table} where guild_id = ? and {column} = ?", [guild_id, value])
             return bool(on) != bool(present)

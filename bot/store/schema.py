@@ -22,7 +22,7 @@ def connect(path: Path) -> sqlite_utils.Database:
 
 
 def _migrate_1(db: sqlite_utils.Database) -> None:
-    db["voices"].create(
+    db.table("voices").create(
         {
             "id": str,
             "guild_id": int,
@@ -40,8 +40,8 @@ def _migrate_1(db: sqlite_utils.Database) -> None:
         pk="id",
         not_null={"guild_id", "name", "name_key", "owner_id", "created_at", "revision"},
     )
-    db["voices"].create_index(["guild_id", "name_key"], unique=True)
-    db["usage"].create(
+    db.table("voices").create_index(["guild_id", "name_key"], unique=True)
+    db.table("usage").create(
         {
             "id": int,
             "guild_id": int,
@@ -54,11 +54,11 @@ def _migrate_1(db: sqlite_utils.Database) -> None:
         pk="id",
         not_null={"guild_id", "user_id", "at"},
     )
-    db["usage"].create_index(["guild_id", "at"])
+    db.table("usage").create_index(["guild_id", "at"])
 
 
 def _migrate_2(db: sqlite_utils.Database) -> None:
-    db["guild_settings"].create(
+    db.table("guild_settings").create(
         {
             "guild_id": int,
             "clone_role_id": int,
@@ -70,7 +70,9 @@ def _migrate_2(db: sqlite_utils.Database) -> None:
         },
         pk="guild_id",
     )
-    db["user_defaults"].create({"guild_id": int, "user_id": int, "voice_id": str}, pk=("guild_id", "user_id"))
+    db.table("user_defaults").create(
+        {"guild_id": int, "user_id": int, "voice_id": str}, pk=("guild_id", "user_id")
+    )
 
 
 def _migrate_3(db: sqlite_utils.Database) -> None:
@@ -95,13 +97,13 @@ def _migrate_3(db: sqlite_utils.Database) -> None:
 def _migrate_4(db: sqlite_utils.Database) -> None:
     """Reading messages aloud: a server's pronunciation dictionary, auto-read channels, opted-in
     members, ignored roles and auto-read settings (NULL columns mean the default)."""
-    db["pronunciations"].create(
+    db.table("pronunciations").create(
         {"guild_id": int, "word_key": str, "word": str, "spoken": str}, pk=("guild_id", "word_key")
     )
-    db["autoread_channels"].create({"guild_id": int, "channel_id": int}, pk=("guild_id", "channel_id"))
-    db["autoread_members"].create({"guild_id": int, "user_id": int}, pk=("guild_id", "user_id"))
-    db["autoread_ignored_roles"].create({"guild_id": int, "role_id": int}, pk=("guild_id", "role_id"))
-    db["autoread_settings"].create(
+    db.table("autoread_channels").create({"guild_id": int, "channel_id": int}, pk=("guild_id", "channel_id"))
+    db.table("autoread_members").create({"guild_id": int, "user_id": int}, pk=("guild_id", "user_id"))
+    db.table("autoread_ignored_roles").create({"guild_id": int, "role_id": int}, pk=("guild_id", "role_id"))
+    db.table("autoread_settings").create(
         {
             "guild_id": int,
             "voice_chat": int,
