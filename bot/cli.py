@@ -1,51 +1,68 @@
-"""`voicebot`: run the bot, or manage a server's voices from a terminal.
+"""`voicebot`: run the bot, manage a guild's voices from a terminal, deploy the GPU app, fetch weights.
 
-    voicebot clone  --guild G --name N [--owner U] FILE
-    voicebot say    --guild G --voice N --out PATH [--seed S] [--force-speaker] TEXT
-    voicebot voices --guild G [--json]
-    voicebot delete --guild G --voice N
-    voicebot doctor [--repair]
-    voicebot run      (also `python -m bot`): connect to Discord and serve the commands
-    voicebot sync     register the slash commands (globally, or to VOICEBOT_DEV_GUILD) and exit
-
-Every command takes --data-dir DIR (default ./data), --backend modal|local, --weights DIR (local).
-`voices`, `say` and `doctor` (without --repair) only read the library: they never tidy or repair it.
-
-Exit status, with one line on stderr saying what happened and what to do (sysexits.h numbers):
-  0 done · 1 the speech backend failed · 2 bad input (nothing written) · 65 voicebot.db is damaged
-  · 66 a voice's files are missing or damaged · 73 --out can't be written · 74 disk full or I/O error
-  · 77 the library is read-only.
+The parser and the one place errors become a line on stderr; the commands live in `bot.cli_voices`
+(the voice library), `bot.cli_ops` (doctor, run, sync, export, import), `bot.deploy` and
+`bot.weights_cli`. A bare `voicebot` prints the help and exits 2: it asked for nothing, and a script
+that runs it by mistake should notice.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import errno
-import json
 import logging
 import os
 import sqlite3
 import sys
-import tempfile
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import asdict
 from pathlib import Path
 from typing import NoReturn
 
-from bot import audio, text
-from bot.config import Config, check, load_config
-from bot.errors import (
-    BackendError,
-    FileTooLarge,
-    InvalidInput,
-    LibraryError,
-    OutputNotWritable,
-    VoiceNotFound,
-)
-from bot.store import VoiceStore, clean_name
+from bot import cli_ops, cli_voices
+from bot.cli_common import device, guild_id, terminal_message, user_id
+from bot.config import _ENV, Config
+from bot.errors import BackendError, InvalidInput, LibraryError, OutputNotWritable, VoiceBotError
 
-FORMATS_BY_SUFFIX = {".ogg": "ogg", ".opus": "ogg", ".oga": "ogg", ".mp3": "mp3", ".wav": "wav"}
+ENV_HELP = {
+    "data_dir": "voice library folder (default ./data; --data-dir wins)",
+    "backend": "speech backend: modal or local (default modal)",
+    "weights_dir": "weights folder for the local backend",
+    "device": "local backend device: cpu, cuda or cuda:N",
+    "modal_app": "name of the deployed Modal app (default echo-voicebot)",
+    "backend_timeout_s": "seconds to wait for the speech backend (default 180)",
+    "max_text_chars": "longest text to speak, in characters (default 2000)",
+    "max_voices_per_guild": "voices per guild (default 25)",
+    "max_reference_bytes": "largest reference file, in bytes (default 25 MiB)",
+    "discord_token": "the bot's token (run, sync, doctor)",
+    "dev_guild_id": "sync commands to this guild only (instant), not globally",
+    "idle_leave_s": "seconds before leaving a silent voice channel (default 300)",
+    "keep_warm_in_voice": "keep one Modal GPU warm while in voice (default false)",
+    "discord_api_base": "tests only: the loopback Discord's API",
+    "discord_gateway": "tests only: the loopback Discord's gateway",
+    "voice_tls_verify": "tests only: verify voice TLS (default true)",
+}
+
+EXAMPLES = """\
+examples:
+  voicebot clone --guild 123 --name Ada --consent 456 ada.ogg
+  voicebot say --guild 123 --voice Ada --out hello.ogg "Hello there."
+  voicebot say --guild 123 --voice Ada --out - "Hi." | mpv -
+  voicebot --data-dir /srv/voicebot voices --guild 123
+  voicebot export --guild 123 --out guild-123.tar
+  voicebot deploy && voicebot doctor
+
+exit status: 0 done · 1 a service (speech backend, Discord, Modal, Hugging Face) failed · 2 bad input
+  (nothing written) · 65 voicebot.db is damaged · 66 a voice's files are missing or damaged
+  · 73 --out can't be written · 74 disk full or I/O error · 77 the library is read-only.
+"""
+
+
+def _environment() -> str:
+    width = max(len(var) for var in _ENV.values())
+    lines = [f"  {var:<{width}}  {ENV_HELP.get(field, '')}".rstrip() for field, var in _ENV.items()]
+    lines.append(f"  {'MODAL_TOKEN_ID/SECRET':<{width}}  Modal credentials (or `modal token new`)")
+    lines.append(f"  {'HF_TOKEN':<{width}}  Hugging Face token for `voicebot weights fetch` (optional)")
+    return "environment (also read from ./.env):\n" + "\n".join(lines) + "\n"
 
 
 class _Parser(argparse.ArgumentParser):
@@ -54,356 +71,274 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"voicebot: {message} (see {self.prog} --help)\n")
 
 
-def _common(parser: argparse.ArgumentParser, *, nested: bool = False) -> None:
-    # A nested parser's defaults would overwrite what its parent parsed: it leaves unset ones out.
-    default = argparse.SUPPRESS if nested else None
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("echo-voicebot")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def _data_dir(parser: argparse.ArgumentParser, *, top: bool = False) -> None:
+    # On a subcommand the default is left unset, so it never overwrites a --data-dir given before it.
     parser.add_argument(
-        "--data-dir", type=Path, default=default, help="voice library folder (default: ./data)"
-    )
-    parser.add_argument(
-        "--backend", choices=("modal", "local"), default=default, help="speech backend (default: modal)"
-    )
-    parser.add_argument("--weights", type=Path, default=default, help="weights folder for --backend local")
-    parser.add_argument(
-        "--device", default=default, help="local backend device: cuda or cpu (default: cuda if present)"
+        "--data-dir",
+        type=Path,
+        default=None if top else argparse.SUPPRESS,
+        metavar="DIR",
+        help="voice library folder (default: $VOICEBOT_DATA_DIR or ./data)",
     )
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="voicebot", description="Echo voice-clone bot for Discord.")
-    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+def _speech_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--backend", choices=("modal", "local"), help="speech backend (default: $VOICEBOT_BACKEND or modal)"
+    )
+    parser.add_argument(
+        "--weights", type=Path, metavar="DIR", help="weights folder for --backend local ($ECHO_WEIGHTS_DIR)"
+    )
+    parser.add_argument(
+        "--device", type=device, help="local backend device: cpu, cuda or cuda:N (default: cuda if present)"
+    )
 
+
+def _guild(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--guild", type=guild_id, required=True, metavar="ID", help="the server's (guild's) id"
+    )
+
+
+def _json(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
+
+
+def _library_commands(commands: argparse._SubParsersAction) -> None:
     clone = commands.add_parser("clone", help="clone a voice from an audio file")
-    clone.add_argument("--guild", type=int, required=True, help="server (guild) id")
+    _guild(clone)
     clone.add_argument("--name", required=True, help="1–32 letters, digits, spaces, - or _")
-    clone.add_argument("--owner", type=int, default=0, help="Discord user id of the owner (default 0)")
+    clone.add_argument(
+        "--consent",
+        type=user_id,
+        metavar="USER_ID",
+        help="required: the Discord user id of whoever confirms the speaker agreed to be cloned",
+    )
+    clone.add_argument(
+        "--owner", type=user_id, metavar="USER_ID", help="Discord user id of the owner (default: --consent)"
+    )
     clone.add_argument("file", type=Path, help="WAV, MP3, Ogg/Opus, M4A, FLAC, WebM or MP4; 5 s to 5 min")
+    _json(clone)
+    _speech_options(clone)
 
-    say = commands.add_parser("say", help="speak text in a voice, to a file")
-    say.add_argument("--guild", type=int, required=True)
+    say = commands.add_parser("say", help="speak text in a voice, to a file or stdout")
+    _guild(say)
     say.add_argument("--voice", required=True, help="voice name")
-    say.add_argument("--out", type=Path, required=True, help="output file: .ogg, .mp3 or .wav")
+    say.add_argument(
+        "--out", type=Path, required=True, help="output file (.ogg, .mp3 or .wav), or - for stdout"
+    )
+    say.add_argument(
+        "--format", choices=("ogg", "mp3", "wav"), help="audio format (default: from --out; ogg for -)"
+    )
     say.add_argument("--seed", type=int, help="same seed, same audio (default: random)")
-    say.add_argument("--force-speaker", action="store_true", help="hold the voice tighter")
-    say.add_argument("--user", type=int, default=0, help="user id the usage is recorded under")
+    say.add_argument("--force-speaker", action="store_true", help="hold the voice tighter on unusual text")
+    say.add_argument(
+        "--user", type=int, default=0, metavar="USER_ID", help="user id the usage is recorded under"
+    )
     say.add_argument("text", help="what to say")
+    _json(say)
+    _speech_options(say)
 
-    voices = commands.add_parser("voices", help="list a server's voices")
-    voices.add_argument("--guild", type=int, required=True)
-    voices.add_argument("--json", action="store_true", help="machine-readable output")
+    voices = commands.add_parser("voices", help="list a guild's voices")
+    _guild(voices)
+    _json(voices)
 
     delete = commands.add_parser("delete", help="delete a voice and its files")
-    delete.add_argument("--guild", type=int, required=True)
-    delete.add_argument("--voice", required=True)
+    _guild(delete)
+    delete.add_argument("--voice", required=True, help="voice name")
+
+    voice = commands.add_parser("voice", help="rename a voice, show it, or set a user's default")
+    actions = voice.add_subparsers(dest="action", required=True, parser_class=_Parser, metavar="ACTION")
+    rename = actions.add_parser("rename", help="give a voice a new name")
+    rename.add_argument("new_name", help="1–32 letters, digits, spaces, - or _")
+    info = actions.add_parser("info", help="show everything the library knows about a voice")
+    _json(info)
+    default = actions.add_parser("default", help="set the voice a user's /say uses when none is given")
+    default.add_argument(
+        "--user", type=user_id, required=True, metavar="USER_ID", help="the member's user id"
+    )
+    for sub in (rename, info, default):
+        _guild(sub)
+        sub.add_argument("--voice", required=True, help="voice name")
+
+    settings = commands.add_parser("settings", help="show a guild's settings, or change them")
+    _guild(settings)
+    role = settings.add_mutually_exclusive_group()
+    role.add_argument("--clone-role", type=user_id, metavar="ROLE_ID", help="only this role may clone")
+    role.add_argument("--everyone-may-clone", action="store_true", help="anyone may clone")
+    settings.add_argument(
+        "--max-text", type=_ranged(10, 20_000), metavar="N", help="characters per /say (10–20000)"
+    )
+    settings.add_argument(
+        "--cooldown", type=_ranged(0, 3600), metavar="S", help="seconds between a user's /say (0–3600)"
+    )
+    settings.add_argument(
+        "--daily-quota",
+        type=_ranged(0, 1440),
+        metavar="MIN",
+        help="minutes of speech per UTC day (0–1440; 0: no limit)",
+    )
+    settings.add_argument(
+        "--default-mode", choices=("auto", "file", "channel"), help="where /say speaks by default"
+    )
+    settings.add_argument("--file-format", choices=("ogg", "mp3"), help="audio format of file replies")
+    _json(settings)
 
     dictionary = commands.add_parser("dictionary", help="list, add or remove pronunciations for a guild")
-    actions = dictionary.add_subparsers(dest="action", required=True, parser_class=_Parser)
+    entries = dictionary.add_subparsers(dest="action", required=True, parser_class=_Parser, metavar="ACTION")
     for action, about in (
         ("list", "show the guild's dictionary"),
         ("add", "say WORD as SPOKEN_AS"),
         ("remove", "say WORD as written"),
     ):
-        sub = actions.add_parser(action, help=about)
-        sub.add_argument("--guild", type=int, required=True, help="server (guild) id")
+        sub = entries.add_parser(action, help=about)
+        _guild(sub)
         if action != "list":
             sub.add_argument("word", help="the word as people type it")
         if action == "add":
             sub.add_argument("spoken_as", help="how it should be said")
-        _common(sub, nested=True)
 
-    doctor = commands.add_parser("doctor", help="check the configuration, data and backend; say what to fix")
+    export = commands.add_parser("export", help="write a guild's voices to a .tar (backup or move)")
+    _guild(export)
+    export.add_argument("--out", type=Path, required=True, help="the .tar file to write")
+    load = commands.add_parser("import", help="add the voices of an exported .tar to a guild")
+    load.add_argument("file", type=Path, help="a .tar written by `voicebot export`")
+    load.add_argument("--guild", type=guild_id, metavar="ID", help="target guild (default: the one exported)")
+    load.add_argument(
+        "--rename", action="store_true", help="give colliding names a -2, -3… suffix instead of refusing"
+    )
+
+
+def _ranged(low: int, high: int) -> Callable[[str], int]:
+    def parse(raw: str) -> int:
+        try:
+            value = int(raw)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{raw!r} is not a whole number") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{raw} is out of range; allowed is {low} to {high}")
+        return value
+
+    return parse
+
+
+def _service_commands(commands: argparse._SubParsersAction) -> None:
+    from bot import deploy, weights_cli
+
+    doctor = commands.add_parser(
+        "doctor", help="check Discord, the data and the speech backend; say what to fix"
+    )
     doctor.add_argument(
         "--repair",
         action="store_true",
         help="also tidy interrupted writes and re-encode damaged voices from their kept recordings",
     )
-    commands.add_parser("run", help="connect to Discord and serve the commands (Ctrl-C stops it)")
+    _json(doctor)
+    _speech_options(doctor)
+    run = commands.add_parser("run", help="connect to Discord and serve the commands (Ctrl-C stops it)")
+    _speech_options(run)
     commands.add_parser("sync", help="register the slash commands with Discord, then exit")
-    for sub in commands.choices.values():
-        _common(sub)
+    deploy.add_parser(commands, _Parser)
+    weights_cli.add_parser(commands, _Parser)
+
+
+LIBRARY_FREE = ("deploy", "weights")  # commands that never open the voice library
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="voicebot",
+        description="Echo voice-clone bot for Discord: run it, manage voices, deploy its GPU app.",
+        epilog=EXAMPLES + "\n" + _environment(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"voicebot {_version()}")
+    _data_dir(parser, top=True)
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser, metavar="COMMAND")
+    _library_commands(commands)
+    _service_commands(commands)
+    for name, sub in commands.choices.items():
+        if name in LIBRARY_FREE:
+            continue
+        nested = [a for a in sub._actions if isinstance(a, argparse._SubParsersAction)]
+        if nested:
+            _data_dir(sub)  # `voicebot voice --data-dir X rename …` too
+        for leaf in nested[0].choices.values() if nested else [sub]:
+            _data_dir(leaf)
+            leaf.set_defaults(usage_parser=leaf)
     return parser
 
 
-def _config(args: argparse.Namespace) -> Config:
-    config = load_config().with_overrides(
-        data_dir=args.data_dir, backend=args.backend, weights_dir=args.weights, device=args.device
-    )
-    return check(config)
-
-
-def _backend(config: Config):
-    from bot.tts import create_backend
-
-    return create_backend(
-        config.backend,
-        weights_dir=config.weights_dir,
-        device=config.device,
-        app_name=config.modal_app,
-        timeout=config.backend_timeout_s,
-    )
-
-
-def _library_exists(config: Config) -> bool:
-    return (config.data_dir / "voicebot.db").exists()
-
-
-def _store(config: Config, *, writes: bool) -> VoiceStore:
-    """`writes=False` for commands that only read: they open without the start-up sweep."""
-    return VoiceStore(config.data_dir, max_voices_per_guild=config.max_voices_per_guild, sweep=writes)
-
-
-def _output_error(path: Path, exc: OSError) -> OutputNotWritable:
-    if path.is_dir():
-        return OutputNotWritable(path, "it is a folder")
-    reason = exc.strerror or str(exc)
-    return OutputNotWritable(path, reason[0].lower() + reason[1:])
-
-
-def _check_writable(path: Path) -> None:
-    """Refuse an --out that can't be written before any speech is made for it (creating nothing)."""
-    folder = path.parent
-    while not folder.exists() and folder != folder.parent:
-        folder = folder.parent
-    try:
-        if path.is_dir():
-            raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR))
-        if not folder.is_dir():
-            raise NotADirectoryError(errno.ENOTDIR, f"{folder} is a file, not a folder")
-        with tempfile.NamedTemporaryFile(dir=folder, prefix=".voicebot-", suffix=".part"):
-            pass
-    except OSError as exc:
-        raise _output_error(path, exc) from None
-
-
-def _write_atomically(path: Path, data: bytes) -> None:
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    except OSError as exc:
-        raise _output_error(path, exc) from None
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it private; the user expects a normal file
-        os.replace(tmp, path)
-    except OSError as exc:
-        Path(tmp).unlink(missing_ok=True)
-        raise _output_error(path, exc) from None
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-# --- commands ---------------------------------------------------------------------------------
-
-
-async def cmd_clone(args: argparse.Namespace, config: Config) -> int:
-    from bot.cloning import clone_reference
-
-    name = clean_name(args.name)
-    if not args.file.is_file():
-        raise InvalidInput(f"There is no file at {args.file}.")
-    size = args.file.stat().st_size
-    if size > config.max_reference_bytes:
-        raise FileTooLarge(size, config.max_reference_bytes)
-    # Every check that needs no library runs before the library is opened (and so created).
-    reference = audio.load_reference(args.file.read_bytes(), max_bytes=config.max_reference_bytes)
-    store = _store(config, writes=True)
-    backend = _backend(config)
-    try:
-        cloned = await clone_reference(
-            store,
-            backend,
-            reference,
-            guild_id=args.guild,
-            name=name,
-            owner_id=args.owner,
-            consent_by=args.owner,
-            source=f"cli:{args.file.name}",
-        )
-    finally:
-        await backend.close()
-        store.close()
-    voice = cloned.voice
-    print(
-        f"Cloned “{voice.name}” in guild {voice.guild_id} from {cloned.format}, "
-        f"{voice.duration_s:.1f} s of reference (id {voice.id}, model {voice.revision})."
-    )
-    return 0
-
-
-async def cmd_say(args: argparse.Namespace, config: Config) -> int:
-    from bot import speech
-
-    fmt = FORMATS_BY_SUFFIX.get(args.out.suffix.lower())
-    if fmt is None:
-        raise InvalidInput(f"Can't write “{args.out.suffix or args.out.name}” files; use .ogg, .mp3 or .wav.")
-    text.prepare(args.text, max_chars=config.max_text_chars)  # bad text: refuse before anything else
-    if not _library_exists(config):
-        raise VoiceNotFound(args.voice)
-    store = _store(config, writes=False)
-    backend = None
-    try:
-        request = speech.plan(
-            store,
-            guild_id=args.guild,
-            user_id=args.user,
-            voice_name=args.voice,
-            words=args.text,
-            max_chars=config.max_text_chars,
-            params=speech.settings(args.force_speaker),
-            seed=args.seed,
-        )
-        _check_writable(args.out)
-        backend = _backend(config)
-        result = await speech.speak(store, backend, request)
-        data = await asyncio.to_thread(speech.render, result, fmt)
-    finally:
-        if backend is not None:
-            await backend.close()
-        store.close()
-    _write_atomically(args.out, data)
-    chunks = len(request.chunks)
-    print(
-        f"Wrote {args.out}: {result.audio_seconds:.1f} s in “{request.voice.name}”'s voice "
-        f"({chunks} chunk{'s' * (chunks != 1)}, seed {request.seed})."
-    )
-    return 0
-
-
-async def cmd_voices(args: argparse.Namespace, config: Config) -> int:
-    voices = []
-    if _library_exists(config):
-        store = _store(config, writes=False)
-        try:
-            voices = store.list(args.guild)
-        finally:
-            store.close()
-    if args.json:
-        print(json.dumps([asdict(v) for v in voices], indent=2))
-    elif not voices:
-        print(
-            f"Guild {args.guild} has no voices yet. Add one with: voicebot clone --guild {args.guild} "
-            "--name NAME FILE"
-        )
-    else:
-        for v in voices:
-            print(f"{v.name:<32}  {v.duration_s:6.1f} s  owner {v.owner_id}  {v.created_at}  {v.id}")
-    return 0
-
-
-async def cmd_delete(args: argparse.Namespace, config: Config) -> int:
-    if not _library_exists(config):
-        raise VoiceNotFound(args.voice)
-    store = _store(config, writes=True)
-    try:
-        voice = store.delete(args.guild, args.voice)
-    finally:
-        store.close()
-    print(f"Deleted “{voice.name}” and its files from guild {voice.guild_id}.")
-    return 0
-
-
-async def cmd_dictionary(args: argparse.Namespace, config: Config) -> int:
-    if args.action == "list":
-        entries = {}
-        if _library_exists(config):
-            store = _store(config, writes=False)
-            try:
-                entries = store.dictionary(args.guild)
-            finally:
-                store.close()
-        for word, spoken in entries.items():
-            print(f"{word}\t{spoken}")
-        if not entries:
-            print(f"Guild {args.guild} has no pronunciations.", file=sys.stderr)
-        return 0
-    store = _store(config, writes=True)
-    try:
-        if args.action == "add":
-            word, spoken = store.add_pronunciation(args.guild, args.word, args.spoken_as)
-            print(f"Guild {args.guild} now says “{word}” as “{spoken}”.")
-        else:
-            removed = store.remove_pronunciation(args.guild, args.word)
-            print(f"Guild {args.guild} says “{removed}” as written again.")
-    finally:
-        store.close()
-    return 0
-
-
-async def cmd_doctor(args: argparse.Namespace, config: Config) -> int:
-    from bot.doctor import diagnose
-
-    problems = 0
-    async for ok, line in diagnose(config, repair=args.repair):
-        print(("ok   " if ok else "FIX  ") + line)
-        problems += not ok
-    print("All good." if not problems else f"{problems} thing(s) to fix, see FIX lines above.")
-    return 0 if not problems else 1
-
-
-async def cmd_run(args: argparse.Namespace, config: Config) -> int:
-    from bot.client import run_bot
-
-    if _library_exists(config):  # a damaged library is one line now, not a traceback after login
-        store = await asyncio.to_thread(_store, config, writes=False)
-        await asyncio.to_thread(store.close)
-    logging.getLogger().setLevel(logging.INFO)
-    await run_bot(config)
-    return 0
-
-
-async def cmd_sync(args: argparse.Namespace, config: Config) -> int:
-    from bot.client import run_bot
-
-    await run_bot(config, sync_only=True)
-    scope = f"guild {config.dev_guild_id}" if config.dev_guild_id else "all servers (global)"
-    print(f"Slash commands registered for {scope}.")
-    return 0
-
-
 COMMANDS: dict[str, Callable[[argparse.Namespace, Config], Awaitable[int]]] = {
-    "clone": cmd_clone,
-    "say": cmd_say,
-    "voices": cmd_voices,
-    "delete": cmd_delete,
-    "dictionary": cmd_dictionary,
-    "doctor": cmd_doctor,
-    "run": cmd_run,
-    "sync": cmd_sync,
+    "clone": cli_voices.cmd_clone,
+    "say": cli_voices.cmd_say,
+    "voices": cli_voices.cmd_voices,
+    "delete": cli_voices.cmd_delete,
+    "voice": cli_voices.cmd_voice,
+    "settings": cli_voices.cmd_settings,
+    "dictionary": cli_voices.cmd_dictionary,
+    "export": cli_ops.cmd_export,
+    "import": cli_ops.cmd_import,
+    "doctor": cli_ops.cmd_doctor,
+    "run": cli_ops.cmd_run,
+    "sync": cli_ops.cmd_sync,
 }
+NEEDS_BACKEND = ("clone", "say", "run", "sync")
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    if args.command in LIBRARY_FREE:
+        return args.handler(args)
+    from bot.cli_common import config_for
+
+    config = config_for(args, needs_backend=args.command in NEEDS_BACKEND)
+    return asyncio.run(COMMANDS[args.command](args, config))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        config = _config(args)
-        return asyncio.run(COMMANDS[args.command](args, config))
-    except InvalidInput as exc:
-        print(f"voicebot: {exc.message}", file=sys.stderr)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser()
+    if not argv:
+        parser.print_help()
         return 2
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # named by the subcommand's parser, so the line points at `voicebot voices --help`
+        getattr(args, "usage_parser", parser).error(f"unrecognized arguments: {' '.join(extra)}")
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+
+    def fail(message: str, code: int) -> int:
+        print(f"voicebot: {message}", file=sys.stderr)
+        return code
+
+    try:
+        return _dispatch(args)
+    except InvalidInput as exc:
+        return fail(terminal_message(exc, args), 2)
     except BackendError as exc:
-        print(f"voicebot: {exc.message} {exc.admin_hint}".rstrip(), file=sys.stderr)
-        return 1
+        return fail(terminal_message(exc, args), 1)
     except LibraryError as exc:
-        print(f"voicebot: {exc.admin_message}", file=sys.stderr)
-        return exc.exit_code
+        return fail(terminal_message(exc, args), exc.exit_code)
     except OutputNotWritable as exc:
-        print(f"voicebot: {exc.message}", file=sys.stderr)
-        return exc.exit_code
+        return fail(exc.message, exc.exit_code)
+    except VoiceBotError as exc:
+        return fail(terminal_message(exc, args), getattr(exc, "exit_code", 1))
     except sqlite3.Error as exc:  # what faults.library_error has no better words for (e.g. locked)
-        print(f"voicebot: the voice library failed: {exc}. See `voicebot doctor`.", file=sys.stderr)
-        return 74  # EX_IOERR
+        return fail(f"the voice library failed: {exc}. See `voicebot doctor`.", 74)  # EX_IOERR
     except BrokenPipeError:  # `voicebot voices | head`: the reader has all it wanted
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the exit flush stays quiet
         return 128 + 13  # as if killed by SIGPIPE, like other command-line tools
     except OSError as exc:  # an input file or folder the machine would not read or write
         where = f" ({exc.filename})" if exc.filename else ""
-        print(f"voicebot: {exc.strerror or exc}{where}.", file=sys.stderr)
-        return 74  # EX_IOERR
+        return fail(f"{exc.strerror or exc}{where}.", 74)  # EX_IOERR
     except KeyboardInterrupt:
         return 130
 

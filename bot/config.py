@@ -118,8 +118,11 @@ def _convert(name: str, var: str, raw: str) -> object:
     return value
 
 
-def load_config(env: Mapping[str, str] | None = None, dotenv: Path | None = Path(".env")) -> Config:
-    """Environment first, then `.env` for anything the environment leaves unset."""
+def load_config(
+    env: Mapping[str, str] | None = None, dotenv: Path | None = Path(".env"), *, check_backend: bool = True
+) -> Config:
+    """Environment first, then `.env` for anything the environment leaves unset. `check_backend=False`
+    is for commands that make no speech: they don't need the backend's settings to be complete."""
     from_file = read_dotenv(dotenv) if dotenv else {}
     if env is None:
         export_service_credentials(from_file, os.environ)
@@ -131,8 +134,7 @@ def load_config(env: Mapping[str, str] | None = None, dotenv: Path | None = Path
         if raw:
             values[name] = _convert(name, var, raw)
     config = Config(**values)  # type: ignore[arg-type]
-    check(config)
-    return config
+    return check(config) if check_backend else config
 
 
 def check(config: Config) -> Config:

@@ -1,6 +1,7 @@
 """`voicebot doctor`: check what a bot admin can get wrong, and say how to fix each thing.
 
-Yields (ok, line) pairs; a line that is not ok says what to do. Plain `voicebot doctor` changes nothing:
+Yields findings: ok, FIX (a problem, with a line saying what to run) or note (fine for some uses, such
+as no Discord token for someone who only uses the terminal commands). Plain `voicebot doctor` changes nothing:
 it opens the library read-only (no sweep) and reports what a repair would do. `voicebot doctor --repair`
 first tidies interrupted writes and temporary folders and re-encodes voices whose latent is missing or
 damaged from their kept reference, then checks. No repair ever deletes a reference recording.
@@ -10,11 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+from bot.cli_common import plural
 from bot.config import Config
-from bot.errors import BackendError, LibraryError
+from bot.errors import BackendError, BackendNotDeployed, LibraryError
 from bot.store import SCHEMA_VERSION, Audit, Voice, VoiceStore
 from bot.store.faults import DB_NAME
 from bot.store.health import holds_voices, remove_tree
@@ -45,7 +49,8 @@ def _findings(found: Audit, store: VoiceStore) -> list[Check]:
         return [
             (
                 False,
-                f"The folder {store.voices_dir} is missing, but the library lists {found.voices} voice(s): "
+                f"The folder {store.voices_dir} is missing, but the library lists "
+                f"{plural(found.voices, 'voice')}: "
                 "is its volume mounted? Nothing was deleted; put the folder back.",
             )
         ]
@@ -54,8 +59,9 @@ def _findings(found: Audit, store: VoiceStore) -> list[Check]:
         checks.append(
             (
                 False,
-                f"{len(found.unsettled)} unfinished add(s) or delete(s) and {len(found.temporary)} temporary "
-                "folder(s), from an interrupted run (or one under way now): `voicebot doctor --repair` or "
+                f"{plural(len(found.unsettled), 'unfinished add or delete', 'unfinished adds or deletes')} "
+                f"and {plural(len(found.temporary), 'temporary folder')}, from an interrupted run (or one "
+                "under way now): `voicebot doctor --repair` or "
                 "the bot's next start tidies them; no finished voice is touched.",
             )
         )
@@ -93,7 +99,7 @@ def _findings(found: Audit, store: VoiceStore) -> list[Check]:
         lambda voices: (
             f"Voices {' and '.join(f'“{v.name}”' for v in voices)} in guild {voices[0].guild_id} "
             "look alike (cloned before look-alike names were refused). Both are kept; rename one with "
-            "/voice rename."
+            f"`voicebot voice rename --guild {voices[0].guild_id} --voice '{voices[0].name}' NEW_NAME`."
         ),
     )
     return checks
@@ -131,7 +137,9 @@ def check_library(config: Config) -> list[Check]:
         found = store.audit()
         checks += _findings(found, store)
         guilds = len({v.guild_id for v in store.all_voices()})
-        checks.append((True, f"{found.voices} voice(s) in {guilds} server(s) under {data_dir}."))
+        checks.append(
+            (True, f"{plural(found.voices, 'voice')} in {plural(guilds, 'guild')} under {data_dir}.")
+        )
         return checks
     except LibraryError as exc:
         return [(False, exc.admin_message)]
@@ -160,8 +168,9 @@ async def repair_library(config: Config) -> list[Check]:
             checks.append(
                 (
                     True,
-                    f"Repaired: undid {swept.undone_adds} interrupted add(s), finished "
-                    f"{swept.finished_deletes} delete(s), removed {tidied} temporary folder(s).",
+                    f"Repaired: undid {plural(swept.undone_adds, 'interrupted add')}, finished "
+                    f"{plural(swept.finished_deletes, 'delete')}, "
+                    f"removed {plural(tidied, 'temporary folder')}.",
                 )
             )
         for voice, _problem in found.reencodable:
@@ -181,7 +190,10 @@ async def _reencode(config: Config, store: VoiceStore, pending: list[Voice]) -> 
 
     if config.backend == "modal" and not _modal_credentials():
         return [
-            (False, f"{len(pending)} voice(s) need re-encoding, which needs the speech backend: see below.")
+            (
+                False,
+                f"{plural(len(pending), 'voice')} to re-encode, which needs the speech backend: see below.",
+            )
         ]
     backend = _create_backend(config)
     try:
@@ -194,7 +206,10 @@ async def _reencode(config: Config, store: VoiceStore, pending: list[Voice]) -> 
     left = len(pending) - len(done)
     if left:
         checks.append(
-            (False, f"{left} voice(s) could not be re-encoded: their reference is gone too (see below).")
+            (
+                False,
+                f"{plural(left, 'voice')} could not be re-encoded: the reference is gone too (see below).",
+            )
         )
     return checks
 
@@ -216,8 +231,8 @@ async def _backend(config: Config) -> list[Check]:
         return [
             (
                 False,
-                "No Modal credentials: set MODAL_TOKEN_ID and MODAL_TOKEN_SECRET (in the "
-                "environment or .env), or run `modal token new`.",
+                "No Modal credentials: run `modal token new`, or set MODAL_TOKEN_ID and "
+                "MODAL_TOKEN_SECRET (in the environment or .env).",
             )
         ]
     if config.backend == "local":
@@ -228,36 +243,144 @@ async def _backend(config: Config) -> list[Check]:
             return [
                 (
                     False,
-                    f"Weights folder {config.weights_dir} lacks {', '.join(missing)}: fill it "
-                    "with `modal_tts.weights.fill_weights_dir` or try `python -m modal_tts.tiny`.",
+                    f"Weights folder {config.weights_dir} lacks {', '.join(missing)}: fill it with "
+                    f"`voicebot weights fetch {config.weights_dir}`.",
                 )
             ]
     backend = _create_backend(config)
     try:
         info = await backend.info()
+    except BackendNotDeployed:
+        return [(False, f"The Modal app {config.modal_app} is not deployed: run `voicebot deploy`.")]
     except BackendError as exc:
         return [(False, f"Speech backend ({config.backend}): {exc.message} {exc.admin_hint}".rstrip())]
     finally:
         await backend.close()
-    return [
-        (
-            True,
-            f"Speech backend ({config.backend}) answers: model {info.get('revision')} on "
-            f"{info.get('device_name') or info.get('device')}.",
+    where = info.get("device_name") or info.get("device")
+    if config.backend == "modal":
+        return [
+            (
+                True,
+                f"Modal app {config.modal_app} is deployed: model {info.get('revision')} "
+                f"on {info.get('gpu') or where}.",
+            )
+        ]
+    return [(True, f"Speech backend (local) answers: model {info.get('revision')} on {where}.")]
+
+
+# (method, URL, headers) -> (HTTP status, JSON body); tests inject one, the default uses aiohttp.
+DiscordGet = Callable[[str, dict[str, str]], Awaitable[tuple[int, Any]]]
+DISCORD_API = "https://discord.com/api/v10"
+
+
+async def _aiohttp_get(url: str, headers: dict[str, str]) -> tuple[int, Any]:
+    import aiohttp
+
+    # Short: doctor should say "unreachable" in seconds, not hang on a dead network.
+    timeout = aiohttp.ClientTimeout(total=10, connect=5)
+    async with (
+        aiohttp.ClientSession(timeout=timeout) as session,
+        session.get(url, headers=headers) as response,
+    ):
+        body = await response.json(content_type=None) if response.status == 200 else None
+        return response.status, body
+
+
+async def check_discord(config: Config, get: DiscordGet | None = None) -> list[Finding]:
+    """The token against Discord: accepted, which bot it is, and whether it is in any server."""
+    if not config.discord_token:
+        return [
+            Finding(
+                "note",
+                "DISCORD_TOKEN is not set: fine for the terminal commands; `voicebot run` needs it.",
+                "put DISCORD_TOKEN=... in .env (Developer Portal → your app → Bot → Reset Token)",
+            )
+        ]
+    get = get or _aiohttp_get
+    base = (config.discord_api_base or DISCORD_API).rstrip("/")
+    headers = {"Authorization": f"Bot {config.discord_token}"}
+    try:
+        status, me = await get(f"{base}/users/@me", headers)
+        if status == 200:
+            status, guilds = await get(f"{base}/users/@me/guilds", headers)
+    except (OSError, TimeoutError) as exc:
+        detail = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+        return [
+            Finding(
+                "fix",
+                f"Can't reach Discord at {base} ({detail}).",
+                "check the network, then run `voicebot doctor` again",
+            )
+        ]
+    except Exception as exc:  # aiohttp's own errors, bad JSON: still one line
+        return [
+            Finding(
+                "fix",
+                f"Can't reach Discord at {base} ({type(exc).__name__}).",
+                "check the network, then run `voicebot doctor` again",
+            )
+        ]
+    if status == 401:
+        return [
+            Finding(
+                "fix",
+                "Discord rejected DISCORD_TOKEN (401).",
+                "copy a fresh token from the Developer Portal (Bot → Reset Token) into .env",
+            )
+        ]
+    if status != 200:
+        return [
+            Finding("fix", f"Discord answered HTTP {status} to the token check.", "try again in a minute")
+        ]
+    findings = [Finding("ok", f"Discord token accepted: the bot is {me.get('username')} ({me.get('id')}).")]
+    if not guilds:
+        findings.append(
+            Finding(
+                "fix",
+                "The bot is in no server yet.",
+                f"invite it: https://discord.com/oauth2/authorize?client_id={me.get('id')}&scope=bot+applications.commands&permissions=3148800",
+            )
         )
-    ]
-
-
-async def diagnose(config: Config, *, repair: bool = False) -> AsyncIterator[Check]:
-    yield True, f"Configuration loaded: backend {config.backend}, data {config.data_dir}."
-    if config.discord_token:
-        yield True, "Discord token is set."
     else:
-        yield False, "DISCORD_TOKEN is not set: put it in the environment or .env to run the bot."
+        findings.append(Finding("ok", f"The bot is in {plural(len(guilds), 'server')}."))
+    return findings
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One line of the report: `ok`, `fix` (a problem, counted) or `note` (worth knowing, not a problem);
+    `fix` is a line the admin can act on."""
+
+    status: str
+    line: str
+    fix: str | None = None
+
+    @property
+    def problem(self) -> bool:
+        return self.status == "fix"
+
+    def render(self) -> str:
+        label = {"ok": "ok  ", "fix": "FIX ", "note": "note"}[self.status]
+        return f"{label} {self.line}" + (f"\n       fix: {self.fix}" if self.fix else "")
+
+    def as_dict(self) -> dict[str, str | None]:
+        return {"status": self.status, "line": self.line, "fix": self.fix}
+
+
+def _found(checks: list[Check]) -> list[Finding]:
+    return [Finding("ok" if ok else "fix", line) for ok, line in checks]
+
+
+async def diagnose(
+    config: Config, *, repair: bool = False, discord_get: DiscordGet | None = None
+) -> AsyncIterator[Finding]:
+    yield Finding("ok", f"Configuration loaded: backend {config.backend}, data {config.data_dir}.")
+    for finding in await check_discord(config, discord_get):
+        yield finding
     if repair:
-        for check in await repair_library(config):
-            yield check
-    for check in await asyncio.to_thread(check_library, config):
-        yield check
-    for check in await _backend(config):
-        yield check
+        for finding in _found(await repair_library(config)):
+            yield finding
+    for finding in _found(await asyncio.to_thread(check_library, config)):
+        yield finding
+    for finding in _found(await _backend(config)):
+        yield finding

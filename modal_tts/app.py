@@ -78,9 +78,9 @@ image = (
         "echo-tts==0.1.4",
         "safetensors>=0.4",
         "numpy>=2.0",
-        "huggingface_hub[hf_transfer]>=0.30",
+        "huggingface_hub>=1.0",  # pulls in hf_xet, which replaced hf_transfer
     )
-    .env({"HF_HUB_ENABLE_HF_TRANSFER": "1"})
+    .env({"HF_XET_HIGH_PERFORMANCE": "1"})  # hf_xet's fast mode: the old HF_HUB_ENABLE_HF_TRANSFER
     .add_local_python_source("modal_tts")
 )
 

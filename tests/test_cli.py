@@ -17,6 +17,7 @@ from bot.cli import main
 from tests import media
 
 GOOD_CLIP = media.encode(media.speech_like(7.0), "voice-message")
+SPEECH_COMMANDS = ("clone", "say", "doctor")  # the commands offered --backend/--weights/--device
 
 
 @pytest.fixture
@@ -27,8 +28,10 @@ def run(tmp_path, tiny_model_dir, capsys, monkeypatch):
 
     def invoke(*args: str, backend: bool = True) -> tuple[int, str, str]:
         extra = ["--data-dir", str(tmp_path / "data")]
-        if backend:
+        if backend and args[0] in SPEECH_COMMANDS:
             extra += ["--backend", "local", "--weights", str(tiny_model_dir), "--device", "cpu"]
+        if args[0] == "clone" and "--consent" not in args:
+            extra += ["--consent", "7"]
         try:
             code = main([args[0], *extra, *args[1:]])
         except SystemExit as exc:  # argparse's usage errors
@@ -54,7 +57,7 @@ def library(tmp_path: Path) -> tuple[set[str], list[tuple]]:
 def test_clone_list_say_delete_round_trip(run, tmp_path):
     clip = tmp_path / "ada.ogg"
     clip.write_bytes(GOOD_CLIP)
-    code, out, err = run("clone", "--guild", "1", "--name", "Ada", "--owner", "42", str(clip))
+    code, out, err = run("clone", "--guild", "1", "--name", "Ada", "--consent", "42", str(clip))
     assert (code, err) == (0, "") and "Cloned “Ada” in guild 1 from ogg/opus, 7.0 s" in out
 
     code, out, _ = run("voices", "--guild", "1", "--json", backend=False)
@@ -223,7 +226,9 @@ def _bad_inputs(tmp: Path) -> list[tuple[str, list[str], str]]:
         ),
         ("delete unknown", ["delete", "--guild", "1", "--voice", "Nobody"], "no voice called"),
         ("no guild", ["voices", "--json"], "--guild"),
-        ("guild not a number", ["voices", "--guild", "one"], "invalid int value"),
+        ("guild not a number", ["voices", "--guild", "one"], "'one' is not a guild id"),
+        ("guild zero", ["voices", "--guild", "0"], "0 is not a guild id"),
+        ("negative guild", ["delete", "--guild", "-5", "--voice", "A"], "-5 is not a guild id"),
         ("unknown command", ["frobnicate"], "invalid choice"),
     ]
 
@@ -270,15 +275,24 @@ def test_local_backend_without_weights_is_a_config_error(tmp_path, capsys, monke
 
 def test_doctor_reports_what_to_fix(run, tmp_path, monkeypatch):
     code, out, _ = run("doctor")
-    assert code == 1  # no Discord token in this test
-    assert "FIX  DISCORD_TOKEN is not set" in out
+    assert code == 0 and "All good." in out  # no Discord token: worth a note, not a failure
+    assert "note DISCORD_TOKEN is not set: fine for the terminal commands" in out
     assert "ok   Speech backend (local) answers: model echo-" in out
     monkeypatch.setenv("DISCORD_TOKEN", "x" * 10)
+    monkeypatch.setenv("VOICEBOT_DISCORD_API_BASE", "http://127.0.0.1:9/api/v10")  # a closed port
     code, out, _ = run("doctor")
-    assert code == 0 and "All good." in out and "x" * 10 not in out  # the token is never printed
+    assert code == 1 and "FIX  Can't reach Discord at http://127.0.0.1:9/api/v10" in out
+    assert "x" * 10 not in out  # the token is never printed
+    assert "1 problem to fix: see the FIX lines above." in out
 
+    monkeypatch.delenv("DISCORD_TOKEN")
     code, out, _ = run("doctor", "--weights", str(tmp_path / "empty"))
     assert code == 1 and "lacks echo/pytorch_model.safetensors" in out
+    assert f"`voicebot weights fetch {tmp_path / 'empty'}`" in out
+
+    code, out, _ = run("doctor", "--json")
+    statuses = {item["status"] for item in json.loads(out)}
+    assert code == 0 and statuses == {"ok", "note"}
 
 
 # --- a damaged, full or read-only library: one line and an exit code each, never a traceback -------

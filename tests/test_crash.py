@@ -98,6 +98,8 @@ def test_voicebot_clone_killed_at_random_moments(tmp_path, tiny_model_dir):
             "cpu",
             "--guild",
             "1",
+            "--consent",
+            "7",
             "--name",
             name,
             str(clip),

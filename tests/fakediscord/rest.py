@@ -2,7 +2,8 @@
 
 Covered routes (what discord.py 2.7 calls for a bot like ours):
 
-* login: ``GET /users/@me``, ``GET /oauth2/applications/@me``; ``GET /gateway[/bot]``;
+* login: ``GET /users/@me`` (and ``/users/@me/guilds``), ``GET /oauth2/applications/@me``;
+  ``GET /gateway[/bot]``;
 * commands: ``GET``/``PUT /applications/{app}/commands`` and ``.../guilds/{guild}/commands`` (bulk
   overwrite; ids stay stable per name and type);
 * interactions: ``POST /interactions/{id}/{token}/callback`` (JSON, or multipart with
@@ -111,6 +112,7 @@ class RestApi:
         r = app.router
         p = API_PREFIX
         r.add_get(p + "/users/@me", self.get_me)
+        r.add_get(p + "/users/@me/guilds", self.get_my_guilds)
         r.add_get(p + "/oauth2/applications/@me", self.get_application)
         r.add_get(p + "/applications/@me", self.get_application)
         r.add_get(p + "/gateway", self.get_gateway)
@@ -177,6 +179,10 @@ class RestApi:
         user = self.world.bot.payload()
         user.update(verified=True, mfa_enabled=False, flags=0, email=None, locale="en-US")
         return json_response(user)
+
+    async def get_my_guilds(self, request: web.Request) -> web.Response:
+        guilds = [{"id": str(g.id), "name": g.name} for g in self.world.guilds.values()]
+        return json_response(guilds)
 
     async def get_application(self, request: web.Request) -> web.Response:
         return json_response(self.world.application_payload())

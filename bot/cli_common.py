@@ -1,0 +1,218 @@
+"""What every `voicebot` command shares: argument types, the library and backend it opens, progress lines
+on stderr, writing an output file, and the terminal's wording of the bot's errors."""
+
+from __future__ import annotations
+
+import argparse
+import errno
+import os
+import re
+import sys
+import tempfile
+from pathlib import Path
+
+from bot.config import Config, check, load_config
+from bot.errors import (
+    BackendNotDeployed,
+    ConsentRequired,
+    DictionaryFull,
+    FileTooLarge,
+    InvalidInput,
+    NoDefaultVoice,
+    OutputNotWritable,
+    ReferenceTooLong,
+    ReferenceTooShort,
+    VoiceBotError,
+    VoiceLimitReached,
+    VoiceNameTaken,
+    VoiceNotFound,
+    VoicesFolderMissing,
+    fmt_bytes,
+    fmt_seconds,
+)
+from bot.store import VoiceStore
+
+CLIP_LIMITS = "a reference must be 5 s to 5 min long"  # the one phrasing of the clip limits
+
+
+def plural(count: int, word: str, many: str | None = None) -> str:
+    """`1 voice`, `2 voices`: never `voice(s)`."""
+    return f"{count} {word if count == 1 else many or word + 's'}"
+
+
+# --- argument types ---------------------------------------------------------------------------
+
+
+def guild_id(raw: str) -> int:
+    """A Discord id is a positive whole number; 0 or a negative one is a typo, refused here."""
+    try:
+        value = int(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{raw!r} is not a guild id (a positive whole number)") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{raw} is not a guild id; use the server's id, a positive number")
+    return value
+
+
+def user_id(raw: str) -> int:
+    try:
+        value = int(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{raw!r} is not a Discord user id (a positive whole number)"
+        ) from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{raw} is not a Discord user id; it is a positive number")
+    return value
+
+
+def device(raw: str) -> str:
+    if not re.fullmatch(r"cpu|cuda(:\d+)?", raw):
+        raise argparse.ArgumentTypeError(f"{raw!r} is not a device; use cpu, cuda or cuda:N")
+    return raw
+
+
+# --- what a command opens ----------------------------------------------------------------------
+
+
+def config_for(args: argparse.Namespace, *, needs_backend: bool) -> Config:
+    """Settings with the command line's overrides. Only commands that make speech check the backend's
+    own settings, so `voices` works on a machine set up for a backend it doesn't have."""
+    config = load_config(check_backend=False).with_overrides(
+        data_dir=getattr(args, "data_dir", None),
+        backend=getattr(args, "backend", None),
+        weights_dir=getattr(args, "weights", None),
+        device=getattr(args, "device", None),
+    )
+    return check(config) if needs_backend else config
+
+
+def create_backend(config: Config):
+    from bot.tts import create_backend as create
+
+    return create(
+        config.backend,
+        weights_dir=config.weights_dir,
+        device=config.device,
+        app_name=config.modal_app,
+        timeout=config.backend_timeout_s,
+    )
+
+
+def library_exists(config: Config) -> bool:
+    return (config.data_dir / "voicebot.db").exists()
+
+
+def open_store(config: Config, *, writes: bool) -> VoiceStore:
+    """`writes=False` for commands that only read: they open without the start-up sweep."""
+    return VoiceStore(config.data_dir, max_voices_per_guild=config.max_voices_per_guild, sweep=writes)
+
+
+# --- progress --------------------------------------------------------------------------------
+
+
+def stderr_is_terminal() -> bool:
+    return sys.stderr.isatty()
+
+
+class Progress:
+    """`voicebot: …` lines on stderr while long work runs; silent unless stderr is a terminal, so logs
+    and scripts see only the result."""
+
+    def __init__(self, enabled: bool | None = None) -> None:
+        self.enabled = stderr_is_terminal() if enabled is None else enabled
+
+    def __call__(self, line: str) -> None:
+        if self.enabled:
+            print(f"voicebot: {line}", file=sys.stderr, flush=True)
+
+
+# --- writing an output file ------------------------------------------------------------------
+
+
+def _output_error(path: Path, exc: OSError) -> OutputNotWritable:
+    if path.is_dir():
+        return OutputNotWritable(path, "it is a folder")
+    reason = exc.strerror or str(exc)
+    return OutputNotWritable(path, reason[0].lower() + reason[1:])
+
+
+def check_writable(path: Path) -> None:
+    """Refuse an --out that can't be written before any work is done for it (creating nothing)."""
+    folder = path.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    try:
+        if path.is_dir():
+            raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR))
+        if not folder.is_dir():
+            raise NotADirectoryError(errno.ENOTDIR, f"{folder} is a file, not a folder")
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".voicebot-", suffix=".part"):
+            pass
+    except OSError as exc:
+        raise _output_error(path, exc) from None
+
+
+def write_atomically(path: Path, data: bytes) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    except OSError as exc:
+        raise _output_error(path, exc) from None
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it private; the user expects a normal file
+        os.replace(tmp, path)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        raise _output_error(path, exc) from None
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+# --- the terminal's wording ------------------------------------------------------------------
+
+
+def terminal_message(exc: VoiceBotError, args: argparse.Namespace) -> str:
+    """The error as a terminal user reads it: guild ids and `voicebot` commands where Discord members
+    read "this server" and slash commands. Discord's wording stays in `bot.errors`."""
+    guild = getattr(args, "guild", None)
+    where = f"Guild {guild}" if guild else "This guild"
+    if isinstance(exc, VoiceNotFound):
+        listing = f"voicebot voices --guild {guild}" if guild else "voicebot voices --guild G"
+        return f"{where} has no voice called “{exc.name[:40]}”. See the list with `{listing}`."
+    if isinstance(exc, VoiceNameTaken):
+        return f"{where} already has a voice called “{exc.name}”. Pick another --name or delete that one."
+    if isinstance(exc, VoiceLimitReached):
+        return (
+            f"{where} has reached its limit of {exc.limit} voices (VOICEBOT_MAX_VOICES). "
+            "Delete one with `voicebot delete` first."
+        )
+    if isinstance(exc, ReferenceTooShort | ReferenceTooLong):
+        return f"That clip is {fmt_seconds(exc.seconds)} long; {CLIP_LIMITS}."
+    if isinstance(exc, FileTooLarge):
+        return (
+            f"That file is {fmt_bytes(exc.size)}; a reference file can be at most {fmt_bytes(exc.limit)} "
+            "(VOICEBOT_MAX_REFERENCE_BYTES). Trim it or compress it to MP3 or Ogg."
+        )
+    if isinstance(exc, ConsentRequired):
+        return "A voice can only be cloned with its speaker's permission: confirm it with --consent USER_ID."
+    if isinstance(exc, NoDefaultVoice):
+        return "Pick a voice with --voice NAME."
+    if isinstance(exc, DictionaryFull):
+        return f"{where}'s pronunciation dictionary is full ({exc.limit} entries). Remove one first."
+    if isinstance(exc, VoicesFolderMissing):
+        return (
+            f"The folder {exc.path} is missing, but the library lists {plural(exc.voices, 'voice')}: is "
+            "its volume mounted? Nothing was deleted; put the folder back and try again."
+        )
+    if isinstance(exc, BackendNotDeployed):
+        return "The Modal app isn't deployed. Deploy it with `voicebot deploy`, then try again."
+    message = getattr(exc, "admin_message", None) or exc.message
+    message = message.replace("This server", where).replace("this server", where.lower())
+    hint = getattr(exc, "admin_hint", "")
+    return f"{message} {hint}".rstrip() if hint and not isinstance(exc, InvalidInput) else message
