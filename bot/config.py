@@ -14,6 +14,7 @@ from typing import Any
 
 from dotenv import dotenv_values
 
+from bot.choices import BACKENDS, DEFAULT_BACKEND
 from bot.errors import InvalidInput
 
 
@@ -24,7 +25,7 @@ class ConfigError(InvalidInput):
 @dataclass(frozen=True)
 class Config:
     data_dir: Path = Path("data")
-    backend: str = "modal"  # modal | local
+    backend: str = DEFAULT_BACKEND  # one of BACKENDS
     weights_dir: Path | None = None  # for the local backend
     device: str | None = None  # local backend: cuda / cpu (default: cuda when available)
     modal_app: str = "echo-voicebot"
@@ -138,8 +139,9 @@ def load_config(
 
 
 def check(config: Config) -> Config:
-    if config.backend not in ("modal", "local"):
-        raise ConfigError(f"VOICEBOT_BACKEND is {config.backend!r}; allowed is modal or local.")
+    if config.backend not in BACKENDS:
+        allowed = " or ".join(BACKENDS)
+        raise ConfigError(f"VOICEBOT_BACKEND is {config.backend!r}; allowed is {allowed}.")
     if config.backend == "local" and config.weights_dir is None:
         raise ConfigError(
             "The local backend needs a weights directory: set ECHO_WEIGHTS_DIR or pass --weights DIR."

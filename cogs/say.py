@@ -9,18 +9,16 @@ options, chooses the mode, plans and reserves; `bot.delivery` speaks to Discord.
 from __future__ import annotations
 
 import asyncio
-from typing import Literal
 
 import discord
 from discord import app_commands
 from discord.ext import commands
 
 from bot import delivery, mentions, speech, text
+from bot.choices import Mode
 from bot.errors import CannotJoinVoice, NoDefaultVoice, NoTextInMessage, NotInVoiceChannel
 from bot.store import GuildSettings
 from cogs.common import bot_of, guild_id_of, may_speak_in, voice_channel_of, voice_names
-
-Mode = Literal["auto", "file", "channel"]
 
 
 def choose_mode(interaction: discord.Interaction, wanted: str) -> tuple[str, discord.VoiceChannel | None]:

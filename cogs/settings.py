@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Literal
 
 import discord
 from discord import app_commands
 from discord.ext import commands
 
+from bot.choices import FileFormat, Mode
 from bot.store import GuildSettings
 from cogs.common import bot_of, guild_id_of
 
@@ -56,8 +56,8 @@ class Settings(commands.Cog):
         max_text_length: app_commands.Range[int, 10, 20_000] | None = None,
         cooldown_seconds: app_commands.Range[int, 0, 3600] | None = None,
         daily_quota_minutes: app_commands.Range[int, 0, 1440] | None = None,
-        default_mode: Literal["auto", "file", "channel"] | None = None,
-        file_format: Literal["ogg", "mp3"] | None = None,
+        default_mode: Mode | None = None,
+        file_format: FileFormat | None = None,
     ) -> None:
         bot = bot_of(interaction)
         guild_id = guild_id_of(interaction)

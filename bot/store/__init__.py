@@ -22,13 +22,14 @@ defaults, usage), `schema` (tables, migrations), `files` (on-disk layout and ato
 Synchronous by design: the bot calls it through `asyncio.to_thread`, so one lock guards the connection.
 """
 
+from bot.choices import FILE_FORMATS, MODES
 from bot.names import MAX_NAME_LENGTH, clean_name, name_key
 from bot.store.files import LATENT, REFERENCE
 from bot.store.health import Audit, SweepReport
 from bot.store.library import Voice, VoiceStore
 from bot.store.reading import AutoReadSettings
 from bot.store.schema import MIGRATIONS, SCHEMA_VERSION
-from bot.store.settings import FILE_FORMATS, MODES, GuildSettings
+from bot.store.settings import GuildSettings
 
 __all__ = [
     "FILE_FORMATS",

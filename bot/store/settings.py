@@ -12,14 +12,12 @@ from typing import TYPE_CHECKING
 
 import sqlite_utils
 
+from bot.choices import DEFAULT_FILE_FORMAT, DEFAULT_MODE, FILE_FORMATS, MODES
 from bot.errors import VoiceNotFound
 from bot.store.faults import guarded
 
 if TYPE_CHECKING:
     from bot.store.library import Voice
-
-MODES = ("auto", "file", "channel")
-FILE_FORMATS = ("ogg", "mp3")
 
 
 @dataclass(frozen=True)
@@ -31,8 +29,8 @@ class GuildSettings:
     max_text_chars: int | None = None  # None: the bot's configured maximum
     cooldown_s: float = 0.0  # per user, between two /say
     daily_quota_s: float | None = None  # seconds of speech per server per UTC day; None: no limit
-    default_mode: str = "auto"
-    file_format: str = "ogg"
+    default_mode: str = DEFAULT_MODE
+    file_format: str = DEFAULT_FILE_FORMAT
 
 
 class SettingsAndUsage:

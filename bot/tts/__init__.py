@@ -7,15 +7,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from bot.choices import BACKENDS, DEFAULT_BACKEND
 from bot.tts.base import SpeakerLatent, SpokenChunk, TTSBackend
 
-__all__ = ["SpeakerLatent", "SpokenChunk", "TTSBackend", "create_backend"]
-
-BACKENDS = ("modal", "local")
+__all__ = ["BACKENDS", "SpeakerLatent", "SpokenChunk", "TTSBackend", "create_backend"]
 
 
 def create_backend(
-    kind: str = "modal",
+    kind: str = DEFAULT_BACKEND,
     *,
     weights_dir: str | Path | None = None,
     device: str | None = None,
