@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from bot.cli_common import Progress
+from bot.cli_common import Progress, plural
 
 # flag, variable, documented default (modal_tts/app.py), help
 SETTINGS: tuple[tuple[str, str, str, str], ...] = (
@@ -155,7 +155,9 @@ def run(
         print(json.dumps(result, indent=2))
         return 0
     weights = (
-        f"fetched {len(result['weights_fetched'])} files" if result["weights_fetched"] else "already filled"
+        f"fetched {plural(len(result['weights_fetched']), 'file')}"
+        if result["weights_fetched"]
+        else "already filled"
     )
     print(f"Deployed {result['app']} on {result['gpu']} ({result['device_name'] or 'GPU name unknown'}).")
     print(f"Weights Volume: {weights}. Model revision {result['revision']}.")

@@ -228,7 +228,7 @@ def test_deploy_passes_settings_fills_weights_and_reports_gpu_revision_cold_star
     )
     assert capsys.readouterr().out == (
         "Deployed echo-voicebot on L40S (NVIDIA L40S).\n"
-        "Weights Volume: fetched 1 files. Model revision echo-abc123.\n"
+        "Weights Volume: fetched 1 file. Model revision echo-abc123.\n"
         "First call answered in 42.5 s (a cold start; warm calls skip it).\n"
     )
 
