@@ -184,7 +184,7 @@ class VoiceBot(commands.Bot):
         if getattr(self, "backend", None) is not None:
             await self.backend.close()
         if getattr(self, "store", None) is not None:
-            await asyncio.to_thread(self.store.close)
+            await self.store.aio.close()
 
 
 def _token(config: Config) -> str:
