@@ -22,6 +22,7 @@ from discord.ext import commands
 from bot import health, replies
 from bot.cloning import keep_voices_encoded
 from bot.config import Config, ConfigError
+from bot.discord_compat import gateway_closed
 from bot.encoder import Encoder
 from bot.limits import Limits
 from bot.store import VoiceStore
@@ -147,7 +148,7 @@ class VoiceBot(commands.Bot):
             await asyncio.sleep(health.HEARTBEAT_S)
 
     def ws_closed(self) -> bool:
-        return self.ws is None or not self.ws.open
+        return gateway_closed(self)
 
     async def on_voice_state_update(
         self, member: discord.Member, before: discord.VoiceState, after: discord.VoiceState

@@ -54,7 +54,8 @@ Choices worth knowing:
 - discord.py quirks handled here: its player waits `connect_timeout` for a lost connection and then
   ends with `after(None)`, the same as a finished source, so the outcome comes from the source's
   own state; `VoiceClient.disconnect()` leaves discord.py's reconnect loop running, which could
-  rejoin the channel afterwards, so that loop is cancelled first.
+  rejoin the channel afterwards, so that loop is cancelled first (`bot.discord_compat`, the one place
+  that touches discord.py's private attributes).
 """
 
 from __future__ import annotations
@@ -74,6 +75,7 @@ import discord
 import numpy as np
 
 from bot import audio
+from bot.discord_compat import stop_reconnecting
 from bot.tts.base import SpokenChunk
 
 log = logging.getLogger(__name__)
@@ -410,7 +412,7 @@ class GuildPlayer:
                     self.check_alone()
                     return vc
             if vc is not None:
-                _stop_reconnecting(vc)
+                stop_reconnecting(vc)
                 await vc.disconnect(force=True)
             self.voice = await channel.connect(timeout=timeout, reconnect=True)
         self.check_alone()
@@ -421,7 +423,7 @@ class GuildPlayer:
         async with self._voice_lock:
             vc, self.voice = self.voice, None
             if vc is not None and _registered(vc):
-                _stop_reconnecting(vc)
+                stop_reconnecting(vc)
                 try:
                     await vc.disconnect(force=True)
                 except Exception:
@@ -547,17 +549,6 @@ class GuildPlayer:
         if not vc.is_connected() or not _registered(vc):
             return Ending.DISCONNECTED, None  # discord.py gave up the connection mid-item
         return Ending.STOPPED, None  # someone else stopped our player
-
-
-def _stop_reconnecting(vc: discord.VoiceClient) -> None:
-    """Cancel discord.py's own reconnect loop before disconnecting: `disconnect()` leaves it
-    running, and an attempt already under way would rejoin the channel with nobody holding the
-    connection (a silent bot left sitting there)."""
-    state = getattr(vc, "_connection", None)
-    for name in ("_runner", "_connector"):
-        task = getattr(state, name, None)
-        if isinstance(task, asyncio.Task) and not task.done() and task is not asyncio.current_task():
-            task.cancel()
 
 
 def _registered(vc: discord.VoiceProtocol) -> bool:
