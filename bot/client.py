@@ -22,6 +22,7 @@ from discord.ext import commands
 from bot import health, replies
 from bot.cloning import keep_voices_encoded
 from bot.config import Config, ConfigError
+from bot.discord_compat import gateway_closed
 from bot.encoder import Encoder
 from bot.limits import Limits
 from bot.store import VoiceStore
@@ -147,7 +148,7 @@ class VoiceBot(commands.Bot):
             await asyncio.sleep(health.HEARTBEAT_S)
 
     def ws_closed(self) -> bool:
-        return self.ws is None or not self.ws.open
+        return gateway_closed(self)
 
     async def on_voice_state_update(
         self, member: discord.Member, before: discord.VoiceState, after: discord.VoiceState
@@ -184,7 +185,7 @@ class VoiceBot(commands.Bot):
         if getattr(self, "backend", None) is not None:
             await self.backend.close()
         if getattr(self, "store", None) is not None:
-            await asyncio.to_thread(self.store.close)
+            await self.store.aio.close()
 
 
 def _token(config: Config) -> str:

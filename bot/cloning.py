@@ -86,11 +86,10 @@ async def clone_reference(
     source: str,
 ) -> Cloned:
     """The expensive half, for a reference already checked: encode, then add to the library."""
-    name = await asyncio.to_thread(store.check_can_add, guild_id, name)
+    name = await store.aio.check_can_add(guild_id, name)
     latent = await backend.encode_speaker(reference.pcm)
     flac = await asyncio.to_thread(audio.encode, reference.pcm, "flac")
-    voice = await asyncio.to_thread(
-        store.add,
+    voice = await store.aio.add(
         guild_id,
         name,
         owner_id=owner_id,
@@ -107,13 +106,13 @@ async def clone_reference(
 async def reencode(store: VoiceStore, backend: TTSBackend, voice: Voice) -> Voice:
     """A new latent for `voice` from its kept reference recording. VoiceNeedsRepair if the reference
     is gone or no longer matches the hash taken when the voice was cloned."""
-    flac = await asyncio.to_thread(store.read_reference, voice)
+    flac = await store.aio.read_reference(voice)
     try:
         reference = await asyncio.to_thread(audio.load_reference, flac, max_bytes=len(flac))
     except BadReference:
         raise VoiceNeedsRepair(voice.name, voice.id, reference_kept=False) from None
     latent = await backend.encode_speaker(reference.pcm)
-    return await asyncio.to_thread(store.replace_latent, voice, latent.data, latent.revision)
+    return await store.aio.replace_latent(voice, latent.data, latent.revision)
 
 
 async def reencode_pending(
@@ -124,7 +123,7 @@ async def reencode_pending(
     the round (the next one retries)."""
     skip = set() if skip is None else skip
     done = []
-    for voice in await asyncio.to_thread(store.needing_reencode):
+    for voice in await store.aio.needing_reencode():
         if voice.id in skip:
             continue
         try:

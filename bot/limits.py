@@ -55,11 +55,11 @@ class Limits:
                 if self._in_flight.get(key):
                     raise CooldownActive(settings.cooldown_s)
                 # Counted from when the last delivery was settled (recorded in the store).
-                last = await asyncio.to_thread(self.store.last_say_at, guild_id, user_id)
+                last = await self.store.aio.last_say_at(guild_id, user_id)
                 if last is not None and now - last < settings.cooldown_s:
                     raise CooldownActive(settings.cooldown_s - (now - last))
             if settings.daily_quota_s:
-                used = await asyncio.to_thread(self.store.audio_seconds_since, guild_id, utc_midnight(now))
+                used = await self.store.aio.audio_seconds_since(guild_id, utc_midnight(now))
                 held = used + self.reserved_seconds(guild_id)
                 if held + estimated_s > settings.daily_quota_s:
                     raise QuotaExhausted(held, settings.daily_quota_s)
@@ -74,8 +74,7 @@ class Limits:
         if delivered_s <= 0:
             self.release(reservation)
             return
-        await asyncio.to_thread(
-            self.store.record_usage,
+        await self.store.aio.record_usage(
             reservation.guild_id,
             reservation.user_id,
             kind="say",

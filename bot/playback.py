@@ -22,7 +22,8 @@ Public API (one `Playback` per bot; everything runs on the bot's event loop):
 - Every accepted item gets exactly one `on_finish(Outcome(ending, error, seconds))`, after its
   stream is closed, with `ending` one of `played`, `skipped`, `stopped` (stop, leave, nobody left
   listening, shutdown), `failed` (`error` says why: the stream raised, or joining for it failed)
-  or `disconnected`; `seconds` is how much audio was sent.
+  or `disconnected`; `seconds` is how much audio was sent. `item_outcome(ItemEnd(...))` is that
+  decision as one pure function of the state the item was left in.
 
 Choices worth knowing:
 - Bridge: a feeder task iterates the async stream and puts chunks on a thread-safe queue; one
@@ -54,7 +55,8 @@ Choices worth knowing:
 - discord.py quirks handled here: its player waits `connect_timeout` for a lost connection and then
   ends with `after(None)`, the same as a finished source, so the outcome comes from the source's
   own state; `VoiceClient.disconnect()` leaves discord.py's reconnect loop running, which could
-  rejoin the channel afterwards, so that loop is cancelled first.
+  rejoin the channel afterwards, so that loop is cancelled first (`bot.discord_compat`, the one place
+  that touches discord.py's private attributes).
 """
 
 from __future__ import annotations
@@ -62,6 +64,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import dataclasses
 import enum
 import logging
 import queue
@@ -74,6 +77,7 @@ import discord
 import numpy as np
 
 from bot import audio
+from bot.discord_compat import stop_reconnecting
 from bot.tts.base import SpokenChunk
 
 log = logging.getLogger(__name__)
@@ -102,6 +106,46 @@ class Outcome:
 
 
 OnFinish = Callable[[Outcome], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class ItemEnd:
+    """What is known about an item once it is over: who ended it, and the state its source, the
+    player and the voice connection were left in. `item_outcome()` turns it into the
+    item's Outcome."""
+
+    interrupted: Ending | None = None  # skip/stop/leave/shutdown ended it: that wins over the rest
+    failure: Exception | None = None  # joining for it failed, or discord.py refused to play it
+    voice_down: bool = False  # the connection was down (and didn't come back) when it came to play
+    player_error: Exception | None = None  # what discord.py's player passed to `after`
+    exhausted: bool = False  # the source ran out because its stream ended (or had nothing at all)
+    source_error: Exception | None = None  # the stream, or its encoder, raised
+    connected: bool = True  # the connection was still up, and ours, when the player stopped
+    packets_sent: int = 0
+
+
+def item_outcome(end: ItemEnd) -> Outcome:
+    """How an item ended, from the state it was left in (pure: `tests/test_playback.py` has the table).
+
+    discord.py's player ends with `after(None)` both when a source is finished and when it gave up
+    waiting for a lost connection, so a source that ran out played, one that failed failed, and one
+    that did neither was cut off: by a lost connection, else by someone stopping our player.
+    """
+    seconds = end.packets_sent * FRAME_S
+    if end.interrupted is not None:
+        return Outcome(end.interrupted, None, seconds)
+    if end.failure is not None:
+        return Outcome(Ending.FAILED, end.failure, seconds)
+    if end.voice_down:
+        return Outcome(Ending.DISCONNECTED, None, seconds)
+    if end.player_error is not None:
+        return Outcome(Ending.FAILED, end.player_error, seconds)
+    if end.exhausted or end.source_error is not None:
+        ending = Ending.FAILED if end.source_error is not None else Ending.PLAYED
+        return Outcome(ending, end.source_error, seconds)
+    if not end.connected:
+        return Outcome(Ending.DISCONNECTED, None, seconds)  # discord.py gave up the connection mid-item
+    return Outcome(Ending.STOPPED, None, seconds)  # someone else stopped our player
 
 
 @dataclass(eq=False)
@@ -410,7 +454,7 @@ class GuildPlayer:
                     self.check_alone()
                     return vc
             if vc is not None:
-                _stop_reconnecting(vc)
+                stop_reconnecting(vc)
                 await vc.disconnect(force=True)
             self.voice = await channel.connect(timeout=timeout, reconnect=True)
         self.check_alone()
@@ -421,7 +465,7 @@ class GuildPlayer:
         async with self._voice_lock:
             vc, self.voice = self.voice, None
             if vc is not None and _registered(vc):
-                _stop_reconnecting(vc)
+                stop_reconnecting(vc)
                 try:
                     await vc.disconnect(force=True)
                 except Exception:
@@ -483,26 +527,24 @@ class GuildPlayer:
 
     async def _play(self, entry: _Entry) -> Outcome:
         try:
-            ending, error = await self._play_entry(entry)
+            end = await self._play_entry(entry)
         except Exception as exc:  # joining for this item failed, or discord.py refused to play
-            ending, error = Ending.FAILED, exc
+            end = ItemEnd(failure=exc)
         finally:
             source = entry.source
             if source is not None:
                 await source.aclose()
             else:
                 await _aclose(entry.item.chunks)
-        if entry.ending is not None:
-            ending, error = entry.ending, None
-        seconds = source.packets_sent * FRAME_S if source is not None else 0.0
-        return Outcome(ending, error, seconds)
+        sent = source.packets_sent if source is not None else 0
+        return item_outcome(dataclasses.replace(end, interrupted=entry.ending, packets_sent=sent))
 
-    async def _play_entry(self, entry: _Entry) -> tuple[Ending, Exception | None]:
+    async def _play_entry(self, entry: _Entry) -> ItemEnd:
         if entry.ending is not None:
-            return entry.ending, None
+            return ItemEnd(interrupted=entry.ending)
         vc = await self.connect(entry.channel)
         if entry.ending is not None:
-            return entry.ending, None
+            return ItemEnd(interrupted=entry.ending)
         loop = asyncio.get_running_loop()
         source = entry.source = StreamingSource(
             entry.item.chunks, loop=loop, name=f"{self.guild_id}:{entry.item.title[:24]}"
@@ -510,11 +552,11 @@ class GuildPlayer:
         source.start()
         await source.wait_ready()
         if entry.ending is not None:
-            return entry.ending, None
+            return ItemEnd(interrupted=entry.ending)
         if not source.has_audio:  # ended, or failed, before its first chunk
-            return (Ending.FAILED, source.error) if source.error else (Ending.PLAYED, None)
+            return ItemEnd(exhausted=True, source_error=source.error)
         if not await _connected(vc, self.playback.connect_timeout, entry.done):
-            return entry.ending or Ending.DISCONNECTED, None
+            return ItemEnd(voice_down=True)
         finished = asyncio.Event()
         player_errors: list[Exception | None] = []
 
@@ -531,33 +573,19 @@ class GuildPlayer:
             vc.play(source, after=after)
         except discord.ClientException:
             if not vc.is_connected():  # the connection dropped since the check above
-                return Ending.DISCONNECTED, None
+                return ItemEnd(voice_down=True)
             raise
         await entry.done.wait()
         if not finished.is_set():
             # interrupted: the player stops within a frame, unless it is waiting out a reconnect
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(finished.wait(), 0.5)
-        if player_errors and player_errors[0] is not None:
-            return Ending.FAILED, player_errors[0]
-        if source.exhausted:
-            return (Ending.FAILED, source.error) if source.error else (Ending.PLAYED, None)
-        if source.error is not None:
-            return Ending.FAILED, source.error
-        if not vc.is_connected() or not _registered(vc):
-            return Ending.DISCONNECTED, None  # discord.py gave up the connection mid-item
-        return Ending.STOPPED, None  # someone else stopped our player
-
-
-def _stop_reconnecting(vc: discord.VoiceClient) -> None:
-    """Cancel discord.py's own reconnect loop before disconnecting: `disconnect()` leaves it
-    running, and an attempt already under way would rejoin the channel with nobody holding the
-    connection (a silent bot left sitting there)."""
-    state = getattr(vc, "_connection", None)
-    for name in ("_runner", "_connector"):
-        task = getattr(state, name, None)
-        if isinstance(task, asyncio.Task) and not task.done() and task is not asyncio.current_task():
-            task.cancel()
+        return ItemEnd(
+            player_error=player_errors[0] if player_errors else None,
+            exhausted=source.exhausted,
+            source_error=source.error,
+            connected=vc.is_connected() and _registered(vc),
+        )
 
 
 def _registered(vc: discord.VoiceProtocol) -> bool:

@@ -77,10 +77,10 @@ async def stream(store: VoiceStore, backend: TTSBackend, request: Request) -> As
     come up after its voice was deleted."""
     voice = request.voice
     try:
-        await asyncio.to_thread(store.get_by_id, voice.guild_id, voice.id)
+        await store.aio.get_by_id(voice.guild_id, voice.id)
     except VoiceNotFound:
         raise VoiceDeleted(voice.name) from None
-    latent = await asyncio.to_thread(store.load_latent, voice)
+    latent = await store.aio.load_latent(voice)
     speaker = SpeakerLatent(latent, voice.revision)
     async for chunk in backend.synthesize(request.chunks, speaker, request.params, request.seed):
         if is_silent(chunk.audio):
@@ -115,8 +115,7 @@ async def speak(
     pcm = await asyncio.to_thread(audio.stitch, pieces)
     seconds = audio.duration_seconds(pcm)
     if record_usage:
-        await asyncio.to_thread(
-            store.record_usage,
+        await store.aio.record_usage(
             request.guild_id,
             request.user_id,
             kind="say",

@@ -109,7 +109,7 @@ class AutoRead(
     ) -> None:
         self._needs_message_content()
         guild_id = guild_id_of(interaction)
-        await asyncio.to_thread(bot_of(interaction).store.set_autoread_channel, guild_id, channel.id, True)
+        await bot_of(interaction).store.aio.set_autoread_channel(guild_id, channel.id, True)
         log.info("Auto-read: guild %s user %s added channel %s", guild_id, interaction.user.id, channel.id)
         await interaction.response.send_message(
             f"Messages in {channel.mention} are now read aloud for members who turned it on "
@@ -124,9 +124,7 @@ class AutoRead(
     ) -> None:
         self._needs_message_content()
         guild_id = guild_id_of(interaction)
-        changed = await asyncio.to_thread(
-            bot_of(interaction).store.set_autoread_channel, guild_id, channel.id, False
-        )
+        changed = await bot_of(interaction).store.aio.set_autoread_channel(guild_id, channel.id, False)
         log.info("Auto-read: guild %s user %s removed channel %s", guild_id, interaction.user.id, channel.id)
         await interaction.response.send_message(
             f"{channel.mention} is no longer read aloud."
@@ -138,9 +136,7 @@ class AutoRead(
     @channel.command(name="list", description="See which channels are read aloud.")
     async def channel_list(self, interaction: discord.Interaction) -> None:
         self._needs_message_content()
-        channels = await asyncio.to_thread(
-            bot_of(interaction).store.autoread_channels, guild_id_of(interaction)
-        )
+        channels = await bot_of(interaction).store.aio.autoread_channels(guild_id_of(interaction))
         shown = sorted(f"<#{c}>" for c in channels)
         await interaction.response.send_message(
             ("Read aloud: " + ", ".join(shown))
@@ -154,14 +150,14 @@ class AutoRead(
     async def me(self, interaction: discord.Interaction, state: Literal["on", "off"]) -> None:
         self._needs_message_content()
         bot, guild_id = bot_of(interaction), guild_id_of(interaction)
-        await asyncio.to_thread(bot.store.set_autoread_member, guild_id, interaction.user.id, state == "on")
+        await bot.store.aio.set_autoread_member(guild_id, interaction.user.id, state == "on")
         if state == "off":
             await interaction.response.send_message(
                 "Your messages won't be read aloud any more.", ephemeral=True
             )
             return
-        voice = await asyncio.to_thread(bot.store.default_voice, guild_id, interaction.user.id)
-        settings = await asyncio.to_thread(bot.store.autoread_settings, guild_id)
+        voice = await bot.store.aio.default_voice(guild_id, interaction.user.id)
+        settings = await bot.store.aio.autoread_settings(guild_id)
         note = (
             f"in your voice “{voice.name}”"
             if voice
@@ -235,13 +231,13 @@ class AutoRead(
             changes["fallback_voice_id"] = (
                 None
                 if fallback_voice.strip().lower() == "none"
-                else (await asyncio.to_thread(bot.store.get, guild_id, fallback_voice)).id
+                else (await bot.store.aio.get(guild_id, fallback_voice)).id
             )
-        saved = await asyncio.to_thread(bot.store.update_autoread_settings, guild_id, **changes)
+        saved = await bot.store.aio.update_autoread_settings(guild_id, **changes)
         for role, on in ((ignore_role, True), (unignore_role, False)):
             if role is not None:
-                await asyncio.to_thread(bot.store.set_autoread_ignored_role, guild_id, role.id, on)
-        roles = await asyncio.to_thread(bot.store.autoread_ignored_roles, guild_id)
+                await bot.store.aio.set_autoread_ignored_role(guild_id, role.id, on)
+        roles = await bot.store.aio.autoread_ignored_roles(guild_id)
         log.info(
             "Auto-read: guild %s user %s changed settings %s", guild_id, interaction.user.id, sorted(changes)
         )
@@ -310,7 +306,7 @@ class AutoRead(
             log.debug("Auto-read skipped message %s: %s", message.id, words.value)
             return
         names = await mentions.names_for(words, guild=guild, reader=author, message=message)
-        guild_settings = await asyncio.to_thread(bot.store.settings, guild.id)
+        guild_settings = await bot.store.aio.settings(guild.id)
         request = await asyncio.to_thread(
             lambda: speech.plan(
                 bot.store,

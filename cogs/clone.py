@@ -58,7 +58,7 @@ def audio_attachment(message: discord.Message) -> discord.Attachment:
 
 
 async def _check_may_clone(interaction: discord.Interaction) -> None:
-    settings = await asyncio.to_thread(bot_of(interaction).store.settings, guild_id_of(interaction))
+    settings = await bot_of(interaction).store.aio.settings(guild_id_of(interaction))
     if settings.clone_role_id is None:
         return
     roles = {role.id for role in getattr(interaction.user, "roles", [])}

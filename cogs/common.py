@@ -5,7 +5,6 @@ Not an extension itself; the feature cogs import it.
 
 from __future__ import annotations
 
-import asyncio
 from typing import TYPE_CHECKING, cast
 
 import discord
@@ -36,7 +35,7 @@ async def voice_names(interaction: discord.Interaction, current: str) -> list[ap
     """Autocomplete from this guild's library only: another server's voices never appear."""
     if interaction.guild_id is None:
         return []
-    voices = await asyncio.to_thread(bot_of(interaction).store.list, interaction.guild_id)
+    voices = await bot_of(interaction).store.aio.list(interaction.guild_id)
     wanted = current.casefold().strip()
     matches = [v for v in voices if wanted in v.name.casefold()]
     matches.sort(key=lambda v: (not v.name.casefold().startswith(wanted), v.name.casefold()))

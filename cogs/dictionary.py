@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import math
 
@@ -33,9 +32,7 @@ class Dictionary(commands.GroupCog, name="dictionary", description="How the bot 
         spoken_as: app_commands.Range[str, 1, pronunciation.MAX_ENTRY_CHARS],
     ) -> None:
         guild_id = guild_id_of(interaction)
-        word, spoken = await asyncio.to_thread(
-            bot_of(interaction).store.add_pronunciation, guild_id, word, spoken_as
-        )
+        word, spoken = await bot_of(interaction).store.aio.add_pronunciation(guild_id, word, spoken_as)
         log.info("Dictionary: guild %s user %s set an entry", guild_id, interaction.user.id)
         await interaction.response.send_message(f"“{word}” is now said as “{spoken}”.", ephemeral=True)
 
@@ -49,7 +46,7 @@ class Dictionary(commands.GroupCog, name="dictionary", description="How the bot 
         word: app_commands.Range[str, 1, pronunciation.MAX_ENTRY_CHARS],
     ) -> None:
         guild_id = guild_id_of(interaction)
-        removed = await asyncio.to_thread(bot_of(interaction).store.remove_pronunciation, guild_id, word)
+        removed = await bot_of(interaction).store.aio.remove_pronunciation(guild_id, word)
         log.info("Dictionary: guild %s user %s removed an entry", guild_id, interaction.user.id)
         await interaction.response.send_message(f"“{removed}” is said as written again.", ephemeral=True)
 
@@ -58,9 +55,7 @@ class Dictionary(commands.GroupCog, name="dictionary", description="How the bot 
     async def list_entries(
         self, interaction: discord.Interaction, page: app_commands.Range[int, 1, 100] = 1
     ) -> None:
-        entries = list(
-            (await asyncio.to_thread(bot_of(interaction).store.dictionary, guild_id_of(interaction))).items()
-        )
+        entries = list((await bot_of(interaction).store.aio.dictionary(guild_id_of(interaction))).items())
         if not entries:
             await interaction.response.send_message(
                 "The dictionary is empty. An admin can add words with /dictionary add.", ephemeral=True

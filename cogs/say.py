@@ -93,7 +93,7 @@ class Say(commands.Cog):
     ) -> None:
         bot = bot_of(interaction)
         guild_id = guild_id_of(interaction)
-        settings = await asyncio.to_thread(bot.store.settings, guild_id)
+        settings = await bot.store.aio.settings(guild_id)
         chosen, channel = choose_mode(interaction, mode or settings.default_mode)
         # A file is for the whole channel to hear; a queue notice is only for the one who asked.
         await interaction.response.defer(thinking=True, ephemeral=chosen == "channel")

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import discord
 from discord import app_commands
 from discord.ext import commands
@@ -76,7 +74,7 @@ class Settings(commands.Cog):
             changes["default_mode"] = default_mode
         if file_format is not None:
             changes["file_format"] = file_format
-        settings = await asyncio.to_thread(bot.store.update_settings, guild_id, **changes)
+        settings = await bot.store.aio.update_settings(guild_id, **changes)
         note = "Saved." if changes else "Current settings (give an option to change one):"
         await interaction.response.send_message(
             note, embed=describe(settings, bot.config.max_text_chars), ephemeral=True

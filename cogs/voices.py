@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import math
 
 import discord
@@ -42,7 +41,7 @@ class Voices(commands.Cog):
         self, interaction: discord.Interaction, page: app_commands.Range[int, 1, 100] = 1
     ) -> None:
         guild_id = guild_id_of(interaction)
-        voices = await asyncio.to_thread(bot_of(interaction).store.list, guild_id)
+        voices = await bot_of(interaction).store.aio.list(guild_id)
         if not voices:
             await interaction.response.send_message(
                 "This server has no voices yet. Clone one with /clone.", ephemeral=True
@@ -66,11 +65,11 @@ class Voices(commands.Cog):
     @app_commands.describe(name="The voice")
     @app_commands.autocomplete(name=voice_names)
     async def info(self, interaction: discord.Interaction, name: str) -> None:
-        voice = await asyncio.to_thread(bot_of(interaction).store.get, guild_id_of(interaction), name)
+        voice = await bot_of(interaction).store.aio.get(guild_id_of(interaction), name)
         await interaction.response.send_message(embed=voice_card(voice), ephemeral=True)
 
     async def _owned(self, interaction: discord.Interaction, name: str) -> Voice:
-        voice = await asyncio.to_thread(bot_of(interaction).store.get, guild_id_of(interaction), name)
+        voice = await bot_of(interaction).store.aio.get(guild_id_of(interaction), name)
         if voice.owner_id != interaction.user.id and not is_manager(interaction):
             raise NotVoiceOwner(voice.name)
         return voice
@@ -82,9 +81,7 @@ class Voices(commands.Cog):
         self, interaction: discord.Interaction, name: str, new_name: app_commands.Range[str, 1, 32]
     ) -> None:
         voice = await self._owned(interaction, name)
-        renamed = await asyncio.to_thread(
-            bot_of(interaction).store.rename, voice.guild_id, voice.name, new_name
-        )
+        renamed = await bot_of(interaction).store.aio.rename(voice.guild_id, voice.name, new_name)
         await interaction.response.send_message(
             f"Renamed “{voice.name}” to “{renamed.name}”.", ephemeral=True
         )
@@ -94,7 +91,7 @@ class Voices(commands.Cog):
     @app_commands.autocomplete(name=voice_names)
     async def delete(self, interaction: discord.Interaction, name: str) -> None:
         voice = await self._owned(interaction, name)
-        await asyncio.to_thread(bot_of(interaction).store.delete, voice.guild_id, voice.name)
+        await bot_of(interaction).store.aio.delete(voice.guild_id, voice.name)
         await interaction.response.send_message(
             f"Deleted “{voice.name}”: its recording and voice data are gone.", ephemeral=True
         )
@@ -103,8 +100,8 @@ class Voices(commands.Cog):
     @app_commands.describe(name="The voice")
     @app_commands.autocomplete(name=voice_names)
     async def default(self, interaction: discord.Interaction, name: str) -> None:
-        voice = await asyncio.to_thread(
-            bot_of(interaction).store.set_default_voice, guild_id_of(interaction), interaction.user.id, name
+        voice = await bot_of(interaction).store.aio.set_default_voice(
+            guild_id_of(interaction), interaction.user.id, name
         )
         await interaction.response.send_message(
             f"Your default voice here is now “{voice.name}”.", ephemeral=True

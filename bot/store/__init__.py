@@ -17,13 +17,17 @@ from it (`bot.cloning.reencode_pending`), and rows whose files are gone are kept
 
 Modules, by concern: `library` (the VoiceStore façade and its voices), `settings` (guild settings,
 defaults, usage), `schema` (tables, migrations), `files` (on-disk layout and atomic writes), `health`
-(sweep and audit), `faults` (disk and SQLite failures as typed errors).
+(sweep and audit), `faults` (disk and SQLite failures as typed errors), `reading` (the dictionary and
+auto-read), `aio` (the async façade).
 
-Synchronous by design: the bot calls it through `asyncio.to_thread`, so one lock guards the connection.
+Synchronous by design, so one lock guards the connection: the CLI and the tests call it directly. Async
+code uses its async façade `store.aio` (an `AsyncVoiceStore`, module `aio`): `await store.aio.get(g, n)`
+runs `store.get(g, n)` in a worker thread, same arguments, same result, same errors.
 """
 
 from bot.choices import FILE_FORMATS, MODES
 from bot.names import MAX_NAME_LENGTH, clean_name, name_key
+from bot.store.aio import AsyncVoiceStore
 from bot.store.files import LATENT, REFERENCE
 from bot.store.health import Audit, SweepReport
 from bot.store.library import Voice, VoiceStore
@@ -39,6 +43,7 @@ __all__ = [
     "MODES",
     "REFERENCE",
     "SCHEMA_VERSION",
+    "AsyncVoiceStore",
     "Audit",
     "AutoReadSettings",
     "GuildSettings",

@@ -12,7 +12,9 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import sqlite_utils
@@ -30,6 +32,9 @@ from bot.store import files, health, schema
 from bot.store.faults import DB_NAME, guarded, translated
 from bot.store.reading import Reading
 from bot.store.settings import SettingsAndUsage
+
+if TYPE_CHECKING:
+    from bot.store.aio import AsyncVoiceStore
 
 log = logging.getLogger("bot.store")
 
@@ -75,6 +80,13 @@ class VoiceStore(SettingsAndUsage, Reading):
             except BaseException:
                 self.db.close()
                 raise
+
+    @cached_property
+    def aio(self) -> AsyncVoiceStore:
+        """This store's methods as coroutines run in a worker thread: `await store.aio.get(...)`."""
+        from bot.store.aio import AsyncVoiceStore  # aio wraps this class's methods: import it after
+
+        return AsyncVoiceStore(self)
 
     def _open(self, sweep: bool) -> None:
         # Two processes may open a new library at once (the bot and the CLI, or two CLI runs): the

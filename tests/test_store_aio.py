@@ -1,0 +1,81 @@
+"""store.aio: the VoiceStore's async façade gives the sync methods' results and errors, off the loop."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+
+import numpy as np
+import pytest
+
+from bot.errors import VoiceNameTaken, VoiceNotFound
+from bot.store import AsyncVoiceStore, VoiceStore
+
+LATENT = np.arange(8 * 80, dtype=np.float16).reshape(8, 80)
+
+
+@pytest.fixture
+def store(tmp_path):
+    s = VoiceStore(tmp_path, max_voices_per_guild=3)
+    yield s
+    s.close()
+
+
+async def add(store: VoiceStore, guild: int, name: str) -> object:
+    return await store.aio.add(
+        guild,
+        name,
+        owner_id=7,
+        reference_flac=b"fLaC-bytes",
+        latent=LATENT,
+        duration_s=6.25,
+        revision="echo-abc",
+        consent_by=7,
+        source="test",
+    )
+
+
+async def test_async_calls_return_what_the_sync_store_holds(store):
+    voice = await add(store, 1, "Ada")
+    assert store.get(1, "Ada") == voice == await store.aio.get(1, "ada")
+    assert await store.aio.list(1) == store.list(1) == [voice]
+    np.testing.assert_array_equal(await store.aio.load_latent(voice), LATENT)
+    settings = await store.aio.update_settings(1, cooldown_s=30.0)
+    assert store.settings(1) == settings == await store.aio.settings(1)
+    assert await store.aio.set_autoread_channel(1, 55, True) is True
+    assert store.autoread_channels(1) == {55}
+
+
+async def test_async_calls_raise_the_sync_errors(store):
+    await add(store, 1, "Ada")
+    with pytest.raises(VoiceNameTaken):
+        await add(store, 1, "ADA")
+    with pytest.raises(VoiceNotFound):
+        await store.aio.get(2, "Ada")  # another guild's voice is not found
+
+
+async def test_each_call_runs_in_a_worker_thread_not_on_the_event_loop(store):
+    assert store.aio is store.aio and store.aio.sync is store
+    # The loop's thread holds the store's (re-entrant) lock: a call made on this thread would go
+    # straight through, one made in a worker waits until the lock is released.
+    with store._lock:
+        call = asyncio.ensure_future(store.aio.settings(1))
+        for _ in range(20):
+            await asyncio.sleep(0)
+        assert not call.done()
+    assert await call == store.settings(1)
+
+
+def test_the_façade_keeps_the_sync_signatures():
+    for name, method in vars(AsyncVoiceStore).items():
+        if name.startswith("_") or not callable(method):
+            continue
+        sync = getattr(VoiceStore, name)
+        assert inspect.iscoroutinefunction(method), name
+        assert inspect.signature(method) == inspect.signature(sync), name
+        assert method.__doc__ == sync.__doc__, name
+
+
+async def test_a_method_replaced_on_the_store_is_the_one_the_façade_runs(store):
+    store.count = lambda guild_id: 99  # as tests and repair hooks do
+    assert await store.aio.count(1) == 99
