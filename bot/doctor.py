@@ -235,6 +235,14 @@ async def _backend(config: Config) -> list[Check]:
                 "MODAL_TOKEN_SECRET (in the environment or .env).",
             )
         ]
+    if config.backend == "local" and config.weights_dir is None:
+        return [
+            (
+                False,
+                "The local backend needs a weights folder: set ECHO_WEIGHTS_DIR or pass --weights DIR "
+                "(fill one with `voicebot weights fetch DIR`).",
+            )
+        ]
     if config.backend == "local":
         from modal_tts.engine import WEIGHT_FILES
 

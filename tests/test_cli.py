@@ -424,3 +424,13 @@ def test_the_dictionary_from_a_terminal(run):
     assert code == 2 and "spoken_as" in err
     assert run("dictionary", "remove", "--guild", "1", "sql", backend=False)[0] == 0
     assert run("dictionary", "list", "--guild", "1", backend=False)[1] == ""
+
+
+def test_doctor_names_a_missing_weights_folder_for_the_local_backend(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("DISCORD_TOKEN", raising=False)
+    monkeypatch.delenv("ECHO_WEIGHTS_DIR", raising=False)
+    monkeypatch.setenv("VOICEBOT_BACKEND", "local")
+    code = main(["doctor", "--data-dir", str(tmp_path / "data")])
+    out = capsys.readouterr().out
+    assert code == 1 and "FIX  The local backend needs a weights folder" in out
