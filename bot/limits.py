@@ -39,7 +39,7 @@ def utc_midnight(now: float) -> float:
 class Limits:
     def __init__(self, store: VoiceStore, *, clock: Callable[[], float] = time.time) -> None:
         self.store, self._clock = store, clock
-        self._lock = asyncio.Lock()
+        self._locks: dict[int, asyncio.Lock] = {}  # per server: one server's checks never wait on another's
         self._in_flight: dict[tuple[int, int], int] = {}  # (guild, member) → requests not yet settled
         self._reserved: dict[int, float] = {}  # guild → seconds reserved by requests in flight
 
@@ -49,7 +49,7 @@ class Limits:
     async def reserve(self, settings: GuildSettings, user_id: int, estimated_s: float) -> Reservation:
         """Hold `estimated_s` of today's quota and the member's cooldown, or refuse with why."""
         guild_id, key = settings.guild_id, (settings.guild_id, user_id)
-        async with self._lock:
+        async with self._locks.setdefault(guild_id, asyncio.Lock()):
             now = self._clock()
             if settings.cooldown_s:
                 if self._in_flight.get(key):
