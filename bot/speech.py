@@ -76,16 +76,19 @@ async def stream(store: VoiceStore, backend: TTSBackend, request: Request) -> As
     """The request's chunks as they are made. The voice is looked up again first: a queued request may
     come up after its voice was deleted."""
     voice = request.voice
-    try:
-        await store.aio.get_by_id(voice.guild_id, voice.id)
-    except VoiceNotFound:
-        raise VoiceDeleted(voice.name) from None
-    latent = await store.aio.load_latent(voice)
-    speaker = SpeakerLatent(latent, voice.revision)
+    speaker = SpeakerLatent(await asyncio.to_thread(_latent_of_existing, store, voice), voice.revision)
     async for chunk in backend.synthesize(request.chunks, speaker, request.params, request.seed):
         if is_silent(chunk.audio):
             raise SilentSpeech()
         yield chunk
+
+
+def _latent_of_existing(store: VoiceStore, voice: Voice) -> np.ndarray:
+    try:
+        store.get_by_id(voice.guild_id, voice.id)
+    except VoiceNotFound:
+        raise VoiceDeleted(voice.name) from None
+    return store.load_latent(voice)
 
 
 def is_silent(pcm: np.ndarray) -> bool:
