@@ -25,7 +25,7 @@ from discord.ext import commands
 from bot import autoread, delivery, mentions, speech, text
 from bot.errors import InvalidInput, NoDefaultVoice, VoiceBotError, VoiceNotFound
 from bot.playback import Outcome, QueueItem
-from bot.store import AutoReadSettings, Voice, VoiceStore
+from bot.store import AutoReadSettings, GuildSettings, Voice, VoiceStore
 from cogs.common import bot_of, guild_id_of, voice_names
 
 if TYPE_CHECKING:
@@ -50,6 +50,7 @@ class Snapshot:
     """One read of a server's auto-read state from the library."""
 
     settings: AutoReadSettings
+    guild_settings: GuildSettings  # /settings: cooldown and quota
     channels: set[int]
     members: set[int]
     ignored_roles: frozenset[int]
@@ -76,6 +77,7 @@ def snapshot(store: VoiceStore, guild_id: int, author_id: int) -> Snapshot:
             voice = None
     return Snapshot(
         settings,
+        store.settings(guild_id),
         store.autoread_channels(guild_id),
         store.autoread_members(guild_id),
         store.autoread_ignored_roles(guild_id),
@@ -280,8 +282,10 @@ class AutoRead(
         assert guild is not None
         bot = bot_of_client(self.bot)
         author = guild.get_member(message.author.id) or message.author
+        if not isinstance(author, discord.Member) or author.voice is None:
+            return  # most messages: no library read for an author who isn't in a voice channel
         state = await asyncio.to_thread(snapshot, bot.store, guild.id, author.id)
-        if author.id not in state.members or not isinstance(author, discord.Member):
+        if author.id not in state.members:
             return
         where = self._voice_channel_for(message, author, state)
         if where is None:
@@ -306,7 +310,6 @@ class AutoRead(
             log.debug("Auto-read skipped message %s: %s", message.id, words.value)
             return
         names = await mentions.names_for(words, guild=guild, reader=author, message=message)
-        guild_settings = await bot.store.aio.settings(guild.id)
         request = await asyncio.to_thread(
             lambda: speech.plan(
                 bot.store,
@@ -319,7 +322,7 @@ class AutoRead(
             )
         )
         estimate = sum(text.estimate_seconds(chunk) for chunk in request.chunks)
-        reservation = await bot.limits.reserve(guild_settings, author.id, estimate)
+        reservation = await bot.limits.reserve(state.guild_settings, author.id, estimate)
         self._make_room(guild.id, waiting, state.settings.queue_limit)
 
         def ended(outcome: Outcome, message_id: int = message.id) -> None:
