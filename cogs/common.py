@@ -5,7 +5,9 @@ Not an extension itself; the feature cogs import it.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, cast
+import math
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, TypeVar, cast
 
 import discord
 from discord import app_commands
@@ -51,3 +53,13 @@ def may_speak_in(channel: discord.abc.GuildChannel) -> bool:
     me = channel.guild.me
     permissions = channel.permissions_for(me)
     return permissions.connect and permissions.speak
+
+
+T = TypeVar("T")
+
+
+def page_of(items: Sequence[T], page: int, size: int) -> tuple[Sequence[T], int, int]:
+    """The items on `page` (1-based; past the end shows the last page), that page, and how many."""
+    pages = max(1, math.ceil(len(items) / size))
+    page = min(page, pages)
+    return items[(page - 1) * size : page * size], page, pages

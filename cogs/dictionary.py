@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import logging
-import math
 
 import discord
 from discord import app_commands
 from discord.ext import commands
 
 from bot import pronunciation
-from cogs.common import bot_of, guild_id_of
+from cogs.common import bot_of, guild_id_of, page_of
 
 log = logging.getLogger(__name__)
 PAGE_SIZE = 20
@@ -61,9 +60,7 @@ class Dictionary(commands.GroupCog, name="dictionary", description="How the bot 
                 "The dictionary is empty. An admin can add words with /dictionary add.", ephemeral=True
             )
             return
-        pages = math.ceil(len(entries) / PAGE_SIZE)
-        page = min(page, pages)
-        shown = entries[(page - 1) * PAGE_SIZE : page * PAGE_SIZE]
+        shown, page, pages = page_of(entries, page, PAGE_SIZE)
         embed = discord.Embed(title="Pronunciation dictionary", colour=discord.Colour.blurple())
         embed.description = "\n".join(
             f"**{discord.utils.escape_markdown(w)}** → {discord.utils.escape_markdown(s)}" for w, s in shown

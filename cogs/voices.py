@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import math
-
 import discord
 from discord import app_commands
 from discord.ext import commands
 
 from bot.errors import NotVoiceOwner
 from bot.store import Voice
-from cogs.common import bot_of, guild_id_of, is_manager, voice_names
+from cogs.common import bot_of, guild_id_of, is_manager, page_of, voice_names
 
 PAGE_SIZE = 10
 
@@ -47,9 +45,7 @@ class Voices(commands.Cog):
                 "This server has no voices yet. Clone one with /clone.", ephemeral=True
             )
             return
-        pages = math.ceil(len(voices) / PAGE_SIZE)
-        page = min(page, pages)
-        shown = voices[(page - 1) * PAGE_SIZE : page * PAGE_SIZE]
+        shown, page, pages = page_of(voices, page, PAGE_SIZE)
         embed = discord.Embed(title="Voices on this server", colour=discord.Colour.blurple())
         embed.description = "\n".join(
             f"**{v.name}** · {v.duration_s:.0f} s reference · "
