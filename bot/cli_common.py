@@ -10,6 +10,7 @@ import re
 import sys
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from bot.config import Config, check, load_config
 from bot.errors import (
@@ -31,6 +32,9 @@ from bot.errors import (
     fmt_seconds,
 )
 from bot.store import VoiceStore
+
+if TYPE_CHECKING:
+    from bot.tts.base import TTSBackend
 
 CLIP_LIMITS = "a reference must be 5 s to 5 min long"  # the one phrasing of the clip limits
 
@@ -87,7 +91,8 @@ def config_for(args: argparse.Namespace, *, needs_backend: bool) -> Config:
     return check(config) if needs_backend else config
 
 
-def create_backend(config: Config):
+def create_backend(config: Config, *, timeout: float | None = None) -> TTSBackend:
+    """The configured speech backend; `timeout` caps its per-request timeout."""
     from bot.tts import create_backend as create
 
     return create(
@@ -95,7 +100,7 @@ def create_backend(config: Config):
         weights_dir=config.weights_dir,
         device=config.device,
         app_name=config.modal_app,
-        timeout=config.backend_timeout_s,
+        timeout=min(config.backend_timeout_s, timeout or config.backend_timeout_s),
     )
 
 

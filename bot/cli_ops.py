@@ -6,11 +6,15 @@ import argparse
 import asyncio
 import json
 import logging
+from typing import TYPE_CHECKING
 
 from bot import archive
 from bot.cli_common import check_writable, library_exists, open_store, plural, write_atomically
 from bot.config import Config
 from bot.errors import InvalidInput, VoiceBotError
+
+if TYPE_CHECKING:
+    from bot.store import Voice
 
 audit = logging.getLogger("bot.audit")
 
@@ -92,7 +96,7 @@ def _short(exc: BaseException) -> str:
 
 async def cmd_export(args: argparse.Namespace, config: Config) -> int:
     check_writable(args.out)
-    voices = []
+    voices: list[Voice] = []
     if library_exists(config):
         store = open_store(config, writes=False)
         try:

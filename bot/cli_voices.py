@@ -25,7 +25,7 @@ from bot.cli_common import (
 )
 from bot.config import Config
 from bot.errors import ConsentRequired, FileTooLarge, InvalidInput, VoiceNotFound
-from bot.store import VoiceStore, clean_name
+from bot.store import clean_name
 
 audit = logging.getLogger("bot.audit")
 
@@ -298,7 +298,7 @@ async def cmd_dictionary(args: argparse.Namespace, config: Config) -> int:
         if not entries:
             print(f"Guild {args.guild} has no pronunciations.", file=sys.stderr)
         return 0
-    store: VoiceStore = open_store(config, writes=True)
+    store = open_store(config, writes=True)
     try:
         if args.action == "add":
             word, spoken = store.add_pronunciation(args.guild, args.word, args.spoken_as)

@@ -106,7 +106,7 @@ class VoiceBot(commands.Bot):
         self.playback = Playback(idle_timeout=self.config.idle_leave_s)
         for extension in EXTENSIONS:
             await self.load_extension(extension)
-        self.tree.on_error = self._on_command_error
+        self.tree.error(self._on_command_error)
         if self.sync_on_start:
             await self.sync_commands(force=False)
 
@@ -175,9 +175,10 @@ class VoiceBot(commands.Bot):
             self._heartbeat.cancel()
         if self.playback is not None:
             await self.playback.close()
-        if self._kept_warm:  # leaving every channel: let the GPU scale to zero again
+        keep_warm = getattr(getattr(self, "backend", None), "keep_warm", None)  # close() before setup
+        if self._kept_warm and keep_warm is not None:  # leaving every channel: the GPU may scale to zero
             self._kept_warm = False
-            await self.backend.keep_warm(False)
+            await keep_warm(False)
         if self.repairs is not None:
             self.repairs.cancel()
         await super().close()
@@ -186,6 +187,16 @@ class VoiceBot(commands.Bot):
             await self.backend.close()
         if getattr(self, "store", None) is not None:
             await self.store.aio.close()
+
+
+_closing: set[asyncio.Task] = set()  # held so a close under way isn't garbage-collected
+
+
+def _close_soon(bot: VoiceBot) -> None:
+    """A signal handler can't await: schedule the graceful close."""
+    task = asyncio.ensure_future(bot.close())
+    _closing.add(task)
+    task.add_done_callback(_closing.discard)
 
 
 def _token(config: Config) -> str:
@@ -205,7 +216,7 @@ async def run_bot(config: Config, *, sync_only: bool = False) -> None:
         bot = VoiceBot(config, sync_on_start=not sync_only, message_content=message_content)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, lambda bot=bot: asyncio.ensure_future(bot.close()))
+            loop.add_signal_handler(sig, _close_soon, bot)
         async with bot:
             try:
                 if sync_only:

@@ -22,7 +22,7 @@ import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import discord
 import numpy as np
@@ -125,6 +125,7 @@ async def _speak_and_encode(
         progress = _progress_edits(interaction)
         result = await speech.speak(bot.store, bot.backend, request, progress=progress, record_usage=False)
         limit, tags = interaction.filesize_limit, speech.tags_for(result)
+        file: audio.VoiceMessage | bytes
         if as_voice_message:
             file = await bot.encoder.voice_message(result.pcm, tags=tags, limit_bytes=limit)
         else:
@@ -175,7 +176,7 @@ async def send_voice_message(
             }
         ],
     }
-    form = [
+    form: list[dict[str, Any]] = [
         {"name": "payload_json", "value": json.dumps(payload)},
         {"name": "files[0]", "value": message.data, "filename": filename, "content_type": "audio/ogg"},
     ]

@@ -21,7 +21,7 @@ import asyncio
 import discord
 
 
-def stop_reconnecting(vc: discord.VoiceClient) -> None:
+def stop_reconnecting(vc: discord.VoiceProtocol) -> None:
     """Cancel discord.py's own voice reconnect loop (and a connect under way) before disconnecting:
     `disconnect()` leaves it running, and an attempt already under way would rejoin the channel with
     nobody holding the connection (a silent bot left sitting there)."""

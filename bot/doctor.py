@@ -14,14 +14,16 @@ import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from bot.cli_common import plural
+from bot.cli_common import create_backend, plural
 from bot.config import Config
 from bot.errors import BackendError, BackendNotDeployed, LibraryError
 from bot.store import SCHEMA_VERSION, Audit, Voice, VoiceStore
 from bot.store.faults import DB_NAME
 from bot.store.health import holds_voices, remove_tree
+
+T = TypeVar("T")
 
 Check = tuple[bool, str]
 SHOWN = 10  # voices or folders named one per line before the rest are counted
@@ -33,7 +35,7 @@ def _modal_credentials() -> bool:
     return Path(os.environ.get("MODAL_CONFIG_PATH", "~/.modal.toml")).expanduser().is_file()
 
 
-def _each(items: Sequence, line) -> list[Check]:
+def _each(items: Sequence[T], line: Callable[[T], str]) -> list[Check]:
     checks = [(False, line(item)) for item in items[:SHOWN]]
     if len(items) > SHOWN:
         checks.append((False, f"… and {len(items) - SHOWN} more like that."))
@@ -195,7 +197,7 @@ async def _reencode(config: Config, store: VoiceStore, pending: list[Voice]) -> 
                 f"{plural(len(pending), 'voice')} to re-encode, which needs the speech backend: see below.",
             )
         ]
-    backend = _create_backend(config)
+    backend = create_backend(config, timeout=60.0)
     try:
         done = await reencode_pending(store, backend)
     except BackendError as exc:
@@ -214,18 +216,6 @@ async def _reencode(config: Config, store: VoiceStore, pending: list[Voice]) -> 
     return checks
 
 
-def _create_backend(config: Config):
-    from bot.tts import create_backend
-
-    return create_backend(
-        config.backend,
-        weights_dir=config.weights_dir,
-        device=config.device,
-        app_name=config.modal_app,
-        timeout=min(config.backend_timeout_s, 60.0),
-    )
-
-
 async def _backend(config: Config) -> list[Check]:
     if config.backend == "modal" and not _modal_credentials():
         return [
@@ -235,7 +225,8 @@ async def _backend(config: Config) -> list[Check]:
                 "MODAL_TOKEN_SECRET (in the environment or .env).",
             )
         ]
-    if config.backend == "local" and config.weights_dir is None:
+    weights = config.weights_dir
+    if config.backend == "local" and weights is None:
         return [
             (
                 False,
@@ -243,19 +234,19 @@ async def _backend(config: Config) -> list[Check]:
                 "(fill one with `voicebot weights fetch DIR`).",
             )
         ]
-    if config.backend == "local":
+    if config.backend == "local" and weights is not None:
         from modal_tts.engine import WEIGHT_FILES
 
-        missing = [name for name in WEIGHT_FILES if not (config.weights_dir / name).is_file()]
+        missing = [name for name in WEIGHT_FILES if not (weights / name).is_file()]
         if missing:
             return [
                 (
                     False,
-                    f"Weights folder {config.weights_dir} lacks {', '.join(missing)}: fill it with "
-                    f"`voicebot weights fetch {config.weights_dir}`.",
+                    f"Weights folder {weights} lacks {', '.join(missing)}: fill it with "
+                    f"`voicebot weights fetch {weights}`.",
                 )
             ]
-    backend = _create_backend(config)
+    backend = create_backend(config, timeout=60.0)
     try:
         info = await backend.info()
     except BackendNotDeployed:

@@ -355,9 +355,10 @@ class GuildPlayer:
 
     # -- state -------------------------------------------------------------------------------------
 
-    def holds_voice(self) -> bool:
-        """discord.py still has our voice client (connected, or reconnecting on its own)."""
-        return self.voice is not None and _registered(self.voice)
+    def held_voice(self) -> discord.VoiceClient | None:
+        """Our voice client while discord.py still has it (connected, or reconnecting on its own)."""
+        vc = self.voice
+        return vc if vc is not None and _registered(vc) else None
 
     def connected_channel(self) -> discord.abc.Connectable | None:
         vc = self.voice
@@ -389,7 +390,8 @@ class GuildPlayer:
 
     async def join(self, channel: VoiceChannel) -> discord.VoiceClient:
         async with self._admit:
-            here = self.voice.channel if self.holds_voice() else None
+            held = self.held_voice()
+            here = held.channel if held is not None else None
             if self.busy() and here is not None and here.id != channel.id:
                 raise discord.ClientException(f"Already speaking in {here.name}.")
             vc = await self.connect(channel)
@@ -426,7 +428,7 @@ class GuildPlayer:
         return count
 
     async def leave(self) -> bool:
-        had = self.busy() or self.holds_voice()
+        had = self.busy() or self.held_voice() is not None
         self.end_all(Ending.STOPPED)
         await self.disconnect()
         self._wake.set()  # an idle runner sees there is no voice left to keep and ends
@@ -448,8 +450,8 @@ class GuildPlayer:
         timeout = self.playback.connect_timeout
         async with self._voice_lock:
             vc = channel.guild.voice_client
-            if vc is not None and vc.channel is not None and vc.channel.id == channel.id:
-                if isinstance(vc, discord.VoiceClient) and await _connected(vc, timeout):
+            if isinstance(vc, discord.VoiceClient) and vc.channel is not None and vc.channel.id == channel.id:
+                if await _connected(vc, timeout):
                     self.voice = vc
                     self.check_alone()
                     return vc
@@ -473,7 +475,8 @@ class GuildPlayer:
 
     def check_alone(self) -> None:
         """(Re)arm the alone timer if no human shares the bot's channel, disarm it otherwise."""
-        if not self.holds_voice() or _humans(self.voice.channel) > 0:
+        held = self.held_voice()
+        if held is None or _humans(held.channel) > 0:
             self._cancel_alone_timer()
         elif self._alone_timer is None or self._alone_timer.done():
             self._alone_timer = asyncio.get_running_loop().create_task(
@@ -488,7 +491,8 @@ class GuildPlayer:
 
     async def _leave_when_alone(self) -> None:
         await asyncio.sleep(self.playback.alone_timeout)
-        if self.holds_voice() and _humans(self.voice.channel) == 0:
+        held = self.held_voice()
+        if held is not None and _humans(held.channel) == 0:
             log.info("leaving voice in guild %s: nobody is listening", self.guild_id)
             await self.leave()
 
@@ -504,7 +508,7 @@ class GuildPlayer:
     async def _run(self) -> None:
         while True:
             if not self.pending:
-                if not self.holds_voice():
+                if self.held_voice() is None:
                     return
                 self._wake.clear()
                 try:

@@ -61,8 +61,11 @@ async def _check_may_clone(interaction: discord.Interaction) -> None:
     settings = await bot_of(interaction).store.aio.settings(guild_id_of(interaction))
     if settings.clone_role_id is None:
         return
-    roles = {role.id for role in getattr(interaction.user, "roles", [])}
-    if settings.clone_role_id not in roles and not interaction.user.guild_permissions.manage_guild:
+    member = interaction.user
+    if not isinstance(member, discord.Member):  # commands are guild-only: a member always
+        raise NotAllowedToClone("chosen")
+    roles = {role.id for role in member.roles}
+    if settings.clone_role_id not in roles and not member.guild_permissions.manage_guild:
         role = interaction.guild.get_role(settings.clone_role_id) if interaction.guild else None
         raise NotAllowedToClone(f"@{role.name}" if role else "chosen")
 
@@ -180,14 +183,14 @@ def form_values(data: Mapping[str, Any]) -> dict[str, str]:
 class CloneModal(discord.ui.Modal, title="Clone this voice"):
     """Only the form's look: submits are handled by `Clone.on_interaction` through `OpenForms`."""
 
-    name = discord.ui.TextInput(
+    name: discord.ui.TextInput[CloneModal] = discord.ui.TextInput(
         label="Name for the voice",
         custom_id="name",
         min_length=1,
         max_length=32,
         placeholder="Letters, digits, spaces, - or _",
     )
-    consent = discord.ui.TextInput(
+    consent: discord.ui.TextInput[CloneModal] = discord.ui.TextInput(
         label="I have this speaker's permission (type YES)",
         custom_id="consent",
         min_length=1,
@@ -247,7 +250,7 @@ class Clone(commands.Cog):
 
     @commands.Cog.listener()
     async def on_interaction(self, interaction: discord.Interaction) -> None:
-        data = interaction.data or {}
+        data: Mapping[str, Any] = interaction.data or {}
         custom_id = str(data.get("custom_id", ""))
         if interaction.type is not discord.InteractionType.modal_submit or not custom_id.startswith(
             FORM_PREFIX

@@ -17,23 +17,25 @@ from discord.ext import commands
 from bot import delivery, mentions, speech, text
 from bot.choices import Mode
 from bot.errors import CannotJoinVoice, NoDefaultVoice, NoTextInMessage, NotInVoiceChannel
+from bot.playback import VoiceChannel
 from bot.store import GuildSettings
 from cogs.common import bot_of, guild_id_of, may_speak_in, voice_channel_of, voice_names
 
 
-def choose_mode(interaction: discord.Interaction, wanted: str) -> tuple[str, discord.VoiceChannel | None]:
+def channel_to_speak_in(interaction: discord.Interaction, wanted: str) -> VoiceChannel | None:
+    """The voice channel for mode `wanted`, or None for a reply with a file."""
     channel = voice_channel_of(interaction)
     if wanted == "file":
-        return "file", None
+        return None
     if wanted == "channel":
         if channel is None:
             raise NotInVoiceChannel()
         if not may_speak_in(channel):
             raise CannotJoinVoice(channel.mention)
-        return "channel", channel
+        return channel
     if channel is not None and may_speak_in(channel):
-        return "channel", channel
-    return "file", None
+        return channel
+    return None
 
 
 class Say(commands.Cog):
@@ -94,9 +96,9 @@ class Say(commands.Cog):
         bot = bot_of(interaction)
         guild_id = guild_id_of(interaction)
         settings = await bot.store.aio.settings(guild_id)
-        chosen, channel = choose_mode(interaction, mode or settings.default_mode)
+        channel = channel_to_speak_in(interaction, mode or settings.default_mode)
         # A file is for the whole channel to hear; a queue notice is only for the one who asked.
-        await interaction.response.defer(thinking=True, ephemeral=chosen == "channel")
+        await interaction.response.defer(thinking=True, ephemeral=channel is not None)
         # After the defer: naming uncached members may take a fetch from Discord.
         names = await mentions.names_for(
             words, guild=interaction.guild, reader=interaction.user, message=source
@@ -107,7 +109,7 @@ class Say(commands.Cog):
         estimate = sum(text.estimate_seconds(chunk) for chunk in request.chunks)
         reservation = await bot.limits.reserve(settings, request.user_id, estimate)
         # From here delivery owns the reservation: settled with what members got, else released.
-        if chosen == "file":
+        if channel is None:
             await delivery.reply_with_file(
                 bot, interaction, request, reservation, file_format=settings.file_format
             )

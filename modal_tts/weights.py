@@ -10,12 +10,13 @@ Offline it fails in seconds with `WeightsFetchError` (one line), not after the h
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import shutil
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Protocol
@@ -111,36 +112,35 @@ class HuggingFaceHub:
             )
 
 
-class _hub_errors:
+@contextlib.contextmanager
+def _hub_errors(repo: str, filename: str) -> Iterator[None]:
     """The hub's exceptions (and its tracebacks) as one WeightsFetchError line."""
+    try:
+        yield
+    except WeightsFetchError:
+        raise
+    except Exception as exc:
+        mapped = _fetch_error(exc, f"{repo}/{filename}")
+        if mapped is None:
+            raise
+        raise mapped from exc
 
-    def __init__(self, repo: str, filename: str) -> None:
-        self.what = f"{repo}/{filename}"
 
-    def __enter__(self) -> None:
-        return None
+def _fetch_error(exc: Exception, what: str) -> WeightsFetchError | None:
+    from huggingface_hub import errors
 
-    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, _tb: object) -> bool:
-        if exc is None or not isinstance(exc, Exception) or isinstance(exc, WeightsFetchError):
-            return False
-        from huggingface_hub import errors
-
-        if isinstance(exc, errors.GatedRepoError | errors.RepositoryNotFoundError):
-            raise WeightsFetchError(
-                f"Hugging Face refused {self.what}: set HF_TOKEN to a token that may read it."
-            )
-        if isinstance(exc, errors.RevisionNotFoundError | errors.EntryNotFoundError) and not isinstance(
-            exc, errors.LocalEntryNotFoundError
-        ):
-            raise WeightsFetchError(f"Hugging Face has no {self.what} at that revision: check {LOCK}.")
-        if isinstance(exc, errors.LocalEntryNotFoundError | errors.OfflineModeIsEnabled | OSError):
-            raise WeightsFetchError(
-                f"Can't download {self.what}: the network went away. Run it again to resume."
-            )
-        if isinstance(exc, errors.HfHubHTTPError):
-            first = str(exc).strip().splitlines()[0]
-            raise WeightsFetchError(f"Hugging Face failed on {self.what}: {first}")
-        return False
+    if isinstance(exc, errors.GatedRepoError | errors.RepositoryNotFoundError):
+        return WeightsFetchError(f"Hugging Face refused {what}: set HF_TOKEN to a token that may read it.")
+    if isinstance(exc, errors.RevisionNotFoundError | errors.EntryNotFoundError) and not isinstance(
+        exc, errors.LocalEntryNotFoundError
+    ):
+        return WeightsFetchError(f"Hugging Face has no {what} at that revision: check {LOCK}.")
+    if isinstance(exc, errors.LocalEntryNotFoundError | errors.OfflineModeIsEnabled | OSError):
+        return WeightsFetchError(f"Can't download {what}: the network went away. Run it again to resume.")
+    if isinstance(exc, errors.HfHubHTTPError):
+        first = str(exc).strip().splitlines()[0]
+        return WeightsFetchError(f"Hugging Face failed on {what}: {first}")
+    return None
 
 
 def _sha256(path: Path) -> str:

@@ -124,8 +124,8 @@ def stitch(chunks: Sequence[np.ndarray], *, sample_rate: int = SAMPLE_RATE) -> n
     gate = _voice_gate(frame_dbs)
     if gate is None:
         return np.zeros(0, dtype=np.float32)
-    voiced = [(a, np.flatnonzero(f >= gate)) for a, f in zip(arrays, frame_dbs, strict=True)]
-    voiced = [(a, v[0] * frame, min(a.size, (v[-1] + 1) * frame)) for a, v in voiced if v.size]
+    loud = [(a, np.flatnonzero(f >= gate)) for a, f in zip(arrays, frame_dbs, strict=True)]
+    voiced = [(a, v[0] * frame, min(a.size, (v[-1] + 1) * frame)) for a, v in loud if v.size]
 
     crossfade = max(1, round(CROSSFADE_S * sample_rate))
     edge = round(EDGE_PAD_S * sample_rate)

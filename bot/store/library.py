@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import fcntl
 import hashlib
@@ -174,14 +175,14 @@ class VoiceStore(SettingsAndUsage, Reading):
     @guarded
     def count(self, guild_id: int) -> int:
         with self._lock:
-            return self.db["voices"].count_where("guild_id = ? AND state = 'ready'", [guild_id])
+            return self.db.table("voices").count_where("guild_id = ? AND state = 'ready'", [guild_id])
 
     @guarded
-    def all_voices(self) -> list[Voice]:
+    def all_voices(self) -> builtins.list[Voice]:
         return self._voices("state = 'ready' ORDER BY guild_id, name_key", [])
 
     @guarded
-    def look_alikes(self) -> list[list[Voice]]:
+    def look_alikes(self) -> builtins.list[builtins.list[Voice]]:
         """Voices of one guild whose names look alike: only libraries from before the rule hold any."""
         with self._lock:
             keys = self.db.execute(
@@ -265,7 +266,7 @@ class VoiceStore(SettingsAndUsage, Reading):
             self._ensure_voices_dir()
             with self.transaction() as db:
                 self._check_room(db, guild_id, key)
-                db["voices"].insert({**voice.__dict__, "name_key": key, "state": "adding"})
+                db.table("voices").insert({**voice.__dict__, "name_key": key, "state": "adding"})
             try:
                 self._write_files(voice, reference_flac, latent)
                 with self.transaction() as db:
@@ -317,7 +318,7 @@ class VoiceStore(SettingsAndUsage, Reading):
             log.warning("Could not mark voice %s for re-encoding", voice.id, exc_info=True)
 
     @guarded
-    def needing_reencode(self) -> list[Voice]:
+    def needing_reencode(self) -> builtins.list[Voice]:
         return self._voices("needs_reencode = 1 AND state = 'ready' ORDER BY guild_id, id", [])
 
     @guarded

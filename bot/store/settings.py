@@ -49,7 +49,7 @@ class SettingsAndUsage:
     @guarded
     def settings(self, guild_id: int) -> GuildSettings:
         with self._lock:
-            rows = list(self.db["guild_settings"].rows_where("guild_id = ?", [guild_id]))
+            rows = list(self.db.table("guild_settings").rows_where("guild_id = ?", [guild_id]))
         if not rows:
             return GuildSettings(guild_id)
         row = {k: v for k, v in rows[0].items() if v is not None}
@@ -61,14 +61,14 @@ class SettingsAndUsage:
         if current["default_mode"] not in MODES or current["file_format"] not in FILE_FORMATS:
             raise ValueError(f"bad settings: {changes}")
         with self.transaction() as db:
-            db["guild_settings"].upsert(current, pk="guild_id")
+            db.table("guild_settings").upsert(current, pk="guild_id")
         return self.settings(guild_id)
 
     @guarded
     def default_voice(self, guild_id: int, user_id: int) -> Voice | None:
         with self._lock:
             rows = list(
-                self.db["user_defaults"].rows_where("guild_id = ? and user_id = ?", [guild_id, user_id])
+                self.db.table("user_defaults").rows_where("guild_id = ? and user_id = ?", [guild_id, user_id])
             )
         if not rows:
             return None
@@ -81,7 +81,7 @@ class SettingsAndUsage:
     def set_default_voice(self, guild_id: int, user_id: int, name: str) -> Voice:
         voice = self.get(guild_id, name)
         with self.transaction() as db:
-            db["user_defaults"].upsert(
+            db.table("user_defaults").upsert(
                 {"guild_id": guild_id, "user_id": user_id, "voice_id": voice.id},
                 pk=("guild_id", "user_id"),
             )
@@ -103,7 +103,7 @@ class SettingsAndUsage:
         self, guild_id: int, user_id: int, *, kind: str, audio_seconds: float, gpu_seconds: float
     ) -> None:
         with self.transaction() as db:
-            db["usage"].insert(
+            db.table("usage").insert(
                 {
                     "guild_id": guild_id,
                     "user_id": user_id,
