@@ -16,6 +16,7 @@ Backend = Literal["modal", "local"]  # a Modal GPU, or the engine in this proces
 MODES: tuple[Mode, ...] = get_args(Mode)
 FILE_FORMATS: tuple[FileFormat, ...] = get_args(FileFormat)
 BACKENDS: tuple[Backend, ...] = get_args(Backend)
+OUTPUT_FORMATS: tuple[str, ...] = (*FILE_FORMATS, "wav")  # what `voicebot say` may also write
 
 DEFAULT_MODE: Mode = "auto"
 DEFAULT_FILE_FORMAT: FileFormat = "ogg"

@@ -14,11 +14,12 @@ import logging
 import os
 import sqlite3
 import sys
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from bot import cli_ops, cli_voices
+from bot.choices import BACKENDS, FILE_FORMATS, MODES, OUTPUT_FORMATS
 from bot.cli_common import device, guild_id, terminal_message, user_id
 from bot.config import _ENV, Config
 from bot.errors import BackendError, InvalidInput, LibraryError, OutputNotWritable, VoiceBotError
@@ -93,7 +94,7 @@ def _data_dir(parser: argparse.ArgumentParser, *, top: bool = False) -> None:
 
 def _speech_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--backend", choices=("modal", "local"), help="speech backend (default: $VOICEBOT_BACKEND or modal)"
+        "--backend", choices=BACKENDS, help="speech backend (default: $VOICEBOT_BACKEND or modal)"
     )
     parser.add_argument(
         "--weights", type=Path, metavar="DIR", help="weights folder for --backend local ($ECHO_WEIGHTS_DIR)"
@@ -136,9 +137,7 @@ def _library_commands(commands: argparse._SubParsersAction) -> None:
     say.add_argument(
         "--out", type=Path, required=True, help="output file (.ogg, .mp3 or .wav), or - for stdout"
     )
-    say.add_argument(
-        "--format", choices=("ogg", "mp3", "wav"), help="audio format (default: from --out; ogg for -)"
-    )
+    say.add_argument("--format", choices=OUTPUT_FORMATS, help="audio format (default: from --out; ogg for -)")
     say.add_argument("--seed", type=int, help="same seed, same audio (default: random)")
     say.add_argument("--force-speaker", action="store_true", help="hold the voice tighter on unusual text")
     say.add_argument(
@@ -187,10 +186,8 @@ def _library_commands(commands: argparse._SubParsersAction) -> None:
         metavar="MIN",
         help="minutes of speech per UTC day (0–1440; 0: no limit)",
     )
-    settings.add_argument(
-        "--default-mode", choices=("auto", "file", "channel"), help="where /say speaks by default"
-    )
-    settings.add_argument("--file-format", choices=("ogg", "mp3"), help="audio format of file replies")
+    settings.add_argument("--default-mode", choices=MODES, help="where /say speaks by default")
+    settings.add_argument("--file-format", choices=FILE_FORMATS, help="audio format of file replies")
     _json(settings)
 
     dictionary = commands.add_parser("dictionary", help="list, add or remove pronunciations for a guild")
@@ -278,7 +275,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-COMMANDS: dict[str, Callable[[argparse.Namespace, Config], Awaitable[int]]] = {
+COMMANDS: dict[str, Callable[[argparse.Namespace, Config], Coroutine[Any, Any, int]]] = {
     "clone": cli_voices.cmd_clone,
     "say": cli_voices.cmd_say,
     "voices": cli_voices.cmd_voices,

@@ -18,9 +18,10 @@ from mutagen.oggopus import OggOpus
 from mutagen.wave import WAVE
 
 from bot.audio.pcm import OPUS_RATE, SAMPLE_RATE, av_frames
+from bot.choices import OUTPUT_FORMATS
 from bot.errors import OutputTooLarge
 
-FORMATS = ("ogg", "mp3", "wav")
+FORMATS = OUTPUT_FORMATS
 # The first rung is the default bitrate; fit_to_limit walks down from it until the file fits.
 BITRATE_LADDER: dict[str, tuple[int | None, ...]] = {
     "ogg": (64_000, 48_000, 32_000, 24_000, 16_000),
@@ -67,32 +68,27 @@ def _id3_frames(tags: Tags) -> list:
 def _tag(data: bytes, fmt: str, tags: Tags) -> bytes:
     """Write `tags` into an encoded file in memory with mutagen."""
     buf = io.BytesIO(data)
-    if fmt == "ogg":
-        ogg = OggOpus(buf)
-        ogg.tags.clear()
-        ogg.tags["TITLE"] = tags.title
-        ogg.tags["ARTIST"] = tags.voice
-        ogg.tags["COMMENT"] = tags.comment
-        ogg.tags["LICENSE"] = tags.licence
-        buf.seek(0)
-        ogg.save(buf)
-    elif fmt == "flac":
-        flac = FLAC(buf)
-        flac.add_tags() if flac.tags is None else flac.tags.clear()
+    if fmt in ("ogg", "flac"):
+        vorbis = OggOpus(buf) if fmt == "ogg" else FLAC(buf)
+        if vorbis.tags is None:
+            vorbis.add_tags()
+        for key in list(vorbis.keys()):
+            del vorbis[key]
         for key, value in (
             ("TITLE", tags.title),
             ("ARTIST", tags.voice),
             ("COMMENT", tags.comment),
             ("LICENSE", tags.licence),
         ):
-            flac.tags[key] = value
+            vorbis[key] = value
         buf.seek(0)
-        flac.save(buf)
+        vorbis.save(buf)
     else:
         audio = MP3(buf) if fmt == "mp3" else WAVE(buf)
         if audio.tags is None:
             audio.add_tags()
-        id3: ID3 = audio.tags
+        id3 = audio.tags
+        assert isinstance(id3, ID3)
         for frame in _id3_frames(tags):
             id3.add(frame)
         buf.seek(0)
@@ -130,6 +126,7 @@ def encode(
                 }
             )
         stream = out.add_stream(codec, rate=rate, layout="mono", options=dict(options))
+        assert isinstance(stream, av.AudioStream)
         chosen = bitrate or BITRATE_LADDER[fmt][0]
         if chosen and fmt != "wav":
             stream.bit_rate = chosen
