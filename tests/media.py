@@ -15,47 +15,12 @@ from fractions import Fraction
 import av
 import numpy as np
 
+from bot.audio.sample import speech_like as speech_like  # the tests' voice: the one users can try
+
 SAMPLE_RATE = 44100
 
 
 # --- signals ----------------------------------------------------------------------------------
-
-
-def speech_like(
-    seconds: float,
-    *,
-    sample_rate: int = SAMPLE_RATE,
-    seed: int = 0,
-    peak: float = 0.5,
-    f0: float = 140.0,
-    noise_dbfs: float = -60.0,
-) -> np.ndarray:
-    """A voice-ish signal: a gliding harmonic tone, shaped into ~4 Hz syllables with short gaps.
-
-    Returns float32 mono with the given peak; between syllables only the noise floor remains.
-    """
-    rng = np.random.default_rng(seed)
-    n = round(seconds * sample_rate)
-    t = np.arange(n) / sample_rate
-    pitch = f0 * (1 + 0.08 * np.sin(2 * np.pi * 0.6 * t + rng.uniform(0, 6)))
-    phase = 2 * np.pi * np.cumsum(pitch) / sample_rate
-    voice = sum(np.sin(k * phase) / k for k in range(1, 11))
-
-    # syllables: raised-cosine bumps of random length, one in five replaced by a pause
-    envelope = np.zeros(n)
-    pos = 0
-    while pos < n:
-        length = int(rng.uniform(0.15, 0.32) * sample_rate)
-        if rng.random() > 0.2:
-            bump = np.sin(np.linspace(0, np.pi, length)) ** 2
-            envelope[pos : pos + length] = bump[: n - pos]
-        pos += length
-    signal = voice * envelope
-    signal += 0.05 * rng.standard_normal(n) * envelope  # breathiness follows the voice
-    scale = peak / max(float(np.max(np.abs(signal))), 1e-9)
-    signal *= scale
-    signal += rng.standard_normal(n) * 10 ** (noise_dbfs / 20)  # room noise, always there
-    return signal.astype(np.float32)
 
 
 def tone(
