@@ -156,7 +156,7 @@ async def cmd_say(args: argparse.Namespace, config: Config) -> int:
     }
     where = "stdout" if to_stdout else str(args.out)
     line = (
-        f"Wrote {where}: {result.audio_seconds:.1f} s in “{request.voice.name}”'s voice "
+        f"Wrote {result.audio_seconds:.1f} s in “{request.voice.name}”'s voice to {where} "
         f"({plural(chunks, 'chunk')}, seed {request.seed})."
     )
     if to_stdout:

@@ -78,7 +78,7 @@ def test_clone_list_say_delete_round_trip(run, tmp_path):
         "5",
         "Hello there. This is a test.",
     )
-    assert (code, err) == (0, "") and f"Wrote {out_file}" in out and "seed 5" in out
+    assert (code, err) == (0, "") and f"voice to {out_file} " in out and "seed 5" in out
     container = av.open(str(out_file))
     stream = container.streams.audio[0]
     assert (stream.codec_context.name, stream.rate) == ("opus", 48000)

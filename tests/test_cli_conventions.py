@@ -121,7 +121,7 @@ def test_say_to_stdout_writes_only_audio_there_and_progress_on_a_terminal(run, t
     assert lines[0].startswith("voicebot: Loading the model from ")
     assert "voicebot: Speaking 1 chunk in “Ada”'s voice…" in lines
     assert "voicebot: Chunk 1 of 1 spoken." in lines
-    assert lines[-1].startswith("Wrote stdout: ") and "(1 chunk, seed 3)" in lines[-1]
+    assert lines[-1].startswith("Wrote ") and "voice to stdout (1 chunk, seed 3)" in lines[-1]
 
 
 def test_say_json_and_no_progress_without_a_terminal(run, tmp_path):
