@@ -32,16 +32,12 @@ from bot.errors import (
     fmt_seconds,
 )
 from bot.store import VoiceStore
+from bot.wording import plural
 
 if TYPE_CHECKING:
     from bot.tts.base import TTSBackend
 
 CLIP_LIMITS = "a reference must be 5 s to 5 min long"  # the one phrasing of the clip limits
-
-
-def plural(count: int, word: str, many: str | None = None) -> str:
-    """`1 voice`, `2 voices`: never `voice(s)`."""
-    return f"{count} {word if count == 1 else many or word + 's'}"
 
 
 # --- argument types ---------------------------------------------------------------------------

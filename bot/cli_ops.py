@@ -9,9 +9,10 @@ import logging
 from typing import TYPE_CHECKING
 
 from bot import archive
-from bot.cli_common import check_writable, library_exists, open_store, plural, write_atomically
+from bot.cli_common import check_writable, library_exists, open_store, write_atomically
 from bot.config import Config
 from bot.errors import InvalidInput, VoiceBotError
+from bot.wording import plural
 
 if TYPE_CHECKING:
     from bot.store import Voice

@@ -20,12 +20,12 @@ from bot.cli_common import (
     create_backend,
     library_exists,
     open_store,
-    plural,
     write_atomically,
 )
 from bot.config import Config
 from bot.errors import ConsentRequired, FileTooLarge, InvalidInput, VoiceNotFound
 from bot.store import clean_name
+from bot.wording import plural
 
 audit = logging.getLogger("bot.audit")
 

@@ -14,7 +14,8 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from bot.cli_common import Progress, plural
+from bot.cli_common import Progress
+from bot.wording import plural
 
 # flag, variable, documented default (modal_tts/app.py), help
 SETTINGS: tuple[tuple[str, str, str, str], ...] = (

@@ -16,12 +16,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from bot.cli_common import create_backend, plural
+from bot.cli_common import create_backend
 from bot.config import Config
 from bot.errors import BackendError, BackendNotDeployed, LibraryError
 from bot.store import SCHEMA_VERSION, Audit, Voice, VoiceStore
 from bot.store.faults import DB_NAME
 from bot.store.health import holds_voices, remove_tree
+from bot.wording import plural
 
 T = TypeVar("T")
 

@@ -6,6 +6,8 @@ user-facing text. Messages say what happened and what to do, with the actual val
 
 from __future__ import annotations
 
+from bot.wording import plural
+
 
 class VoiceBotError(Exception):
     """Base class: `message` is short, plain and safe to show in Discord or on a terminal."""
@@ -476,7 +478,7 @@ class VoicesFolderMissing(LibraryError):
     def __init__(self, path: object, voices: int) -> None:
         super().__init__(
             "The bot can't reach its voice recordings right now. A bot admin needs to check its storage.",
-            f"The folder {path} is missing, but the library lists {voices} voice(s): is its volume "
+            f"The folder {path} is missing, but the library lists {plural(voices, 'voice')}: is its volume "
             "mounted? Nothing was deleted; put the folder back and try again.",
         )
         self.path, self.voices = path, voices

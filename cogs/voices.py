@@ -8,6 +8,7 @@ from discord.ext import commands
 
 from bot.errors import NotVoiceOwner
 from bot.store import Voice
+from bot.wording import plural
 from cogs.common import bot_of, guild_id_of, is_manager, page_of, voice_names
 
 PAGE_SIZE = 10
@@ -52,7 +53,9 @@ class Voices(commands.Cog):
             + (f"<@{v.owner_id}>" if v.owner_id else "server admin")
             for v in shown
         )
-        embed.set_footer(text=f"Page {page}/{pages} · {len(voices)} voice(s) · /voices page:N for more")
+        embed.set_footer(
+            text=f"Page {page}/{pages} · {plural(len(voices), 'voice')} · /voices page:N for more"
+        )
         await interaction.response.send_message(embed=embed, ephemeral=True)
 
     voice = app_commands.Group(name="voice", description="Manage one cloned voice", guild_only=True)

@@ -93,7 +93,7 @@ def test_a_missing_voices_folder_deletes_nothing(tmp_path, cli):
     store = VoiceStore(tmp_path)  # the bot's start-up, while the folder is away
     with pytest.raises(VoicesFolderMissing) as caught:
         store.load_latent(ada)
-    assert "mounted" in caught.value.admin_message and "2 voice(s)" in caught.value.admin_message
+    assert "mounted" in caught.value.admin_message and "lists 2 voices:" in caught.value.admin_message
     with pytest.raises(VoicesFolderMissing):
         add(store, 1, "New")  # its folder would hide under the volume once it is back
     store.close()

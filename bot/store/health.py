@@ -68,7 +68,7 @@ def sweep(store: VoiceStore) -> SweepReport:
     )
     if report:
         log.warning(
-            "Sweep: undid %d interrupted add(s) (%s), finished %d delete(s), removed %d staged folder(s)",
+            "Sweep: interrupted adds undone: %d (%s); deletes finished: %d; staged folders removed: %d",
             report.undone_adds,
             ", ".join(voice_id for voice_id, _, state in unsettled if state == "adding") or "none",
             report.finished_deletes,

@@ -144,7 +144,7 @@ async def test_voices_are_listed_and_managed_with_permissions(world: World):
     listing = await world.fake.invoke("voices", {}, user=world.bob)
     reply = await listing.wait_for_callback()
     assert reply.ephemeral and "**Ada**" in reply.embeds[0]["description"]
-    assert "Page 1/1 · 2 voice(s)" in reply.embeds[0]["footer"]["text"]
+    assert "Page 1/1 · 2 voices ·" in reply.embeds[0]["footer"]["text"]
 
     denied = await world.fake.invoke("voice delete", {"name": "Ada"}, user=world.bob)
     assert "Only the owner of “Ada”" in (await denied.wait_for_callback()).content
