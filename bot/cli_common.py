@@ -135,29 +135,47 @@ def _output_error(path: Path, exc: OSError) -> OutputNotWritable:
     if path.is_dir():
         return OutputNotWritable(path, "it is a folder")
     reason = exc.strerror or str(exc)
-    return OutputNotWritable(path, reason[0].lower() + reason[1:])
+    return OutputNotWritable(path, reason[0].lower() + reason[1:])  # "Permission denied" mid-sentence
+
+
+def _special(target: Path) -> bool:
+    """A device or pipe (`--out /dev/null`, a FIFO): written in place, never replaced by a file."""
+    return target.exists() and not target.is_file() and not target.is_dir()
 
 
 def check_writable(path: Path) -> None:
     """Refuse an --out that can't be written before any work is done for it (creating nothing)."""
-    folder = path.parent
-    while not folder.exists() and folder != folder.parent:
-        folder = folder.parent
+    target = Path(os.path.realpath(path))  # through a symlink: its target is what gets written
+    if target.is_dir():
+        raise OutputNotWritable(path, "it is a folder")
+    if not target.parent.exists():
+        raise OutputNotWritable(path, f"there is no folder {path.parent}")
+    if not target.parent.is_dir():
+        raise OutputNotWritable(path, f"{path.parent} is a file, not a folder")
     try:
-        if path.is_dir():
-            raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR))
-        if not folder.is_dir():
-            raise NotADirectoryError(errno.ENOTDIR, f"{folder} is a file, not a folder")
-        with tempfile.NamedTemporaryFile(dir=folder, prefix=".voicebot-", suffix=".part"):
+        if _special(target):
+            if not os.access(target, os.W_OK):
+                raise PermissionError(errno.EACCES, os.strerror(errno.EACCES))
+            return
+        with tempfile.NamedTemporaryFile(dir=target.parent, prefix=".voicebot-", suffix=".part"):
             pass
     except OSError as exc:
         raise _output_error(path, exc) from None
 
 
 def write_atomically(path: Path, data: bytes) -> None:
+    """Write `data` to `path` whole or not at all: a temporary file beside it, then renamed over it.
+    A symlink is written through (to its target); a device or pipe is written in place."""
+    target = Path(os.path.realpath(path))
+    if _special(target):
+        try:
+            with open(target, "wb") as f:
+                f.write(data)
+        except OSError as exc:
+            raise _output_error(path, exc) from None
+        return
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
     except OSError as exc:
         raise _output_error(path, exc) from None
     try:
@@ -166,7 +184,7 @@ def write_atomically(path: Path, data: bytes) -> None:
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it private; the user expects a normal file
-        os.replace(tmp, path)
+        os.replace(tmp, target)
     except OSError as exc:
         Path(tmp).unlink(missing_ok=True)
         raise _output_error(path, exc) from None

@@ -66,6 +66,7 @@ def test_clone_list_say_delete_round_trip(run, tmp_path):
     assert voice["revision"].startswith("echo-") and voice["duration_s"] == pytest.approx(7.0, abs=0.05)
 
     out_file = tmp_path / "out" / "hello.ogg"
+    out_file.parent.mkdir()
     code, out, err = run(
         "say",
         "--guild",
@@ -385,10 +386,12 @@ def test_a_read_only_database_is_one_line_and_deletes_nothing(run, tmp_path, mon
     assert library(tmp_path) == before
 
 
-@pytest.mark.parametrize("where", ["under-a-file", "a-directory"])
+@pytest.mark.parametrize("where", ["under-a-file", "a-directory", "a-missing-folder"])
 def test_an_unwritable_out_path_is_one_line_and_costs_no_speech(run, tmp_path, where):
     _clone_ada(run, tmp_path)
-    if where == "under-a-file":
+    if where == "a-missing-folder":
+        out_file = tmp_path / "typo" / "hi.ogg"
+    elif where == "under-a-file":
         (tmp_path / "notes.txt").write_text("a file, not a folder")
         out_file = tmp_path / "notes.txt" / "hi.ogg"
     else:
@@ -399,7 +402,7 @@ def test_an_unwritable_out_path_is_one_line_and_costs_no_speech(run, tmp_path, w
     conn = sqlite3.connect(tmp_path / "data" / "voicebot.db")
     assert conn.execute("select count(*) from usage").fetchone()[0] == 0  # refused before synthesis
     conn.close()
-    assert not list(tmp_path.rglob("*.part"))
+    assert not list(tmp_path.rglob("*.part")) and not (tmp_path / "typo").exists()
 
 
 def test_a_garbled_latent_is_one_line_naming_the_repair(run, tmp_path):
