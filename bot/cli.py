@@ -20,7 +20,7 @@ from typing import Any, NoReturn
 
 from bot import cli_ops, cli_voices
 from bot.choices import BACKENDS, FILE_FORMATS, MODES, OUTPUT_FORMATS
-from bot.cli_common import device, guild_id, terminal_message, user_id
+from bot.cli_common import device, guild_id, role_id, terminal_message, user_id
 from bot.config import _ENV, Config
 from bot.errors import BackendError, InvalidInput, LibraryError, OutputNotWritable, VoiceBotError
 
@@ -141,7 +141,7 @@ def _library_commands(commands: argparse._SubParsersAction) -> None:
     say.add_argument("--seed", type=int, help="same seed, same audio (default: random)")
     say.add_argument("--force-speaker", action="store_true", help="hold the voice tighter on unusual text")
     say.add_argument(
-        "--user", type=int, default=0, metavar="USER_ID", help="user id the usage is recorded under"
+        "--user", type=user_id, default=0, metavar="USER_ID", help="user id the usage is recorded under"
     )
     say.add_argument("text", help="what to say")
     _json(say)
@@ -172,7 +172,7 @@ def _library_commands(commands: argparse._SubParsersAction) -> None:
     settings = commands.add_parser("settings", help="show a guild's settings, or change them")
     _guild(settings)
     role = settings.add_mutually_exclusive_group()
-    role.add_argument("--clone-role", type=user_id, metavar="ROLE_ID", help="only this role may clone")
+    role.add_argument("--clone-role", type=role_id, metavar="ROLE_ID", help="only this role may clone")
     role.add_argument("--everyone-may-clone", action="store_true", help="anyone may clone")
     settings.add_argument(
         "--max-text", type=_ranged(10, 20_000), metavar="N", help="characters per /say (10–20000)"

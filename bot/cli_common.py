@@ -9,6 +9,7 @@ import os
 import re
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -43,27 +44,33 @@ CLIP_LIMITS = "a reference must be 5 s to 5 min long"  # the one phrasing of the
 # --- argument types ---------------------------------------------------------------------------
 
 
-def guild_id(raw: str) -> int:
-    """A Discord id is a positive whole number; 0 or a negative one is a typo, refused here."""
-    try:
-        value = int(raw)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{raw!r} is not a guild id (a positive whole number)") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"{raw} is not a guild id; use the server's id, a positive number")
-    return value
+MAX_DISCORD_ID = 2**63 - 1  # SQLite's largest integer; Discord's snowflakes stay below it until 2084
 
 
-def user_id(raw: str) -> int:
-    try:
-        value = int(raw)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"{raw!r} is not a Discord user id (a positive whole number)"
-        ) from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"{raw} is not a Discord user id; it is a positive number")
-    return value
+def _discord_id(kind: str) -> Callable[[str], int]:
+    """An argument type for a Discord id: a whole number from 1 to 2^63-1. Anything else is a typo
+    (0, a negative number, a name), refused here with one phrasing for every kind of id."""
+
+    def parse(raw: str) -> int:
+        try:
+            value = int(raw)
+        except ValueError:
+            value = 0
+        if not 0 < value <= MAX_DISCORD_ID:
+            shown = repr(raw) if not raw.lstrip("-").isdigit() else raw
+            raise argparse.ArgumentTypeError(
+                f"{shown} is not a {kind}: Discord ids are positive whole numbers below 2^63, "
+                "like 123456789012345678"
+            )
+        return value
+
+    parse.__name__ = kind.replace(" ", "_")
+    return parse
+
+
+guild_id = _discord_id("guild id")
+user_id = _discord_id("Discord user id")
+role_id = _discord_id("role id")
 
 
 def device(raw: str) -> str:

@@ -174,7 +174,8 @@ async def cmd_say(args: argparse.Namespace, config: Config) -> int:
 
 async def cmd_voices(args: argparse.Namespace, config: Config) -> int:
     voices = []
-    if library_exists(config):
+    found = library_exists(config)
+    if found:
         store = open_store(config, writes=False)
         try:
             voices = store.list(args.guild)
@@ -183,9 +184,11 @@ async def cmd_voices(args: argparse.Namespace, config: Config) -> int:
     if args.json:
         _print_json([asdict(v) for v in voices])
     elif not voices:
+        # a wrong --data-dir (or working directory) must not look like an empty guild
+        where = " yet" if found else f" in {config.data_dir} (no voice library there yet)"
         print(
-            f"Guild {args.guild} has no voices yet. Add one with: voicebot clone --guild {args.guild} "
-            "--name NAME --consent USER_ID FILE"
+            f"Guild {args.guild} has no voices{where}. Add one with: voicebot clone --guild "
+            f"{args.guild} --name NAME --consent USER_ID FILE"
         )
     else:
         print(f"{'NAME':<32}  {'LENGTH':>8}  {'OWNER':<20}  {'CREATED':<25}  ID")

@@ -230,6 +230,13 @@ def _bad_inputs(tmp: Path) -> list[tuple[str, list[str], str]]:
         ("guild not a number", ["voices", "--guild", "one"], "'one' is not a guild id"),
         ("guild zero", ["voices", "--guild", "0"], "0 is not a guild id"),
         ("negative guild", ["delete", "--guild", "-5", "--voice", "A"], "-5 is not a guild id"),
+        ("guild past SQLite's integers", ["voices", "--guild", str(2**63)], f"{2**63} is not a guild id"),
+        (
+            "user past SQLite's integers",
+            ["voice", "default", "--guild", "1", "--voice", "A", "--user", str(2**64 - 1)],
+            "is not a Discord user id",
+        ),
+        ("role not a number", ["settings", "--guild", "1", "--clone-role", "abc"], "'abc' is not a role id"),
         ("unknown command", ["frobnicate"], "invalid choice"),
     ]
 

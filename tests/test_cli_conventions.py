@@ -88,7 +88,9 @@ def test_voices_needs_no_backend_settings(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("VOICEBOT_BACKEND", "local")  # and no ECHO_WEIGHTS_DIR
     monkeypatch.delenv("ECHO_WEIGHTS_DIR", raising=False)
     code, out, err = _call(capsys, "voices", "--guild", "9", "--data-dir", str(tmp_path / "d"))
-    assert (code, err) == (0, "") and out.startswith("Guild 9 has no voices yet.")
+    assert (code, err) == (0, "")
+    # a wrong --data-dir must not look like an empty guild: the message names the folder
+    assert out.startswith(f"Guild 9 has no voices in {tmp_path / 'd'} (no voice library there yet).")
 
 
 def test_clone_needs_consent_and_records_it(run, tmp_path):
