@@ -15,11 +15,15 @@ from typing import TYPE_CHECKING
 
 from bot.config import Config, check, load_config
 from bot.errors import (
+    BackendFailed,
     BackendNotDeployed,
+    BackendUnauthorised,
+    BackendUnreachable,
     ConsentRequired,
     DictionaryFull,
     FileTooLarge,
     InvalidInput,
+    LocalEngineUnavailable,
     NoDefaultVoice,
     OutputNotWritable,
     ReferenceTooLong,
@@ -238,6 +242,17 @@ def terminal_message(exc: VoiceBotError, args: argparse.Namespace) -> str:
         )
     if isinstance(exc, BackendNotDeployed):
         return "The Modal app isn't deployed. Deploy it with `voicebot deploy`, then try again."
+    if isinstance(exc, LocalEngineUnavailable):
+        return exc.detail
+    if isinstance(exc, BackendUnauthorised):
+        return (
+            "Modal rejected the credentials: run `uv run modal token new`, or fix MODAL_TOKEN_ID and "
+            "MODAL_TOKEN_SECRET (in the environment or .env)."
+        )
+    if isinstance(exc, BackendUnreachable):
+        return f"Can't reach Modal ({exc.detail}). Check the network, then try again."
+    if isinstance(exc, BackendFailed):
+        return f"The speech backend failed ({exc.detail}). Try again; `voicebot doctor` checks the setup."
     message = getattr(exc, "admin_message", None) or exc.message
     message = message.replace("This server", where).replace("this server", where.lower())
     hint = getattr(exc, "admin_hint", "")

@@ -38,7 +38,7 @@ def _print_json(value: object) -> None:
 
 async def _warm(backend: object, progress: Progress, config: Config) -> None:
     """Load the model now, so the progress line says what the wait is for."""
-    load = getattr(backend, "scheduler", None)  # the local backend loads its weights lazily
+    load = getattr(backend, "load", None)  # the local backend loads its weights lazily
     if load is not None:
         progress(f"Loading the model from {config.weights_dir} on {config.device or 'the default device'}…")
         await load()

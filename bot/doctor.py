@@ -9,14 +9,18 @@ damaged from their kept reference, then checks. No repair ever deletes a referen
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import os
+import socket
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import urlparse
 
-from bot.cli_common import create_backend
+from bot.choices import BACKENDS
+from bot.cli_common import create_backend, terminal_message
 from bot.config import Config
 from bot.errors import BackendError, BackendNotDeployed, LibraryError
 from bot.store import SCHEMA_VERSION, Audit, Voice, VoiceStore
@@ -28,6 +32,21 @@ T = TypeVar("T")
 
 Check = tuple[bool, str]
 SHOWN = 10  # voices or folders named one per line before the rest are counted
+
+
+def _modal_unreachable() -> str | None:
+    """A quick look for Modal's server (the client itself retries for about a minute when offline)."""
+    import modal.config
+
+    # Modal's client takes a comma-separated list of servers and tries the first one first
+    url = urlparse(str(modal.config.config.get("server_url")).split(",")[0])
+    host, port = url.hostname or "api.modal.com", url.port or 443
+    try:
+        socket.create_connection((host, port), timeout=5).close()
+    except OSError as exc:
+        reason = exc.strerror or str(exc) or type(exc).__name__
+        return f"Can't reach Modal at {host} ({reason}): check the network, then run `voicebot doctor` again."
+    return None
 
 
 def _modal_credentials() -> bool:
@@ -202,7 +221,7 @@ async def _reencode(config: Config, store: VoiceStore, pending: list[Voice]) -> 
     try:
         done = await reencode_pending(store, backend)
     except BackendError as exc:
-        return [(False, f"Re-encoding stopped: {exc.message} {exc.admin_hint}".rstrip())]
+        return [(False, f"Re-encoding stopped: {terminal_message(exc, argparse.Namespace())}")]
     finally:
         await backend.close()
     checks = [(True, f"Re-encoded {_voice(v)} from its reference (model {v.revision}).") for v in done]
@@ -218,6 +237,9 @@ async def _reencode(config: Config, store: VoiceStore, pending: list[Voice]) -> 
 
 
 async def _backend(config: Config) -> list[Check]:
+    if config.backend not in BACKENDS:
+        allowed = " or ".join(BACKENDS)
+        return [(False, f"VOICEBOT_BACKEND is {config.backend!r}; allowed is {allowed}: fix it in .env.")]
     if config.backend == "modal" and not _modal_credentials():
         return [
             (
@@ -238,6 +260,8 @@ async def _backend(config: Config) -> list[Check]:
     if config.backend == "local" and weights is not None:
         from modal_tts.engine import WEIGHT_FILES
 
+        if weights.exists() and not weights.is_dir():
+            return [(False, f"The weights folder {weights} is a file: set ECHO_WEIGHTS_DIR to a folder.")]
         missing = [name for name in WEIGHT_FILES if not (weights / name).is_file()]
         if missing:
             return [
@@ -247,13 +271,15 @@ async def _backend(config: Config) -> list[Check]:
                     f"`voicebot weights fetch {weights}`.",
                 )
             ]
+    if config.backend == "modal" and (unreachable := _modal_unreachable()):
+        return [(False, unreachable)]
     backend = create_backend(config, timeout=60.0)
     try:
         info = await backend.info()
     except BackendNotDeployed:
         return [(False, f"The Modal app {config.modal_app} is not deployed: run `voicebot deploy`.")]
     except BackendError as exc:
-        return [(False, f"Speech backend ({config.backend}): {exc.message} {exc.admin_hint}".rstrip())]
+        return [(False, f"Speech backend ({config.backend}): {terminal_message(exc, argparse.Namespace())}")]
     finally:
         await backend.close()
     where = info.get("device_name") or info.get("device")

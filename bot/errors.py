@@ -169,6 +169,17 @@ class BackendNotDeployed(BackendError):
         self.detail = detail
 
 
+class LocalEngineUnavailable(BackendError):
+    """The local backend can't start here: its weights folder or its device. `detail` says which and
+    how to fix it, for the admin (the terminal shows it as is)."""
+
+    admin_hint = "Run `voicebot doctor` on the bot's machine."
+
+    def __init__(self, detail: str) -> None:
+        super().__init__("The speech engine can't start on this machine. A bot admin needs to check it.")
+        self.detail = detail
+
+
 class BackendUnauthorised(BackendError):
     admin_hint = "Set MODAL_TOKEN_ID and MODAL_TOKEN_SECRET (or run `modal token new`)."
 
@@ -195,6 +206,14 @@ class BackendBusy(BackendError):
 
     def __init__(self, detail: str = "") -> None:
         super().__init__("The speech engine is busy with other requests. Try again in a moment.")
+        self.detail = detail
+
+
+class BackendUnreachable(BackendError):
+    admin_hint = "The bot's machine can't reach Modal: check its network connection."
+
+    def __init__(self, detail: str = "") -> None:
+        super().__init__("The bot can't reach its speech engine right now. Try again in a minute.")
         self.detail = detail
 
 

@@ -242,7 +242,8 @@ class EchoEngine:
         """
         root = Path(path)
         if not root.is_dir():
-            raise WeightsError(f"Weights directory {root} does not exist.")
+            what = "is a file, not a folder" if root.exists() else "does not exist"
+            raise WeightsError(f"Weights directory {root} {what}.")
         echo_cfg, dac_cfg = _read_config(root)
         with torch.device("meta"):
             model = EchoDiT(**echo_cfg)

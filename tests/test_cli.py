@@ -444,3 +444,41 @@ def test_doctor_names_a_missing_weights_folder_for_the_local_backend(tmp_path, m
     code = main(["doctor", "--data-dir", str(tmp_path / "data")])
     out = capsys.readouterr().out
     assert code == 1 and "FIX  The local backend needs a weights folder" in out
+
+
+@pytest.mark.parametrize("problem", ["empty weights folder", "weights path is a file", "no such GPU"])
+def test_a_local_engine_that_cannot_start_is_one_line_naming_the_fix(run, tmp_path, problem):
+    clip = tmp_path / "ada.ogg"
+    clip.write_bytes(GOOD_CLIP)
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "notes.txt").write_text("not weights")
+    override, expected = {
+        "empty weights folder": (["--weights", str(tmp_path / "empty")], "Missing weights file"),
+        "weights path is a file": (["--weights", str(tmp_path / "notes.txt")], "is a file, not a folder"),
+        "no such GPU": (["--device", "cuda:99"], "Device cuda:99 was asked for, but torch sees"),
+    }[problem]
+    # the last --weights/--device wins: the fixture's own come first
+    code, _, err = run("clone", "--guild", "1", "--name", "Ada", *override, str(clip))
+    assert code == 1 and _one_line(err) and expected in err, err
+    assert "voicebot weights fetch" in err or "--device cpu" in err
+    assert library(tmp_path) == (set(), [])
+    code, out, _ = run("doctor", *override)
+    doctor_says = {
+        "empty weights folder": f"FIX  Weights folder {tmp_path / 'empty'} lacks echo/pytorch_model",
+        "weights path is a file": f"FIX  The weights folder {tmp_path / 'notes.txt'} is a file",
+        "no such GPU": f"FIX  Speech backend (local): {err.removeprefix('voicebot: ')}",
+    }[problem]
+    assert code == 1 and doctor_says in out, out
+
+
+def test_doctor_reports_a_bad_backend_name_and_an_unreachable_modal(run, monkeypatch):
+    monkeypatch.setenv("VOICEBOT_BACKEND", "gpu")
+    code, out, _ = run("doctor", backend=False)
+    assert code == 1 and "FIX  VOICEBOT_BACKEND is 'gpu'; allowed is modal or local" in out
+
+    monkeypatch.setenv("VOICEBOT_BACKEND", "modal")
+    monkeypatch.setenv("MODAL_TOKEN_ID", "ak-test")
+    monkeypatch.setenv("MODAL_TOKEN_SECRET", "as-test")
+    monkeypatch.setenv("MODAL_SERVER_URL", "https://127.0.0.1:9,https://127.0.0.1:10")  # a closed port
+    code, out, _ = run("doctor", backend=False)
+    assert code == 1 and "FIX  Can't reach Modal at 127.0.0.1 (" in out

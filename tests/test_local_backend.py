@@ -9,7 +9,7 @@ import time
 import numpy as np
 import pytest
 
-from bot.errors import BackendBusy, BackendInvalidRequest, BackendNotDeployed, BackendTimedOut
+from bot.errors import BackendBusy, BackendInvalidRequest, BackendTimedOut, LocalEngineUnavailable
 from bot.tts.base import SpeakerLatent
 from bot.tts.local_backend import LocalBackend
 from modal_tts.engine import Row
@@ -144,9 +144,13 @@ async def test_bad_input_and_bad_weights_are_typed_errors(local, voice, tmp_path
         await collect(local.synthesize(["x" * 769], voice, FAST, seed=1))
     broken = LocalBackend(tmp_path / "no-weights", device="cpu")
     try:
-        with pytest.raises(BackendNotDeployed) as info:
+        with pytest.raises(LocalEngineUnavailable) as info:
             await broken.encode_speaker(speech_like(6.0))
-        assert "does not exist" in info.value.detail
+        assert "does not exist" in info.value.detail and "voicebot weights fetch" in info.value.detail
+        with pytest.raises(LocalEngineUnavailable):
+            await broken.load()
+        with pytest.raises(LocalEngineUnavailable):
+            await broken.info()
     finally:
         await broken.close()
 

@@ -18,6 +18,7 @@ from bot.errors import (
     BackendNotDeployed,
     BackendTimedOut,
     BackendUnauthorised,
+    BackendUnreachable,
 )
 from bot.tts.base import SpeakerLatent
 from bot.tts.modal_backend import ModalBackend
@@ -118,8 +119,11 @@ def test_every_modal_exception_class_is_covered():
         assert isinstance(_map_error(exc, 1.0), BackendError | _Transient), name
 
 
-@pytest.mark.parametrize("exc", [mx.ConnectionError("unreachable"), mx.InternalFailure("oops")])
-async def test_transient_failures_are_retried_once(exc):
+@pytest.mark.parametrize(
+    ("exc", "error"),
+    [(mx.ConnectionError("unreachable"), BackendUnreachable), (mx.InternalFailure("oops"), BackendFailed)],
+)
+async def test_transient_failures_are_retried_once(exc, error):
     reply = wire.latent_to_wire(LATENT.data, "rev-2")
     method = Method([exc, reply])
     latent = await backend(encode_speaker=method).encode_speaker(np.zeros(44100, dtype=np.float32))
@@ -127,7 +131,7 @@ async def test_transient_failures_are_retried_once(exc):
     assert len(method.calls) == 2
 
     method = Method([exc, exc])
-    with pytest.raises(BackendFailed):
+    with pytest.raises(error):
         await backend(encode_speaker=method).encode_speaker(np.zeros(44100, dtype=np.float32))
     assert len(method.calls) == 2
 
@@ -173,7 +177,7 @@ async def test_a_stream_is_retried_only_before_its_first_chunk():
 
     method = Method([[chunk(0), mx.ConnectionError("drop")], [chunk(0), chunk(1)]])
     got = []
-    with pytest.raises(BackendFailed):
+    with pytest.raises(BackendUnreachable):
         async for c in backend(synthesize=method).synthesize(["a", "b"], LATENT, PARAMS, 1):
             got.append(c.index)
     assert got == [0] and len(method.calls) == 1  # audio already played is never repeated

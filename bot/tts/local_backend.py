@@ -21,10 +21,11 @@ from bot.errors import (
     BackendError,
     BackendFailed,
     BackendInvalidRequest,
-    BackendNotDeployed,
     BackendTimedOut,
+    LocalEngineUnavailable,
 )
 from bot.tts.base import SpeakerLatent, SpokenChunk, checked_request
+from bot.wording import plural
 from modal_tts.params import SynthesisParams
 from modal_tts.scheduler import Busy, Scheduler
 
@@ -44,7 +45,7 @@ def _map_error(exc: BaseException) -> BackendError:
     if isinstance(exc, Busy):
         return BackendBusy(str(exc))
     if type(exc).__name__ == "WeightsError":
-        return BackendNotDeployed(str(exc))
+        return LocalEngineUnavailable(f"{exc} Fill a weights folder with `voicebot weights fetch DIR`.")
     return BackendFailed(f"{type(exc).__name__}: {exc}")
 
 
@@ -78,6 +79,13 @@ class LocalBackend:
 
     # --- engine ---------------------------------------------------------------------------------
 
+    async def load(self) -> None:
+        """Load the weights now rather than on the first request (errors mapped like a request's)."""
+        try:
+            await self.scheduler()
+        except Exception as exc:
+            raise _map_error(exc) from exc
+
     async def scheduler(self) -> Scheduler:
         async with self._load_lock:
             if self._engine is None:
@@ -97,6 +105,14 @@ class LocalBackend:
         from modal_tts.engine import EchoEngine
 
         device = self.device or ("cuda" if torch.cuda.is_available() else "cpu")
+        if device.startswith("cuda"):
+            index = int(device.partition(":")[2] or 0)
+            if index >= torch.cuda.device_count():
+                raise LocalEngineUnavailable(
+                    f"Device {device} was asked for, but torch sees "
+                    f"{plural(torch.cuda.device_count(), 'CUDA GPU')} here: check the NVIDIA driver, "
+                    "or use --device cpu (VOICEBOT_DEVICE=cpu)."
+                )
         log.info("Loading Echo weights from %s onto %s", self.weights_dir, device)
         assert self.weights_dir is not None  # __init__ insists on weights or an engine
         engine = EchoEngine.from_dir(self.weights_dir, device=device)
@@ -146,8 +162,11 @@ class LocalBackend:
             await chunks.aclose()  # the scheduler drops what was not started yet
 
     async def info(self) -> dict[str, Any]:
-        scheduler = await self.scheduler()
-        return await self._gpu(cast("EchoEngine", scheduler.engine).info)
+        try:
+            scheduler = await self.scheduler()
+            return await self._gpu(cast("EchoEngine", scheduler.engine).info)
+        except Exception as exc:
+            raise _map_error(exc) from exc
 
     async def close(self) -> None:
         if self._scheduler is not None:

@@ -24,6 +24,7 @@ from bot.errors import (
     BackendNotDeployed,
     BackendTimedOut,
     BackendUnauthorised,
+    BackendUnreachable,
 )
 from bot.tts.base import SpeakerLatent, SpokenChunk, checked_request
 from modal_tts import wire
@@ -52,6 +53,8 @@ def _map_error(exc: BaseException, timeout: float) -> BackendError | _Transient:
         return BackendTimedOut(timeout)
     if isinstance(exc, mx.ResourceExhaustedError):
         return BackendBusy(detail)
+    if isinstance(exc, mx.ConnectionError | ConnectionError):
+        return _Transient(BackendUnreachable(str(exc) or type(exc).__name__))
     if isinstance(exc, _TRANSIENT):
         return _Transient(BackendFailed(detail))
     if isinstance(exc, mx.RequestSizeError):
