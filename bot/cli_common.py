@@ -20,6 +20,7 @@ from bot.errors import (
     BackendUnauthorised,
     BackendUnreachable,
     ConsentRequired,
+    DictionaryEntryNotFound,
     DictionaryFull,
     FileTooLarge,
     InvalidInput,
@@ -216,12 +217,19 @@ def terminal_message(exc: VoiceBotError, args: argparse.Namespace) -> str:
         listing = f"voicebot voices --guild {guild}" if guild else "voicebot voices --guild G"
         return f"{where} has no voice called “{exc.name[:40]}”. See the list with `{listing}`."
     if isinstance(exc, VoiceNameTaken):
-        return f"{where} already has a voice called “{exc.name}”. Pick another --name or delete that one."
+        instead = {
+            "import": "Import with --rename to add it as “NAME-2”",
+            "voice": "Pick another new name",
+        }.get(getattr(args, "command", ""), "Pick another --name")
+        return f"{where} already has a voice called “{exc.name}”. {instead}, or delete that one."
     if isinstance(exc, VoiceLimitReached):
         return (
-            f"{where} has reached its limit of {exc.limit} voices (VOICEBOT_MAX_VOICES). "
+            f"{where} has reached its limit of {plural(exc.limit, 'voice')} (VOICEBOT_MAX_VOICES). "
             "Delete one with `voicebot delete` first."
         )
+    if isinstance(exc, DictionaryEntryNotFound):
+        listing = f"voicebot dictionary list --guild {guild}" if guild else "voicebot dictionary list"
+        return f"{where}'s dictionary has no entry for “{exc.word}”. See it with `{listing}`."
     if isinstance(exc, ReferenceTooShort | ReferenceTooLong):
         return f"That clip is {fmt_seconds(exc.seconds)} long; {CLIP_LIMITS}."
     if isinstance(exc, FileTooLarge):

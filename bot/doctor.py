@@ -63,7 +63,7 @@ def _each(items: Sequence[T], line: Callable[[T], str]) -> list[Check]:
 
 
 def _voice(voice: Voice) -> str:
-    return f"Voice “{voice.name}” ({voice.id}, guild {voice.guild_id})"
+    return f"“{voice.name}” ({voice.id}, guild {voice.guild_id})"
 
 
 def _findings(found: Audit, store: VoiceStore) -> list[Check]:
@@ -90,14 +90,14 @@ def _findings(found: Audit, store: VoiceStore) -> list[Check]:
     checks += _each(
         found.reencodable,
         lambda item: (
-            f"{_voice(item[0])}: latent {item[1]}; its reference is intact, so "
+            f"Voice {_voice(item[0])}: latent {item[1]}; its reference is intact, so "
             "`voicebot doctor --repair` will re-encode it."
         ),
     )
     checks += _each(
         found.files_missing,
         lambda v: (
-            f"{_voice(v)}: its reference and latent are missing or damaged in "
+            f"Voice {_voice(v)}: its reference and latent are missing or damaged in "
             f"{store.folder(v.guild_id, v.id)}. Kept: restore that folder from a backup, or remove the voice "
             f"with `voicebot delete --guild {v.guild_id} --voice '{v.name}'`."
         ),
@@ -105,7 +105,7 @@ def _findings(found: Audit, store: VoiceStore) -> list[Check]:
     checks += _each(
         found.no_reference,
         lambda v: (
-            f"{_voice(v)}: its reference recording is missing from {store.folder(v.guild_id, v.id)}. "
+            f"Voice {_voice(v)}: its reference recording is missing from {store.folder(v.guild_id, v.id)}. "
             "It still speaks but can't be re-encoded after a model change: restore it from a backup."
         ),
     )
@@ -224,7 +224,7 @@ async def _reencode(config: Config, store: VoiceStore, pending: list[Voice]) -> 
         return [(False, f"Re-encoding stopped: {terminal_message(exc, argparse.Namespace())}")]
     finally:
         await backend.close()
-    checks = [(True, f"Re-encoded {_voice(v)} from its reference (model {v.revision}).") for v in done]
+    checks = [(True, f"Re-encoded voice {_voice(v)} from its reference (model {v.revision}).") for v in done]
     left = len(pending) - len(done)
     if left:
         checks.append(
@@ -400,7 +400,7 @@ def _found(checks: list[Check]) -> list[Finding]:
 async def diagnose(
     config: Config, *, repair: bool = False, discord_get: DiscordGet | None = None
 ) -> AsyncIterator[Finding]:
-    yield Finding("ok", f"Configuration loaded: backend {config.backend}, data {config.data_dir}.")
+    yield Finding("ok", f"Configuration loaded: backend {config.backend}, data folder {config.data_dir}.")
     for finding in await check_discord(config, discord_get):
         yield finding
     if repair:

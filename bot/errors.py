@@ -294,6 +294,12 @@ class VoiceLimitReached(InvalidInput):
         self.limit = limit
 
 
+class DictionaryEntryNotFound(InvalidInput):
+    def __init__(self, word: str) -> None:
+        super().__init__(f"This server's dictionary has no entry for “{word}”. See it with /dictionary list.")
+        self.word = word
+
+
 class InvalidDictionaryEntry(InvalidInput):
     def __init__(self, problem: str) -> None:
         super().__init__(f"That dictionary entry can't be saved: {problem}.")

@@ -434,6 +434,12 @@ def test_the_dictionary_from_a_terminal(run):
     assert code == 2 and "spoken_as" in err
     assert run("dictionary", "remove", "--guild", "1", "sql", backend=False)[0] == 0
     assert run("dictionary", "list", "--guild", "1", backend=False)[1] == ""
+    code, _, err = run("dictionary", "remove", "--guild", "1", "sql", backend=False)
+    assert (code, err) == (
+        2,
+        "voicebot: Guild 1's dictionary has no entry for “sql”. "
+        "See it with `voicebot dictionary list --guild 1`.\n",
+    )
 
 
 def test_doctor_names_a_missing_weights_folder_for_the_local_backend(tmp_path, monkeypatch, capsys):

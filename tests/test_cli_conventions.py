@@ -179,7 +179,7 @@ def test_export_then_import_into_another_guild_refuses_or_renames_collisions(run
     code, out, _ = run("import", "--guild", "2", str(backup))
     assert code == 0 and out.endswith("1 voice imported into guild 2.\n")
     code, _, err = run("import", "--guild", "2", str(backup))
-    assert code == 2 and "Guild 2 already has a voice called “Ada”" in err
+    assert code == 2 and "Guild 2 already has a voice called “Ada”. Import with --rename" in err
     code, out, _ = run("import", "--guild", "2", "--rename", str(backup))
     assert code == 0 and "Imported “Ada-2” (renamed from “Ada”) into guild 2." in out
     voices = json.loads(run("voices", "--guild", "2", "--json")[1])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bot.errors import DictionaryFull, InvalidDictionaryEntry
+from bot.errors import DictionaryEntryNotFound, DictionaryFull, InvalidDictionaryEntry
 from bot.store import AutoReadSettings, VoiceStore
 
 
@@ -24,7 +24,7 @@ def test_dictionary_entries_are_per_server_replaced_by_word_and_removed(store):
     assert store.dictionary(2) == {"gif": "gift"}
     assert store.remove_pronunciation(1, "Gif") == "gif"
     assert store.dictionary(1) == {"SQL": "sequel"}
-    with pytest.raises(InvalidDictionaryEntry, match="no entry"):
+    with pytest.raises(DictionaryEntryNotFound, match="no entry for “gif”"):
         store.remove_pronunciation(1, "gif")
     with pytest.raises(InvalidDictionaryEntry, match="markup"):
         store.add_pronunciation(1, "<@1>", "x")

@@ -291,7 +291,7 @@ def test_doctor_repair_reencodes_and_tidies_but_deletes_no_reference(tmp_path, c
 
     local = ["--backend", "local", "--weights", str(tiny_model_dir), "--device", "cpu"]
     code, out, err = cli("doctor", "--repair", *local)
-    assert err == "" and "Re-encoded Voice “Latentless”" in out, out
+    assert err == "" and "Re-encoded voice “Latentless”" in out, out
     assert "undid 1 interrupted add," in out and "removed 1 temporary folder." in out, out
     assert {p: p.read_bytes() for p in references} == references  # every kept recording is still there
     assert not (tmp_path / "voices" / "1" / ".tmp-deadbeef").exists()

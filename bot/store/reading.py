@@ -13,7 +13,7 @@ import sqlite_utils
 
 from bot import pronunciation
 from bot.autoread import ReadRules, WhoSpoke
-from bot.errors import DictionaryFull, InvalidDictionaryEntry
+from bot.errors import DictionaryEntryNotFound, DictionaryFull
 from bot.store.faults import guarded
 
 # Settings stored as 0/1 columns.
@@ -97,7 +97,7 @@ class Reading:
                 "select word from pronunciations where guild_id = ? and word_key = ?", [guild_id, key]
             ).fetchone()
             if row is None:
-                raise InvalidDictionaryEntry(f"there is no entry for “{word[:64]}”")
+                raise DictionaryEntryNotFound(word[:64])
             db.execute("delete from pronunciations where guild_id = ? and word_key = ?", [guild_id, key])
         return str(row[0])
 
