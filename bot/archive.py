@@ -54,8 +54,7 @@ def export_guild(store: VoiceStore, guild_id: int) -> tuple[bytes, list[Voice]]:
     voices = store.list(guild_id)
     entries, payload = [], []
     for voice in voices:
-        folder = store.folder(guild_id, voice.id)
-        reference = (folder / store_files.REFERENCE).read_bytes()
+        reference = store.read_reference(voice)  # checked: a damaged recording is named, not copied
         latent = store_files.latent_bytes(store.load_latent(voice))
         entries.append(
             {
@@ -90,7 +89,9 @@ def _read(path: Path) -> tuple[dict, dict[str, bytes]]:
                 raise BadArchive(path, f"it has no {MANIFEST}")
             contents = {name: tar.extractfile(m).read() for name, m in members.items()}  # type: ignore[union-attr]
     except (tarfile.TarError, EOFError) as exc:
-        raise BadArchive(path, f"it is not a readable .tar file ({exc})") from None
+        cut = isinstance(exc, EOFError | tarfile.ReadError) and "unexpected end" in str(exc)
+        problem = "it ends too soon (a copy cut short?)" if cut else "it is not a .tar file"
+        raise BadArchive(path, f"{problem}; `voicebot export` writes the archives it reads") from None
     try:
         manifest = json.loads(contents[MANIFEST])
     except ValueError:

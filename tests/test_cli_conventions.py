@@ -289,3 +289,23 @@ def test_doctor_checks_the_token_and_servers_against_discord():
     assert (
         found[0].render().startswith("FIX  Discord rejected DISCORD_TOKEN (401).\n       fix: copy a fresh")
     )
+
+
+def test_import_of_a_non_archive_or_a_cut_one_and_export_of_a_damaged_voice_are_one_line(run, tmp_path):
+    (tmp_path / "notes.md").write_text("# not an archive\n")
+    code, _, err = run("import", "--guild", "2", str(tmp_path / "notes.md"))
+    assert code == 2 and err.count("\n") == 1 and "it is not a .tar file" in err
+    clip = tmp_path / "ada.ogg"
+    clip.write_bytes(GOOD_CLIP)
+    assert run("clone", "--guild", "1", "--name", "Ada", str(clip))[0] == 0
+    backup = tmp_path / "g1.tar"
+    assert run("export", "--guild", "1", "--out", str(backup))[0] == 0
+    (tmp_path / "cut.tar").write_bytes(backup.read_bytes()[:3000])
+    code, _, err = run("import", "--guild", "2", str(tmp_path / "cut.tar"))
+    assert code == 2 and err.count("\n") == 1 and "it ends too soon" in err
+
+    (reference,) = (tmp_path / "data" / "voices" / "1").glob("*/reference.flac")
+    reference.unlink()
+    code, _, err = run("export", "--guild", "1", "--out", str(tmp_path / "g2.tar"))
+    assert code == 66 and err.count("\n") == 1 and "“Ada”" in err and "lost its reference" in err
+    assert not (tmp_path / "g2.tar").exists()
