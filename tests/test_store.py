@@ -110,6 +110,13 @@ def test_the_limit_per_guild(store, tmp_path):
     assert len(list((tmp_path / "voices" / "1").iterdir())) == 3
 
 
+def test_voices_are_listed_alphabetically_as_people_read_them(store):
+    for name in ("Padded", "me", "Ada"):
+        add(store, 1, name)
+    # the look-alike key reads "me" as "rne", which used to put it after "Padded"
+    assert [v.name for v in store.list(1)] == ["Ada", "me", "Padded"]
+
+
 def test_rename_and_delete(store, tmp_path):
     voice = add(store, 1, "Ada")
     add(store, 1, "Bob")

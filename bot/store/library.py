@@ -170,7 +170,10 @@ class VoiceStore(SettingsAndUsage, Reading):
 
     @guarded
     def list(self, guild_id: int) -> list[Voice]:
-        return self._voices("guild_id = ? AND state = 'ready' ORDER BY name_key, name", [guild_id])
+        """A guild's voices in alphabetical order as people read it (case-blind), not by look-alike key
+        (whose skeleton sorts "Me" as "rne")."""
+        voices = self._voices("guild_id = ? AND state = 'ready'", [guild_id])
+        return sorted(voices, key=lambda v: (v.name.casefold(), v.name))
 
     @guarded
     def count(self, guild_id: int) -> int:
