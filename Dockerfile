@@ -2,7 +2,8 @@
 # Run: docker compose up (see compose.yaml), with DISCORD_TOKEN and Modal credentials in .env.
 FROM python:3.11-slim
 
-ENV PYTHONUNBUFFERED=1 \
+ENV PATH="/app/.venv/bin:$PATH" \
+    PYTHONUNBUFFERED=1 \
     UV_COMPILE_BYTECODE=1 \
     UV_LINK_MODE=copy \
     VOICEBOT_DATA_DIR=/data

@@ -21,7 +21,7 @@ from typing import Any, NoReturn
 from bot import cli_ops, cli_voices
 from bot.choices import BACKENDS, FILE_FORMATS, MODES, OUTPUT_FORMATS
 from bot.cli_common import device, guild_id, role_id, terminal_message, user_id
-from bot.config import _ENV, Config
+from bot.config import _ENV, Config, export_service_credentials, read_dotenv
 from bot.errors import BackendError, InvalidInput, LibraryError, OutputNotWritable, VoiceBotError
 
 ENV_HELP = {
@@ -303,6 +303,8 @@ def _dispatch(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
+    # Before the parser: `deploy`'s flag defaults and `weights fetch` read ECHO_*/HF_*/MODAL_* settings
+    export_service_credentials(read_dotenv(Path(".env")), os.environ)
     parser = build_parser()
     if not argv:
         parser.print_help()

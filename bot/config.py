@@ -82,11 +82,18 @@ def read_dotenv(path: Path) -> dict[str, str]:
     return {key: value for key, value in dotenv_values(path).items() if value is not None}
 
 
+# Read from the process environment only, by Modal's client (MODAL_*), huggingface_hub (HF_*) and the
+# Modal app's deploy-time settings (ECHO_*): those set in `.env` are copied there.
+SERVICE_PREFIXES = ("MODAL_", "HF_", "ECHO_")
+
+
 def export_service_credentials(dotenv: Mapping[str, str], environ: MutableMapping[str, str]) -> list[str]:
-    """Modal's client reads its credentials (MODAL_TOKEN_ID, …) from the process environment only, so
-    those set in `.env` are copied there; the environment wins. Returns the names copied."""
+    """Copy the `SERVICE_PREFIXES` settings of `.env` into the process environment, where their
+    readers look; the environment wins. Returns the names copied."""
     copied = [
-        key for key, value in dotenv.items() if key.startswith("MODAL_") and value and key not in environ
+        key
+        for key, value in dotenv.items()
+        if key.startswith(SERVICE_PREFIXES) and value and key not in environ
     ]
     for key in copied:
         environ[key] = dotenv[key]

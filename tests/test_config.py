@@ -44,3 +44,26 @@ def test_a_bad_value_in_dotenv_names_the_variable(tmp_path, monkeypatch):
     dotenv.write_text("VOICEBOT_MAX_TEXT_CHARS=lots\n")
     with pytest.raises(ConfigError, match="VOICEBOT_MAX_TEXT_CHARS='lots' is not a number"):
         load_config(dotenv=dotenv)
+
+
+def test_every_command_reads_service_settings_from_dotenv(tmp_path, clean_modal_env, monkeypatch, capsys):
+    """`deploy` and `weights fetch` open no library, yet Modal, Hugging Face and the app's ECHO_* settings
+    in `.env` must reach them (before: `voicebot deploy` said "No Modal credentials")."""
+    from bot import deploy
+    from bot.cli import main
+
+    for name in ("HF_TOKEN", "ECHO_GPU"):
+        monkeypatch.setenv(name, "placeholder")
+        monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / ".env").write_text(
+        "MODAL_TOKEN_ID=ak-fromfile\nMODAL_TOKEN_SECRET=as-fromfile\nHF_TOKEN=hf-fromfile\nECHO_GPU=H100\n"
+    )
+    with pytest.raises(SystemExit):
+        main(["deploy", "--help"])
+    capsys.readouterr()
+    assert deploy.modal_credentials()
+    assert os.environ["HF_TOKEN"] == "hf-fromfile"
+    from bot.cli import build_parser
+
+    assert build_parser().parse_args(["deploy"]).gpu == "H100"

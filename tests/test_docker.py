@@ -49,6 +49,7 @@ def test_image_runs_the_bot_as_non_root_with_data_in_a_volume_and_a_healthcheck(
     assert re.search(r"^HEALTHCHECK .*\n\s+CMD .*bot\.health", text, re.MULTILINE)
     assert re.search(r'^ENTRYPOINT \[".*voicebot"\]', text, re.MULTILINE)
     assert "uv sync --locked" in text
+    assert 'PATH="/app/.venv/bin:$PATH"' in text  # `docker compose exec bot voicebot …` as the README says
 
 
 def test_bot_image_has_no_torch_and_gpu_image_has_the_engine() -> None:
