@@ -29,6 +29,7 @@ from bot.errors import (
     OutputNotWritable,
     ReferenceTooLong,
     ReferenceTooShort,
+    TextTooLong,
     VoiceBotError,
     VoiceLimitReached,
     VoiceNameTaken,
@@ -261,7 +262,13 @@ def terminal_message(exc: VoiceBotError, args: argparse.Namespace) -> str:
         return f"Can't reach Modal ({exc.detail}). Check the network, then try again."
     if isinstance(exc, BackendFailed):
         return f"The speech backend failed ({exc.detail}). Try again; `voicebot doctor` checks the setup."
+    if isinstance(exc, TextTooLong):
+        return (
+            f"That text is {exc.length:,} characters long; the limit (VOICEBOT_MAX_TEXT_CHARS) is "
+            f"{exc.limit:,}. Shorten it or say it in several parts."
+        )
     message = getattr(exc, "admin_message", None) or exc.message
     message = message.replace("This server", where).replace("this server", where.lower())
+    message = message.replace("Send a recording", "Use a recording").replace("Send a file", "Use a file")
     hint = getattr(exc, "admin_hint", "")
     return f"{message} {hint}".rstrip() if hint and not isinstance(exc, InvalidInput) else message

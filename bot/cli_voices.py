@@ -52,7 +52,8 @@ async def cmd_clone(args: argparse.Namespace, config: Config) -> int:
     owner = args.owner if args.owner is not None else args.consent
     name = clean_name(args.name)
     if not args.file.is_file():
-        raise InvalidInput(f"There is no file at {args.file}.")
+        what = "is a folder, not a file" if args.file.is_dir() else "does not exist"
+        raise InvalidInput(f"{args.file} {what}: give the recording's path.")
     size = args.file.stat().st_size
     if size > config.max_reference_bytes:
         raise FileTooLarge(size, config.max_reference_bytes)

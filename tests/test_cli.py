@@ -146,7 +146,21 @@ def _bad_inputs(tmp: Path) -> list[tuple[str, list[str], str]]:
 
     out = str(tmp / "out.ogg")
     return [
-        ("missing file", ["clone", "--guild", "1", "--name", "X", str(tmp / "nope.wav")], "no file at"),
+        (
+            "a folder for a file",
+            ["clone", "--guild", "1", "--name", "X", str(tmp)],
+            "is a folder, not a file",
+        ),
+        (
+            "not audio",
+            ["clone", "--guild", "1", "--name", "X", clip("notes.txt", b"plain text, not audio " * 400)],
+            "Use a recording as WAV",
+        ),
+        (
+            "missing file",
+            ["clone", "--guild", "1", "--name", "X", str(tmp / "nope.wav")],
+            "nope.wav does not exist: give the recording's path",
+        ),
         (
             "bad name",
             ["clone", "--guild", "1", "--name", "Ada!", clip("a.ogg", GOOD_CLIP)],
@@ -213,7 +227,7 @@ def _bad_inputs(tmp: Path) -> list[tuple[str, list[str], str]]:
         (
             "text too long",
             ["say", "--guild", "1", "--voice", "Kept", "--out", out, "a" * 2001],
-            "2,001 characters long; the limit here is 2,000",
+            "2,001 characters long; the limit (VOICEBOT_MAX_TEXT_CHARS) is 2,000. Shorten it or say it in",
         ),
         (
             "nothing to say",
