@@ -23,7 +23,7 @@ from bot.cli_common import (
     write_atomically,
 )
 from bot.config import Config
-from bot.errors import ConsentRequired, FileTooLarge, InvalidInput, VoiceNotFound
+from bot.errors import ConsentRequired, FileTooLarge, InvalidInput, OutputNotWritable, VoiceNotFound
 from bot.store import clean_name
 from bot.wording import plural
 
@@ -99,11 +99,12 @@ def _format_for(args: argparse.Namespace) -> str:
         return args.format
     if str(args.out) == "-":
         return "ogg"
+    if args.out.is_dir():
+        raise OutputNotWritable(args.out, f"it is a folder (name a file in it: {args.out / 'hello.ogg'})")
     fmt = FORMATS_BY_SUFFIX.get(args.out.suffix.lower())
     if fmt is None:
-        raise InvalidInput(
-            f"Can't write “{args.out.suffix or args.out.name}” files; use .ogg, .mp3 or .wav (or --format)."
-        )
+        what = f"“{args.out.suffix}” files" if args.out.suffix else f"{args.out.name} (no file type)"
+        raise InvalidInput(f"Can't write {what}; end --out in .ogg, .mp3 or .wav (or pass --format).")
     return fmt
 
 

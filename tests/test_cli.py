@@ -237,7 +237,7 @@ def _bad_inputs(tmp: Path) -> list[tuple[str, list[str], str]]:
         (
             "bad format",
             ["say", "--guild", "1", "--voice", "Kept", "--out", str(tmp / "o.xyz"), "Hi."],
-            "use .ogg, .mp3 or .wav",
+            "end --out in .ogg, .mp3 or .wav",
         ),
         ("delete unknown", ["delete", "--guild", "1", "--voice", "Nobody"], "no voice called"),
         ("no guild", ["voices", "--json"], "--guild"),
