@@ -119,10 +119,7 @@ def test_every_modal_exception_class_is_covered():
         assert isinstance(_map_error(exc, 1.0), BackendError | _Transient), name
 
 
-@pytest.mark.parametrize(
-    ("exc", "error"),
-    [(mx.ConnectionError("unreachable"), BackendUnreachable), (mx.InternalFailure("oops"), BackendFailed)],
-)
+@pytest.mark.parametrize(("exc", "error"), [(mx.InternalFailure("oops"), BackendFailed)])
 async def test_transient_failures_are_retried_once(exc, error):
     reply = wire.latent_to_wire(LATENT.data, "rev-2")
     method = Method([exc, reply])
@@ -170,14 +167,21 @@ async def test_synthesize_streams_chunks_in_order():
     assert wire.latent_from_wire(latent_msg)[1] == "rev-1"
 
 
+async def test_modal_unreachable_is_not_retried_on_top_of_its_clients_own_retries():
+    method = Method([mx.ConnectionError("Could not connect to the Modal server."), LATENT])
+    with pytest.raises(BackendUnreachable, match="can't reach its speech engine"):
+        await backend(encode_speaker=method).encode_speaker(np.zeros(44100, dtype=np.float32))
+    assert len(method.calls) == 1
+
+
 async def test_a_stream_is_retried_only_before_its_first_chunk():
-    method = Method([[mx.ConnectionError("drop")], [chunk(0), chunk(1)]])
+    method = Method([[mx.InternalFailure("drop")], [chunk(0), chunk(1)]])
     got = [c.index async for c in backend(synthesize=method).synthesize(["a", "b"], LATENT, PARAMS, 1)]
     assert got == [0, 1] and len(method.calls) == 2
 
-    method = Method([[chunk(0), mx.ConnectionError("drop")], [chunk(0), chunk(1)]])
+    method = Method([[chunk(0), mx.InternalFailure("drop")], [chunk(0), chunk(1)]])
     got = []
-    with pytest.raises(BackendUnreachable):
+    with pytest.raises(BackendFailed):
         async for c in backend(synthesize=method).synthesize(["a", "b"], LATENT, PARAMS, 1):
             got.append(c.index)
     assert got == [0] and len(method.calls) == 1  # audio already played is never repeated

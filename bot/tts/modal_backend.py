@@ -54,7 +54,9 @@ def _map_error(exc: BaseException, timeout: float) -> BackendError | _Transient:
     if isinstance(exc, mx.ResourceExhaustedError):
         return BackendBusy(detail)
     if isinstance(exc, mx.ConnectionError | ConnectionError):
-        return _Transient(BackendUnreachable(str(exc) or type(exc).__name__))
+        # Modal's client has already retried for about a minute before it gives up with this: another
+        # try would only double the wait for the member.
+        return BackendUnreachable(str(exc) or type(exc).__name__)
     if isinstance(exc, _TRANSIENT):
         return _Transient(BackendFailed(detail))
     if isinstance(exc, mx.RequestSizeError):
