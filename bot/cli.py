@@ -61,7 +61,7 @@ exit status: 0 done · 1 a service (speech backend, Discord, Modal, Hugging Face
 def _environment() -> str:
     width = max(len(var) for var in _ENV.values())
     lines = [f"  {var:<{width}}  {ENV_HELP.get(field, '')}".rstrip() for field, var in _ENV.items()]
-    lines.append(f"  {'MODAL_TOKEN_ID/SECRET':<{width}}  Modal credentials (or `modal token new`)")
+    lines.append(f"  {'MODAL_TOKEN_ID/SECRET':<{width}}  Modal credentials (or `uv run modal token new`)")
     lines.append(f"  {'HF_TOKEN':<{width}}  Hugging Face token for `voicebot weights fetch` (optional)")
     return "environment (also read from ./.env):\n" + "\n".join(lines) + "\n"
 

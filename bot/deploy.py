@@ -86,7 +86,7 @@ def _modal_error(exc: BaseException) -> DeployFailed | None:
         return None
     if isinstance(exc, errors.AuthError):
         return DeployFailed(
-            "Modal rejected the credentials: run `modal token new` (or fix MODAL_TOKEN_ID/SECRET)."
+            "Modal rejected the credentials: run `uv run modal token new` (or fix MODAL_TOKEN_ID/SECRET)."
         )
     if isinstance(exc, errors.ConnectionError | ConnectionError | OSError):
         return DeployFailed(
@@ -108,7 +108,8 @@ def deploy(
     if cloud is None:
         if not modal_credentials():
             raise DeployFailed(
-                "No Modal credentials: run `modal token new`, or set MODAL_TOKEN_ID and MODAL_TOKEN_SECRET.",
+                "No Modal credentials: run `uv run modal token new`, or set MODAL_TOKEN_ID and "
+                "MODAL_TOKEN_SECRET.",
                 2,
             )
         cloud = ModalCloud()

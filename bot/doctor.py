@@ -244,7 +244,7 @@ async def _backend(config: Config) -> list[Check]:
         return [
             (
                 False,
-                "No Modal credentials: run `modal token new`, or set MODAL_TOKEN_ID and "
+                "No Modal credentials: run `uv run modal token new`, or set MODAL_TOKEN_ID and "
                 "MODAL_TOKEN_SECRET (in the environment or .env).",
             )
         ]

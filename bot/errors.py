@@ -181,7 +181,7 @@ class LocalEngineUnavailable(BackendError):
 
 
 class BackendUnauthorised(BackendError):
-    admin_hint = "Set MODAL_TOKEN_ID and MODAL_TOKEN_SECRET (or run `modal token new`)."
+    admin_hint = "Set MODAL_TOKEN_ID and MODAL_TOKEN_SECRET (or run `uv run modal token new`)."
 
     def __init__(self, detail: str = "") -> None:
         super().__init__(

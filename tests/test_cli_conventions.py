@@ -243,13 +243,14 @@ def test_deploy_without_or_with_rejected_credentials_is_one_line(capsys, monkeyp
     monkeypatch.setenv("MODAL_CONFIG_PATH", str(tmp_path / "none.toml"))
     code, out, err = _call(capsys, "deploy")
     assert (code, out) == (2, "") and err == (
-        "voicebot: No Modal credentials: run `modal token new`, or set MODAL_TOKEN_ID and "
+        "voicebot: No Modal credentials: run `uv run modal token new`, or set MODAL_TOKEN_ID and "
         "MODAL_TOKEN_SECRET.\n"
     )
     cloud = FakeModal(modal.exception.AuthError("Token is invalid"))
     assert deploy.run(_deploy_args(), cloud) == 1
     assert capsys.readouterr().err == (
-        "voicebot: Modal rejected the credentials: run `modal token new` (or fix MODAL_TOKEN_ID/SECRET).\n"
+        "voicebot: Modal rejected the credentials: run `uv run modal token new` "
+        "(or fix MODAL_TOKEN_ID/SECRET).\n"
     )
 
 
