@@ -310,3 +310,14 @@ def test_import_of_a_non_archive_or_a_cut_one_and_export_of_a_damaged_voice_are_
     code, _, err = run("export", "--guild", "1", "--out", str(tmp_path / "g2.tar"))
     assert code == 66 and err.count("\n") == 1 and "“Ada”" in err and "lost its reference" in err
     assert not (tmp_path / "g2.tar").exists()
+
+
+def test_voice_commands_take_the_id_that_voices_shows(run, tmp_path):
+    clip = tmp_path / "ada.ogg"
+    clip.write_bytes(GOOD_CLIP)
+    assert run("clone", "--guild", "1", "--name", "Ada", str(clip))[0] == 0
+    (listed,) = json.loads(run("voices", "--guild", "1", "--json")[1])
+    code, out, _ = run("voice", "info", "--guild", "1", "--voice", listed["id"], "--json")
+    assert code == 0 and json.loads(out)["name"] == "Ada"
+    code, _, err = run("voice", "info", "--guild", "2", "--voice", listed["id"])
+    assert code == 2 and f"Guild 2 has no voice called “{listed['id']}”" in err

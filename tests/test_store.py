@@ -117,6 +117,17 @@ def test_voices_are_listed_alphabetically_as_people_read_them(store):
     assert [v.name for v in store.list(1)] == ["Ada", "me", "Padded"]
 
 
+def test_a_voice_can_be_named_by_its_id_in_its_own_guild_only(store):
+    ada = add(store, 1, "Ada")
+    other = add(store, 2, "Bob")
+    assert store.get(1, ada.id) == ada and store.get(1, f" {ada.id} ") == ada
+    with pytest.raises(VoiceNotFound):
+        store.get(1, other.id)  # another guild's voice stays "not found", by id as by name
+    named_like_an_id = add(store, 1, other.id)  # a name always wins over an id
+    assert store.get(1, other.id) == named_like_an_id
+    assert store.delete(1, ada.id) == ada and store.find(1, "Ada") is None
+
+
 def test_rename_and_delete(store, tmp_path):
     voice = add(store, 1, "Ada")
     add(store, 1, "Bob")

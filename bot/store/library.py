@@ -8,6 +8,7 @@ import contextlib
 import fcntl
 import hashlib
 import logging
+import re
 import secrets
 import threading
 from collections.abc import Iterator
@@ -36,6 +37,9 @@ from bot.store.settings import SettingsAndUsage
 
 if TYPE_CHECKING:
     from bot.store.aio import AsyncVoiceStore
+
+VOICE_ID_BYTES = 8
+VOICE_ID = re.compile(rf"[0-9a-f]{{{2 * VOICE_ID_BYTES}}}")  # secrets.token_hex(VOICE_ID_BYTES)
 
 log = logging.getLogger("bot.store")
 
@@ -156,7 +160,12 @@ class VoiceStore(SettingsAndUsage, Reading):
         return found[0] if found else None
 
     def get(self, guild_id: int, name: str) -> Voice:
+        """The voice called `name` (or a look-alike); failing that, the voice with that id in this guild,
+        as `voicebot voices` shows it. A name always wins over an id."""
         voice = self.find(guild_id, name)
+        if voice is None and VOICE_ID.fullmatch(name.strip()):
+            found = self._voices("guild_id = ? AND id = ? AND state = 'ready'", [guild_id, name.strip()])
+            voice = found[0] if found else None
         if voice is None:
             raise VoiceNotFound(name)
         return voice
@@ -252,7 +261,7 @@ class VoiceStore(SettingsAndUsage, Reading):
         crash leaves an 'adding' row that the next start-up sweep undoes."""
         cleaned = names.clean_name(name)
         voice = Voice(
-            id=secrets.token_hex(8),
+            id=secrets.token_hex(VOICE_ID_BYTES),
             guild_id=int(guild_id),
             name=cleaned,
             owner_id=int(owner_id),
