@@ -195,6 +195,7 @@ class StreamingSource(discord.AudioSource):
         self._packets: collections.deque[bytes] = collections.deque()
         self._encoded = threading.Event()  # every packet there will be is in _packets
         self._stopped = threading.Event()
+        self._last: bytes | None = None  # the packet read() handed out last
         self._ready = asyncio.Event()  # a first packet exists, or there will be none
         self._encoder_done = asyncio.Event()
         self._feeder: asyncio.Task[None] | None = None
@@ -226,6 +227,18 @@ class StreamingSource(discord.AudioSource):
     async def wait_ready(self) -> None:
         """Until the first packet is encoded, or the stream ended without one, or stop()."""
         await self._ready.wait()
+
+    def unread_last(self) -> None:
+        """Put back the packet read() handed out last: discord.py's player reads a packet before it
+        checks the connection, and drops it when it then gives up. Only while no player runs."""
+        if self._last is not None:
+            self._packets.appendleft(self._last)
+            self.packets_sent -= 1
+            self._last = None
+
+    @property
+    def stopped(self) -> bool:
+        return self._stopped.is_set()
 
     @property
     def has_audio(self) -> bool:
@@ -293,6 +306,7 @@ class StreamingSource(discord.AudioSource):
                 self.exhausted = True
                 return b""
         self.packets_sent += 1
+        self._last = packet
         return packet
 
     def is_opus(self) -> bool:
@@ -309,7 +323,12 @@ class StreamingSource(discord.AudioSource):
         self._call_soon(self._cancel)
 
     def cleanup(self) -> None:
-        # discord.py calls this from the player thread when playback ends, and from __del__
+        # discord.py calls this from the player thread whenever its player ends, also when it gave
+        # up on a connection that discord.py is still re-establishing: the item may then resume with
+        # this same source, so its owner (`GuildPlayer`, through `aclose()`) ends it, not the player.
+        pass
+
+    def __del__(self) -> None:
         if hasattr(self, "_stopped"):
             self.stop()
 
@@ -573,13 +592,25 @@ class GuildPlayer:
             with contextlib.suppress(RuntimeError):
                 loop.call_soon_threadsafe(ended)
 
-        try:
-            vc.play(source, after=after)
-        except discord.ClientException:
-            if not vc.is_connected():  # the connection dropped since the check above
-                return ItemEnd(voice_down=True)
-            raise
-        await entry.done.wait()
+        while True:
+            try:
+                vc.play(source, after=after)
+            except discord.ClientException:
+                if not vc.is_connected():  # the connection dropped since the check above
+                    return ItemEnd(voice_down=True)
+                raise
+            await entry.done.wait()
+            if not (finished.is_set() and _cut_by_reconnect(vc, entry, source, player_errors)):
+                break
+            # discord.py's player gives up when a reconnect flips its connected event: wait for
+            # the reconnect it is making, then go on with the same source where it stopped.
+            finished.clear()
+            entry.done.clear()
+            if not await _connected(vc, self.playback.connect_timeout, entry.done):
+                entry.done.set()
+                break
+            vc.stop()  # the player that gave up still counts as playing: let it go before a new one
+            source.unread_last()
         if not finished.is_set():
             # interrupted: the player stops within a frame, unless it is waiting out a reconnect
             with contextlib.suppress(TimeoutError):
@@ -590,6 +621,22 @@ class GuildPlayer:
             source_error=source.error,
             connected=vc.is_connected() and _registered(vc),
         )
+
+
+def _cut_by_reconnect(
+    vc: discord.VoiceClient, entry: _Entry, source: StreamingSource, errors: list[Exception | None]
+) -> bool:
+    """The player ended with audio left, no error and nobody stopping it, while discord.py is
+    still reconnecting `vc` (not connected, but still its guild's voice client)."""
+    return (
+        entry.ending is None
+        and not source.exhausted
+        and not source.stopped
+        and source.error is None
+        and not any(errors)
+        and not vc.is_connected()
+        and _registered(vc)
+    )
 
 
 def _registered(vc: discord.VoiceProtocol) -> bool:
