@@ -77,8 +77,8 @@ class VoiceStore(SettingsAndUsage, Reading):
         self.max_voices_per_guild = max_voices_per_guild
         self._lock = threading.RLock()
         with translated(self.data_dir):
-            if not self.data_dir.is_dir():
-                self.data_dir.mkdir(parents=True)
+            # exist_ok: two processes opening a new library at once both get here (a file there still fails)
+            self.data_dir.mkdir(parents=True, exist_ok=True)
             self.db = schema.connect(self.data_dir / DB_NAME)
             try:
                 self._open(sweep)
