@@ -271,7 +271,8 @@ async def _backend(config: Config) -> list[Check]:
                     f"`voicebot weights fetch {weights}`.",
                 )
             ]
-    if config.backend == "modal" and (unreachable := _modal_unreachable()):
+    # a blocking connect (up to 5 s): off the loop, where the Discord check may be running
+    if config.backend == "modal" and (unreachable := await asyncio.to_thread(_modal_unreachable)):
         return [(False, unreachable)]
     backend = create_backend(config, timeout=60.0)
     try:
