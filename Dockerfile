@@ -1,6 +1,8 @@
 # The bot (no torch: speech runs on Modal). Build: docker build -t echo-voicebot .
 # Run: docker compose up (see compose.yaml), with DISCORD_TOKEN and Modal credentials in .env.
-FROM python:3.11-slim
+# Pinned to a Python release and Debian suite so a rebuild can't move to whatever `3.11-slim` means
+# that day; updating is a deliberate edit, here and in the other Dockerfile.
+FROM python:3.11.14-slim-bookworm
 
 ENV PATH="/app/.venv/bin:$PATH" \
     PYTHONUNBUFFERED=1 \

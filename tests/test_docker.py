@@ -52,6 +52,14 @@ def test_image_runs_the_bot_as_non_root_with_data_in_a_volume_and_a_healthcheck(
     assert 'PATH="/app/.venv/bin:$PATH"' in text  # `docker compose exec bot voicebot …` as the README says
 
 
+def test_both_images_start_from_one_pinned_python_release_on_a_named_debian_suite() -> None:
+    bases = [re.findall(r"^FROM\s+(\S+)", (ROOT / name).read_text(), re.MULTILINE) for name in DOCKERFILES]
+    pinned = re.compile(r"python:\d+\.\d+\.\d+-slim-[a-z]+(@sha256:[0-9a-f]{64})?")  # release, suite
+    for name, found in zip(DOCKERFILES, bases, strict=True):
+        assert len(found) == 1 and pinned.fullmatch(found[0]), (name, found)
+    assert bases[0] == bases[1]
+
+
 def test_bot_image_has_no_torch_and_gpu_image_has_the_engine() -> None:
     assert "--extra engine" not in (ROOT / "Dockerfile").read_text()
     assert "--extra engine" in (ROOT / "Dockerfile.gpu").read_text()
@@ -81,3 +89,29 @@ def test_compose_services_build_the_images_and_keep_data_in_a_named_volume() -> 
     assert gpu["profiles"] == ["gpu"] and "profiles" not in services["bot"]
     assert gpu["environment"]["VOICEBOT_BACKEND"] == "local"
     assert gpu["deploy"]["resources"]["reservations"]["devices"][0]["capabilities"] == ["gpu"]
+
+
+def _default_bytes(value: object) -> int:
+    """A Compose size (`2g`, or `${VAR:-2g}` resolved as when VAR is unset) in bytes."""
+    default = re.fullmatch(r"\$\{\w+:-([^}]+)\}", str(value))
+    size = re.fullmatch(r"(\d+)([kmg]?)b?", (default.group(1) if default else str(value)).lower())
+    assert size, value
+    return int(size.group(1)) * {"": 1, "k": 2**10, "m": 2**20, "g": 2**30}[size.group(2)]
+
+
+@pytest.mark.parametrize("name", ["bot", "bot-gpu"])
+def test_compose_service_runs_read_only_without_capabilities_and_with_limits(name: str) -> None:
+    service = yaml.safe_load((ROOT / "compose.yaml").read_text())["services"][name]
+    assert service["read_only"] is True
+    assert "/tmp" in [mount.split(":")[0] for mount in service["tmpfs"]]  # the encoders' fork-server socket
+    assert service["cap_drop"] == ["ALL"] and "cap_add" not in service
+    assert "no-new-privileges:true" in service["security_opt"]
+    assert isinstance(service["pids_limit"], int) and service["pids_limit"] > 0  # -1 is unlimited
+    assert _default_bytes(service["mem_limit"]) >= 2**30
+
+
+def test_gpu_service_has_memory_for_the_weights_on_top_of_the_bot() -> None:
+    services = yaml.safe_load((ROOT / "compose.yaml").read_text())["services"]
+    weights = 6 * 10**9  # loaded into CPU memory before they move to the GPU
+    bot, gpu = (_default_bytes(services[name]["mem_limit"]) for name in ("bot", "bot-gpu"))
+    assert gpu >= bot + weights
