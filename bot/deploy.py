@@ -1,17 +1,21 @@
 """`voicebot deploy`: deploy the Modal app, fill its weights Volume, and show that it answers.
 
 The app reads its settings (`ECHO_*`) from the environment when `modal_tts/app.py` is imported, so the
-flags here set those variables and then import it. Everything that talks to Modal sits behind `Cloud`,
-which tests replace with a fake.
+flags here set those variables and then import it. Each setting is read and checked only when `deploy`
+runs (flag, else variable, else default), so a bad one in `.env` never stops another command.
+Everything that talks to Modal sits behind `Cloud`, which tests replace with a fake.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import math
 import os
+import re
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 from bot.cli_common import Progress
@@ -31,6 +35,32 @@ SETTINGS: tuple[tuple[str, str, str, str], ...] = (
     ("--max-batch", "ECHO_MAX_BATCH", "8", "rows per sampler call"),
     ("--fastpath", "ECHO_FASTPATH", "graphs", "graphs (CUDA graphs captured at start) or off"),
 )
+# modal_tts.fastpath.BATCH_SIZES[-1]: that module needs torch, which the bot doesn't install (a test checks)
+LARGEST_BATCH = 8
+# variable: (lowest, highest, unit): what Modal accepts; max_batch: the largest batch fastpath captures
+WHOLE: dict[str, tuple[int, float, str]] = {
+    "ECHO_SCALEDOWN_WINDOW": (2, 3600, " of seconds"),
+    "ECHO_MIN_CONTAINERS": (0, math.inf, ""),
+    "ECHO_MAX_CONTAINERS": (1, math.inf, ""),
+    "ECHO_TIMEOUT": (1, 86400, " of seconds"),
+    "ECHO_MAX_INPUTS": (1, math.inf, ""),
+    "ECHO_TARGET_INPUTS": (1, math.inf, ""),
+    "ECHO_MAX_BATCH": (1, LARGEST_BATCH, ""),
+}
+ALLOWED = {
+    "ECHO_APP_NAME": "1 to 64 letters, digits, '-', '_' or '.' (Modal's rule for app names)",
+    "ECHO_GPU": "a GPU type such as L40S, H100, A100 or L4",
+    "ECHO_CPU": "a number of CPU cores above 0, such as 4 or 0.5",
+    "ECHO_FASTPATH": "graphs or off",
+} | {
+    var: f"a whole number{unit} from {low}" + (" up" if high == math.inf else f" to {high:.0f}")
+    for var, (low, high, unit) in WHOLE.items()
+}
+# (lower, upper): Modal refuses max_containers below min_containers, and target_inputs above max_inputs
+ORDERED = (("ECHO_MIN_CONTAINERS", "ECHO_MAX_CONTAINERS"), ("ECHO_TARGET_INPUTS", "ECHO_MAX_INPUTS"))
+# Modal's rule for app names (modal/_utils/name_utils.py), app ids excluded
+APP_NAME = re.compile(r"(?!ap-[a-zA-Z0-9]{22}$)[a-zA-Z0-9._-]{1,64}")
+FLAGS = {var: flag for flag, var, _, _ in SETTINGS}
 
 
 class DeployFailed(Exception):
@@ -39,6 +69,58 @@ class DeployFailed(Exception):
     def __init__(self, message: str, exit_code: int = 1) -> None:
         super().__init__(message)
         self.message, self.exit_code = message, exit_code
+
+
+def _value(var: str, raw: str) -> Any:
+    """`raw` as Modal takes it, or None where Modal (or the fast path) would refuse it."""
+    text = raw.strip()
+    if var in WHOLE:
+        low, high, _ = WHOLE[var]
+        whole = re.fullmatch(r"\d+", text, re.ASCII) is not None
+        return int(text) if whole and low <= int(text) <= high else None
+    if var == "ECHO_CPU":
+        try:
+            cores = float(text)
+        except ValueError:
+            return None
+        return cores if math.isfinite(cores) and cores > 0 else None
+    allowed = {
+        "ECHO_APP_NAME": APP_NAME.fullmatch(raw) is not None,
+        "ECHO_GPU": bool(text),
+        "ECHO_FASTPATH": raw in ("graphs", "off"),
+    }
+    return text if allowed[var] else None
+
+
+def _not_allowed(var: str, raw: str, from_flag: bool, allowed: str) -> DeployFailed:
+    flag = FLAGS[var]
+    if from_flag:
+        return DeployFailed(f"{flag} is {raw!r}; allowed is {allowed}.", 2)
+    return DeployFailed(
+        f"{var} is {raw!r} in the environment or .env; allowed is {allowed}. Fix it, or pass {flag}.", 2
+    )
+
+
+def settings(args: argparse.Namespace, environ: Mapping[str, str] = os.environ) -> dict[str, str]:
+    """Each `ECHO_*` setting from its flag, else the environment (where `.env`'s are copied), else its
+    documented default, checked as Modal checks it: DeployFailed (exit 2) names the first it would refuse."""
+    raws, values, given = {}, {}, {}
+    for flag, var, default, _ in SETTINGS:
+        flag_value = getattr(args, flag[2:].replace("-", "_"), None)
+        given[var] = "flag" if flag_value is not None else "env" if environ.get(var) else "default"
+        raws[var] = flag_value if flag_value is not None else environ.get(var) or default
+        values[var] = _value(var, raws[var])
+        if values[var] is None:
+            raise _not_allowed(var, raws[var], given[var] == "flag", ALLOWED[var])
+    for lower, upper in ORDERED:
+        if values[lower] > values[upper]:
+            # Blame the one that was set (both defaults agree); the upper one when both were
+            if given[upper] != "default":
+                allowed = f"at least {FLAGS[lower][2:].replace('-', ' ')} ({values[lower]})"
+                raise _not_allowed(upper, raws[upper], given[upper] == "flag", allowed)
+            allowed = f"at most {FLAGS[upper][2:].replace('-', ' ')} ({values[upper]})"
+            raise _not_allowed(lower, raws[lower], given[lower] == "flag", allowed)
+    return {var: str(value) for var, value in values.items()}
 
 
 class Cloud(Protocol):
@@ -79,23 +161,24 @@ def modal_credentials(environ: dict[str, str] | os._Environ[str] = os.environ) -
     return os.path.isfile(os.path.expanduser(environ.get("MODAL_CONFIG_PATH", "~/.modal.toml")))
 
 
-def _modal_error(exc: BaseException) -> DeployFailed | None:
-    try:
-        import modal.exception as errors
-    except ImportError:
-        return None
+def _failure(exc: Exception, step: str) -> DeployFailed:
+    """Whatever went wrong while talking to Modal, as one line: a deploy never ends in a traceback."""
+    import modal.exception as errors
+
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     if isinstance(exc, errors.AuthError):
         return DeployFailed(
             "Modal rejected the credentials: run `uv run modal token new` (or fix MODAL_TOKEN_ID/SECRET)."
         )
-    if isinstance(exc, errors.ConnectionError | ConnectionError | OSError):
+    # ConnectionResetError, TimeoutError (asyncio's too) and socket.gaierror are all OSErrors
+    if isinstance(exc, errors.ConnectionError | OSError):
+        reason = getattr(exc, "strerror", None) or first
         return DeployFailed(
-            f"Can't reach Modal ({exc}). Check the network, then run `voicebot deploy` again."
+            f"Can't reach Modal while {step} ({reason}). Check the network, then run `voicebot deploy` again."
         )
     if isinstance(exc, errors.Error):
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        return DeployFailed(f"Modal failed: {first}")
-    return None
+        return DeployFailed(f"Modal failed while {step}: {first}")
+    return DeployFailed(f"Deploy failed while {step}: {type(exc).__name__}: {first}")
 
 
 def deploy(
@@ -105,6 +188,7 @@ def deploy(
     progress: Progress | None = None,
 ) -> dict[str, Any]:
     """Deploy, fill the Volume, call `info` once; what was learned (also what --json prints)."""
+    env = settings(args)
     if cloud is None:
         if not modal_credentials():
             raise DeployFailed(
@@ -114,13 +198,15 @@ def deploy(
             )
         cloud = ModalCloud()
     progress = progress or Progress()
-    env = {var: str(getattr(args, flag[2:].replace("-", "_"))) for flag, var, _, _ in SETTINGS}
     app_name = env["ECHO_APP_NAME"]
+    step = f"deploying {app_name}"
     try:
         progress(f"Deploying {app_name} (GPU {env['ECHO_GPU']})…")
         cloud.deploy(env)
+        step = "filling the weights Volume"
         progress("Filling the weights Volume (first deploy downloads about 6 GB)…")
         fetched = cloud.fill_weights(app_name)
+        step = "calling info()"
         progress("Calling info() once: this is a cold start…")
         started = clock()
         info = cloud.info(app_name)
@@ -128,10 +214,7 @@ def deploy(
     except DeployFailed:
         raise
     except Exception as exc:
-        mapped = _modal_error(exc)
-        if mapped is None:
-            raise
-        raise mapped from None
+        raise _failure(exc, step) from None
     return {
         "app": app_name,
         "gpu": info.get("gpu") or env["ECHO_GPU"],
@@ -146,8 +229,11 @@ def deploy(
 def run(
     args: argparse.Namespace, cloud: Cloud | None = None, clock: Callable[[], float] = time.monotonic
 ) -> int:
+    # Modal's progress (`modal.enable_output()`) prints on stdout: with --json, stdout holds only the JSON
+    quiet = contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext()
     try:
-        result = deploy(args, cloud, clock)
+        with quiet:
+            result = deploy(args, cloud, clock)
     except DeployFailed as exc:
         print(f"voicebot: {exc.message}", file=sys.stderr)
         return exc.exit_code
@@ -174,12 +260,10 @@ def add_parser(commands: argparse._SubParsersAction, parser_class: type[argparse
         description="Deploy modal_tts/app.py to Modal. Each flag's default is its ECHO_* variable, "
         "else the documented default.",
     )
+    names = {"ECHO_APP_NAME": "NAME", "ECHO_GPU": "GPU", "ECHO_CPU": "CORES", "ECHO_FASTPATH": "MODE"}
     for flag, var, default, about in SETTINGS:
-        value = os.environ.get(var) or default
-        kind = float if var == "ECHO_CPU" else str if not default.isdigit() else int
-        extra: dict[str, Any] = {"choices": ("graphs", "off")} if var == "ECHO_FASTPATH" else {}
-        parser.add_argument(
-            flag, type=kind, default=kind(value), help=f"{about} (${var}; default {default})", **extra
-        )
+        metavar = names.get(var) or ("S" if "seconds" in ALLOWED[var] else "N")
+        # No default: `settings` reads and checks the variable when deploy runs, not for every command
+        parser.add_argument(flag, metavar=metavar, help=f"{about} (${var}; default {default})")
     parser.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
     parser.set_defaults(handler=run)

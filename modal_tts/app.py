@@ -40,7 +40,7 @@ import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import modal
 
@@ -52,21 +52,33 @@ CLASS_NAME = "EchoTTS"
 VOLUME_NAME = "echo-voicebot-weights"
 VOLUME_PATH = "/weights"
 
+Number = TypeVar("Number", int, float)
 
-def _env_int(name: str, default: int) -> int:
+
+def _env_number(name: str, default: Number) -> Number:
+    """`name` from the environment as a number of `default`'s type; a ValueError that names it if not."""
     value = os.environ.get(name)
-    return int(value) if value else default
+    if not value:
+        return default
+    try:
+        return type(default)(value)
+    except ValueError:
+        kind = "a whole number" if isinstance(default, int) else "a number"
+        raise ValueError(
+            f"{name} is {value!r} in the environment; allowed is {kind}. Fix it (`voicebot deploy` checks "
+            "every setting before deploying)."
+        ) from None
 
 
 GPU = os.environ.get("ECHO_GPU", "L40S")
-SCALEDOWN_WINDOW = _env_int("ECHO_SCALEDOWN_WINDOW", 120)
-MIN_CONTAINERS = _env_int("ECHO_MIN_CONTAINERS", 0)
-MAX_CONTAINERS = _env_int("ECHO_MAX_CONTAINERS", 2)
-TIMEOUT = _env_int("ECHO_TIMEOUT", 300)
-MAX_INPUTS = _env_int("ECHO_MAX_INPUTS", 16)
-TARGET_INPUTS = _env_int("ECHO_TARGET_INPUTS", 8)
-CPU = float(os.environ.get("ECHO_CPU") or 4)
-MAX_BATCH = _env_int("ECHO_MAX_BATCH", 8)
+SCALEDOWN_WINDOW = _env_number("ECHO_SCALEDOWN_WINDOW", 120)
+MIN_CONTAINERS = _env_number("ECHO_MIN_CONTAINERS", 0)
+MAX_CONTAINERS = _env_number("ECHO_MAX_CONTAINERS", 2)
+TIMEOUT = _env_number("ECHO_TIMEOUT", 300)
+MAX_INPUTS = _env_number("ECHO_MAX_INPUTS", 16)
+TARGET_INPUTS = _env_number("ECHO_TARGET_INPUTS", 8)
+CPU = _env_number("ECHO_CPU", 4.0)
+MAX_BATCH = _env_number("ECHO_MAX_BATCH", 8)
 FASTPATH = os.environ.get("ECHO_FASTPATH", "graphs")
 
 # The same pins as the project's `engine` extra, so the GPU runs the code the tests ran.

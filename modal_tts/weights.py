@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import importlib
 import json
 import os
 import shutil
@@ -126,21 +127,60 @@ def _hub_errors(repo: str, filename: str) -> Iterator[None]:
         raise mapped from exc
 
 
-def _fetch_error(exc: Exception, what: str) -> WeightsFetchError | None:
+def _fetch_error(exc: BaseException, what: str) -> WeightsFetchError | None:
+    """The hub's error as one line by what it means: refused, missing, busy, down, or the network gone.
+    None for anything else (a full disk, say), which the caller words as itself."""
     from huggingface_hub import errors
 
-    if isinstance(exc, errors.GatedRepoError | errors.RepositoryNotFoundError):
-        return WeightsFetchError(f"Hugging Face refused {what}: set HF_TOKEN to a token that may read it.")
-    if isinstance(exc, errors.RevisionNotFoundError | errors.EntryNotFoundError) and not isinstance(
-        exc, errors.LocalEntryNotFoundError
-    ):
-        return WeightsFetchError(f"Hugging Face has no {what} at that revision: check {LOCK}.")
-    if isinstance(exc, errors.LocalEntryNotFoundError | errors.OfflineModeIsEnabled | OSError):
-        return WeightsFetchError(f"Can't download {what}: the network went away. Run it again to resume.")
-    if isinstance(exc, errors.HfHubHTTPError):
+    cause = exc.__cause__
+    # hf_hub_download hides why it could not ask the hub (a 403, a 500, a dropped connection) behind this
+    if isinstance(exc, errors.LocalEntryNotFoundError) and cause and (mapped := _fetch_error(cause, what)):
+        return mapped
+    if isinstance(exc, errors.HfHubHTTPError):  # an OSError too, so before the network's errors below
+        status = exc.response.status_code
+        if status in (401, 403) or isinstance(exc, errors.GatedRepoError):
+            return WeightsFetchError(
+                f"Hugging Face refused {what} (HTTP {status}): set HF_TOKEN to a token that may read it."
+            )
+        if status == 404 and isinstance(exc, errors.RepositoryNotFoundError):
+            return WeightsFetchError(
+                f"Hugging Face has no repo for {what} (HTTP 404): check its name, and that HF_TOKEN may "
+                "read it."
+            )
+        if status == 404:
+            return WeightsFetchError(f"Hugging Face has no {what} at that revision (HTTP 404): check {LOCK}.")
+        if status == 429:
+            return WeightsFetchError(f"Hugging Face rate-limited {what} (HTTP 429): try again later.")
+        if status >= 500:
+            return WeightsFetchError(
+                f"Hugging Face had a server error (HTTP {status}) on {what}: try again later (the download "
+                "resumes)."
+            )
         first = str(exc).strip().splitlines()[0]
-        return WeightsFetchError(f"Hugging Face failed on {what}: {first}")
+        return WeightsFetchError(f"Hugging Face failed on {what} (HTTP {status}): {first}")
+    if isinstance(exc, errors.EntryNotFoundError) and not isinstance(exc, errors.LocalEntryNotFoundError):
+        return WeightsFetchError(f"Hugging Face has no {what} at that revision: check {LOCK}.")
+    if isinstance(exc, _connection_errors()):
+        return WeightsFetchError(f"Can't download {what}: the network went away. Run it again to resume.")
     return None
+
+
+def _connection_errors() -> tuple[type[BaseException], ...]:
+    """What a dropped or refused connection raises: OSErrors from sockets, and the hub's HTTP client's own
+    (httpx2 since huggingface_hub 2, httpx before), which are not OSErrors."""
+    from huggingface_hub import errors
+
+    found: list[type[BaseException]] = [
+        ConnectionError,  # OfflineModeIsEnabled is one
+        TimeoutError,
+        socket.gaierror,
+        errors.LocalEntryNotFoundError,
+    ]
+    for client in ("httpx2", "httpx"):
+        with contextlib.suppress(ImportError):
+            module = importlib.import_module(client)
+            found += [module.NetworkError, module.TimeoutException, module.RemoteProtocolError]
+    return tuple(found)
 
 
 def _sha256(path: Path) -> str:

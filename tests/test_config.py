@@ -66,4 +66,4 @@ def test_every_command_reads_service_settings_from_dotenv(tmp_path, clean_modal_
     assert os.environ["HF_TOKEN"] == "hf-fromfile"
     from bot.cli import build_parser
 
-    assert build_parser().parse_args(["deploy"]).gpu == "H100"
+    assert deploy.settings(build_parser().parse_args(["deploy"]))["ECHO_GPU"] == "H100"
