@@ -121,7 +121,7 @@ async def _speak_and_encode(
 ) -> _Encoded:
     """The finished file; the speech itself is held (within the encoder's allowance) only until then."""
     estimate = sum(text.estimate_seconds(chunk) for chunk in request.chunks)
-    async with bot.encoder.holding(estimate):
+    async with bot.encoder.holding(estimate, guild_id=request.guild_id, user_id=request.user_id):
         progress = _progress_edits(interaction)
         result = await speech.speak(bot.store, bot.backend, request, progress=progress, record_usage=False)
         limit, tags = interaction.filesize_limit, speech.tags_for(result)

@@ -149,6 +149,16 @@ class OutputTooLarge(InvalidInput):
         return type(self), (self.seconds, self.fmt, self.size, self.limit)
 
 
+class EncoderFailed(VoiceBotError):
+    """An encoder process stopped (killed for memory, say) on a file's first try and on its retry."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "Making the audio file failed (an encoder process stopped). "
+            "Try again; if it keeps happening, tell a bot admin."
+        )
+
+
 # --- synthesis backend ------------------------------------------------------------------------
 
 
@@ -495,6 +505,37 @@ class LibraryReadOnly(LibraryError):
             "read-write or fix its owner and permissions; nothing was saved.",
         )
         self.path, self.detail = path, detail
+
+
+class LibraryBusy(LibraryError):
+    """Another process held the library's write lock for longer than the bot waits (a backup, an
+    `sqlite3` shell, another voicebot): nothing was changed, and a retry in a moment works."""
+
+    exit_code = 75  # EX_TEMPFAIL
+
+    def __init__(self, path: object, waited_s: float) -> None:
+        super().__init__(
+            "The voice library is busy right now (another program is writing to it), so nothing was "
+            "changed. Try again in a moment.",
+            f"The voice library {path} stayed locked by another process for {waited_s:g} s (a backup, an "
+            "`sqlite3` shell or another voicebot writing to it); nothing was changed. Try again when it "
+            "is done.",
+        )
+        self.path, self.waited_s = path, waited_s
+
+
+class LibraryTooNew(LibraryError):
+    exit_code = 65  # EX_DATAERR
+
+    def __init__(self, path: object, version: int, known: int) -> None:
+        super().__init__(
+            "The bot's voice library was written by a newer version of the bot. A bot admin needs to "
+            "upgrade it.",
+            f"The voice library {path} has schema {version}, newer than this voicebot knows ({known}): "
+            "it was written by a newer version. Upgrade voicebot (`git pull && uv sync --locked`); "
+            "nothing was changed.",
+        )
+        self.path, self.version, self.known = path, version, known
 
 
 class VoicesFolderMissing(LibraryError):
