@@ -201,7 +201,10 @@ class BackendUnauthorised(BackendError):
 
 
 class BackendTimedOut(BackendError):
-    admin_hint = "The GPU took too long; check the Modal dashboard for cold starts or errors."
+    admin_hint = (
+        "The GPU took too long: on Modal, check its dashboard for cold starts or errors; on a local GPU, "
+        "`voicebot doctor` and the bot's log."
+    )
 
     def __init__(self, seconds: float) -> None:
         super().__init__(
@@ -253,6 +256,39 @@ class BackendInvalidRequest(BackendError, InvalidInput):
     def __init__(self, detail: str) -> None:
         VoiceBotError.__init__(self, detail)
         self.detail = detail
+
+
+class SpeakerLatentRejected(BackendInvalidRequest):
+    """The voice's stored latent is unusable (wrong shape, NaN or infinite values): the fault is the
+    voice's, not the request's, so the caller marks it for re-encoding from its recording."""
+
+    admin_hint = "The voice's latent is damaged; `voicebot doctor` re-encodes it from its recording."
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.message = (
+            "That voice's data is damaged, so it can't speak right now; it is being rebuilt from its "
+            "recording. Try again in a few minutes."
+        )
+        self.args = (self.message,)
+        self.admin_message = (
+            f"That voice's stored latent is damaged ({detail}); `voicebot doctor` re-encodes it from its "
+            "recording."
+        )
+
+
+class ModelLoadTimedOut(BackendTimedOut):
+    """The local backend's weights didn't finish loading within the backend's timeout."""
+
+    admin_hint = "Check the weights folder's disk and the GPU driver: `voicebot doctor` tries a load."
+
+    def __init__(self, seconds: float) -> None:
+        VoiceBotError.__init__(
+            self,
+            f"Loading the speech model timed out after {seconds:.0f} s. Try again in a minute; if it "
+            "keeps happening, tell a bot admin.",
+        )
+        self.seconds = seconds
 
 
 # --- voice library ----------------------------------------------------------------------------
@@ -347,8 +383,15 @@ class ConsentRequired(InvalidInput):
 
 
 class NotVoiceOwner(InvalidInput):
-    def __init__(self, name: str) -> None:
-        super().__init__(f"Only the owner of “{name}” or someone with Manage Server can change or delete it.")
+    def __init__(self, name: str, *, speaker_may: bool = False) -> None:
+        if speaker_may:
+            message = (
+                f"Only the owner of “{name}”, the member it was cloned from, or someone with Manage Server "
+                "can delete it."
+            )
+        else:
+            message = f"Only the owner of “{name}” or someone with Manage Server can change or delete it."
+        super().__init__(message)
         self.name = name
 
 
@@ -406,12 +449,20 @@ class CooldownActive(InvalidInput):
 
 
 class QuotaExhausted(InvalidInput):
-    def __init__(self, used_s: float, quota_s: float) -> None:
-        super().__init__(
-            f"This server has used {fmt_seconds(used_s)} of its {fmt_seconds(quota_s)} of speech "
-            "for today (UTC). It resets at midnight UTC; an admin can raise it with /settings."
-        )
-        self.used_s, self.quota_s = used_s, quota_s
+    def __init__(self, used_s: float, quota_s: float, needed_s: float = 0.0) -> None:
+        if used_s < quota_s and needed_s:
+            message = (
+                f"This server has {fmt_seconds(quota_s - used_s)} of today's {fmt_seconds(quota_s)} of "
+                f"speech left (UTC), and that could take up to {fmt_seconds(needed_s)}. Try shorter text; "
+                "the quota resets at midnight UTC, and an admin can raise it with /settings."
+            )
+        else:
+            message = (
+                f"This server has used {fmt_seconds(used_s)} of its {fmt_seconds(quota_s)} of speech "
+                "for today (UTC). It resets at midnight UTC; an admin can raise it with /settings."
+            )
+        super().__init__(message)
+        self.used_s, self.quota_s, self.needed_s = used_s, quota_s, needed_s
 
 
 class UploadFailed(VoiceBotError):
@@ -442,6 +493,16 @@ class CannotJoinVoice(InvalidInput):
 class NotPlaying(InvalidInput):
     def __init__(self) -> None:
         super().__init__("I'm not playing anything in a voice channel on this server.")
+
+
+class NotListening(InvalidInput):
+    def __init__(self, channel: str, *, or_requester: bool = False) -> None:
+        who = "whoever asked for what is playing, " if or_requester else ""
+        super().__init__(
+            f"Only members listening in {channel}, {who}or someone with Manage Server or Move Members "
+            "can do that. Join the channel first."
+        )
+        self.channel = channel
 
 
 class SpeakingElsewhere(InvalidInput):

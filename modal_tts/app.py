@@ -13,7 +13,8 @@ Wire format (numpy-only helpers in `modal_tts/wire.py`, shared with the bot):
         decoded; params is `SynthesisParams.to_dict()`; chunk i uses seed + i.
     info() -> {"revision", "device", "device_name", "dtype", "parameters", "versions", ...}
 
-Bad input raises `modal_tts.params.InvalidParams` (a ValueError), which Modal re-raises in the bot.
+Bad input raises `modal_tts.params.InvalidParams` or `modal_tts.wire.WireError` (ValueErrors), which
+Modal re-raises in the bot as the same type: `InvalidLatent`, a damaged voice, stays distinguishable.
 
 Deploy-time settings (environment of the machine running `modal deploy`), with cost-conscious defaults:
 

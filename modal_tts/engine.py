@@ -49,6 +49,7 @@ from modal_tts.params import (
     SPEAKER_PATCH_SIZE,
     InvalidParams,
     SynthesisParams,
+    check_latent,
     check_seed,
     check_texts,
 )
@@ -547,21 +548,6 @@ class EchoEngine:
                     graphs.load(text_mask_3, speaker_mask_3, kv_text_3, kv_speaker_3)
             x_t = x_t + v_pred * (t_next - t)
         return x_t
-
-
-def check_latent(latent: np.ndarray) -> np.ndarray:
-    if not isinstance(latent, np.ndarray) or latent.ndim != 2 or latent.shape[1] != LATENT_SIZE:
-        shape = getattr(latent, "shape", None)
-        raise InvalidParams(f"A speaker latent must be a [T, {LATENT_SIZE}] array, not {shape}.")
-    rows = latent.shape[0]
-    if not 0 < rows <= MAX_SPEAKER_LATENT_LENGTH or rows % SPEAKER_PATCH_SIZE:
-        raise InvalidParams(
-            f"A speaker latent has {rows} frames; allowed is {SPEAKER_PATCH_SIZE} to "
-            f"{MAX_SPEAKER_LATENT_LENGTH} in multiples of {SPEAKER_PATCH_SIZE}."
-        )
-    if not np.isfinite(latent).all():
-        raise InvalidParams("A speaker latent contains NaN or infinite values.")
-    return latent
 
 
 def weights_present(path: str | Path) -> bool:

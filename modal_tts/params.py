@@ -16,6 +16,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
+import numpy as np
+
 SAMPLE_RATE = 44_100
 LATENT_SIZE = 80
 SAMPLES_PER_LATENT = 2048
@@ -28,6 +30,11 @@ MAX_SEED = 2**63 - 1
 
 class InvalidParams(ValueError):
     """A setting is outside the range the sampler supports; the message names it and the range."""
+
+
+class InvalidLatent(InvalidParams):
+    """A speaker latent the sampler can't use (wrong shape, NaN or infinite values): the voice's stored
+    data is damaged, and the voice needs encoding again from its recording."""
 
 
 # name -> (min, max, allow_none)
@@ -123,3 +130,24 @@ def check_texts(texts: list[str]) -> list[str]:
                 f"Text {i + 1} is {size} bytes of UTF-8; Echo takes at most {MAX_TEXT_BYTES}."
             )
     return list(texts)
+
+
+def check_latent(latent: np.ndarray) -> np.ndarray:
+    """A speaker latent as the sampler needs it: a finite [T, 80] array, T a multiple of the patch size."""
+    if (
+        not isinstance(latent, np.ndarray)
+        or latent.ndim != 2
+        or latent.shape[1] != LATENT_SIZE
+        or latent.dtype.kind not in "fiu"
+    ):
+        what = f"{latent.dtype} {latent.shape}" if isinstance(latent, np.ndarray) else type(latent).__name__
+        raise InvalidLatent(f"A speaker latent must be a numeric [T, {LATENT_SIZE}] array, not {what}.")
+    rows = latent.shape[0]
+    if not 0 < rows <= MAX_SPEAKER_LATENT_LENGTH or rows % SPEAKER_PATCH_SIZE:
+        raise InvalidLatent(
+            f"A speaker latent has {rows} frames; allowed is {SPEAKER_PATCH_SIZE} to "
+            f"{MAX_SPEAKER_LATENT_LENGTH} in multiples of {SPEAKER_PATCH_SIZE}."
+        )
+    if not np.isfinite(latent).all():
+        raise InvalidLatent("A speaker latent contains NaN or infinite values.")
+    return latent

@@ -16,6 +16,11 @@ every sampler call, encoding and decode. What it runs next:
   at the next bucket with the same seed (`windows.was_cut`); the re-sample is counted.
 - **Cancellation:** a cancelled request (`/stop`, a caller that went away) loses its waiting rows at
   once, and its rows in the running batch are not decoded: it stops costing GPU after that batch.
+- **Isolation:** a request's speaker latent is checked when it arrives, so a damaged voice is refused
+  alone; if a batch of several requests still fails, each request's rows run again on their own, so
+  only the request that really fails gets the error.
+- **Busy:** past `max_waiting_rows` waiting rows a request is refused, unless nothing else waits: a
+  request longer than the limit then runs alone rather than never.
 
 Chunks reach the caller in order; a later chunk that is ready early waits for the ones before it.
 Torch-free: the engine is reached through `sample_rows`, `end_of_speech` and `decode`.
@@ -38,7 +43,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from modal_tts import windows
-from modal_tts.params import SynthesisParams, check_seed, check_texts, chunk_seed
+from modal_tts.params import SynthesisParams, check_latent, check_seed, check_texts, chunk_seed
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +51,7 @@ AGING_BATCHES = 2
 
 
 class Busy(RuntimeError):
-    """More rows are waiting than the scheduler accepts; try again shortly."""
+    """Other requests' rows fill the queue; try again shortly."""
 
 
 class Engine(Protocol):
@@ -150,8 +155,13 @@ class Planner:
         self.resampled = 0
 
     def add(self, request: Request) -> Request:
-        if len(self.waiting) + len(request.texts) > self.max_waiting_rows:
-            raise Busy(f"{self.max_waiting_rows} chunks are already waiting")
+        """Queue `request`'s rows; InvalidLatent for a damaged voice, Busy when others fill the queue."""
+        check_latent(request.latent)  # here, not in the sampler: a bad voice must fail alone
+        self.waiting = [row for row in self.waiting if not row.request.cancelled]
+        # A request longer than the limit is admitted when nothing waits (it runs alone): "busy" means
+        # others are waiting, never "too long for this queue".
+        if self.waiting and len(self.waiting) + len(request.texts) > self.max_waiting_rows:
+            raise Busy(f"{len(self.waiting)} chunks are already waiting")
         request.arrival = next(self._arrivals)
         for index, text in enumerate(request.texts):
             self.waiting.append(Row(request, index, window_of(text, request.params)))
@@ -194,10 +204,20 @@ def run_batch(engine: Engine, cut: Callable[[Row, int], bool], batch: Batch) -> 
     try:
         latents = engine.sample_rows([row.spec() for row in batch.rows], batch.params, batch.window)
     except Exception as exc:
-        failed = {id(row.request): row.request for row in batch.rows}
-        for request in failed.values():
+        requests: dict[int, list[Row]] = {}
+        for row in batch.rows:
+            requests.setdefault(id(row.request), []).append(row)
+        if len(requests) == 1:
+            request = batch.rows[0].request
             request.cancel()
             request.on_error(exc)
+            return
+        # One request's bad row must not cost other servers their speech: the GPU time of sampling
+        # each request again on its own buys that, and only the request that fails alone fails.
+        log.warning("A batch of %d requests failed (%s); running each alone", len(requests), exc)
+        for rows in requests.values():
+            if not rows[0].request.cancelled:
+                run_batch(engine, cut, Batch(batch.window, batch.params, rows))
         return
     share = (time.perf_counter() - started) / len(batch.rows)
     for position, row in sorted(enumerate(batch.rows), key=lambda item: item[1].rank):
@@ -254,10 +274,17 @@ class Scheduler:
         self._calls: list[tuple[Callable[..., Any], tuple[Any, ...], Future[Any]]] = []
         self._closed = False
         self._thread: threading.Thread | None = None
+        self._job_started: float | None = None  # monotonic start of the call or batch now running
 
     @property
     def batches_run(self) -> int:
         return self.planner.batches_run
+
+    def busy_for(self) -> float:
+        """Seconds the GPU thread has spent on the call or batch it is running (0 when idle). A hung
+        engine can't be stopped: callers use this to refuse at once rather than queue behind it."""
+        started = self._job_started
+        return 0.0 if started is None else time.monotonic() - started
 
     # --- submitting ------------------------------------------------------------------------------
 
@@ -343,7 +370,8 @@ class Scheduler:
         finally:
             request.cancel()
 
-    def close(self) -> None:
+    def close(self, wait: float = 30.0) -> None:
+        """Refuse new work, fail what waits, and give the running batch up to `wait` seconds to end."""
         with self._cond:
             self._closed = True
             for request in {id(r.request): r.request for r in self.planner.waiting}.values():
@@ -355,7 +383,7 @@ class Scheduler:
             self._calls.clear()
             self._cond.notify_all()
         if self._thread is not None and self._thread is not threading.current_thread():
-            self._thread.join(timeout=30)  # a hung engine must not hang shutdown too
+            self._thread.join(timeout=wait)  # bounded: a hung engine must not hang shutdown too
 
     # --- the GPU thread ----------------------------------------------------------------------------
 
@@ -378,18 +406,22 @@ class Scheduler:
                     return
                 call = self._calls.pop(0) if self._calls else None
                 batch = None if call else self.planner.next_batch()
-            if call is not None:
-                fn, args, future = call
-                if future.set_running_or_notify_cancel():
+            self._job_started = time.monotonic()
+            try:
+                if call is not None:
+                    fn, args, future = call
+                    if future.set_running_or_notify_cancel():
+                        try:
+                            future.set_result(fn(*args))
+                        except BaseException as exc:
+                            future.set_exception(exc)
+                elif batch is not None:
                     try:
-                        future.set_result(fn(*args))
-                    except BaseException as exc:
-                        future.set_exception(exc)
-            elif batch is not None:
-                try:
-                    run_batch(self.engine, self._cut, batch)
-                except BaseException:
-                    log.exception("The GPU thread failed on a batch")
+                        run_batch(self.engine, self._cut, batch)
+                    except BaseException:
+                        log.exception("The GPU thread failed on a batch")
+            finally:
+                self._job_started = None
 
     def _cut(self, row: Row, end_of_speech: int) -> bool:
         """`Planner.cut` under the lock (the re-queued row joins rows other threads are adding)."""

@@ -1,7 +1,7 @@
 """The bytes that cross between the bot and the GPU: numpy only, so both sides share one definition.
 
 - Reference PCM (bot → GPU): float32 little-endian, mono, 44,100 Hz, samples in [-1, 1].
-- Speaker latent (both ways): float16 little-endian, C order, shape [T, 80], sent as
+- Speaker latent (both ways): float16 little-endian, C order, shape [T, 80], finite, sent as
   `{"latent": bytes, "shape": [T, 80], "revision": str}`.
 - Synthesised chunk (GPU → bot): int16 little-endian PCM, mono, 44,100 Hz, sent as
   `{"index": i, "pcm": bytes, "sample_rate": 44100, "gpu_seconds": float}`. 16-bit halves what a
@@ -57,7 +57,10 @@ def latent_from_wire(message: dict[str, Any]) -> tuple[np.ndarray, str]:
         )
     if len(data) != rows * cols * 2:
         raise WireError(f"Latent is {len(data)} bytes; shape {rows}x{cols} needs {rows * cols * 2}.")
-    return np.frombuffer(data, dtype="<f2").reshape(rows, cols).astype(np.float16), str(revision)
+    latent = np.frombuffer(data, dtype="<f2").reshape(rows, cols).astype(np.float16)
+    if not np.isfinite(latent).all():
+        raise WireError("Latent contains NaN or infinite values.")
+    return latent, str(revision)
 
 
 def chunk_to_wire(index: int, audio: np.ndarray, sample_rate: int, gpu_seconds: float) -> dict:

@@ -9,11 +9,17 @@ import time
 import numpy as np
 import pytest
 
-from bot.errors import BackendBusy, BackendInvalidRequest, BackendTimedOut, LocalEngineUnavailable
+from bot.errors import (
+    BackendBusy,
+    BackendInvalidRequest,
+    BackendTimedOut,
+    LocalEngineUnavailable,
+    SpeakerLatentRejected,
+)
 from bot.tts.base import SpeakerLatent
-from bot.tts.local_backend import LocalBackend
+from bot.tts.local_backend import LocalBackend, _map_error
 from modal_tts.engine import Row
-from modal_tts.params import SynthesisParams, chunk_seed
+from modal_tts.params import InvalidLatent, SynthesisParams, chunk_seed
 from tests.media import speech_like
 
 FAST = SynthesisParams(steps=6, sequence_length=96)
@@ -120,9 +126,29 @@ async def test_long_requests_are_split_into_batches_in_order(tiny_engine, voice)
 
 async def test_a_full_queue_says_busy(tiny_engine, voice):
     backend = LocalBackend(engine=tiny_engine, max_waiting_rows=2)
+    gate = threading.Event()
     try:
-        with pytest.raises(BackendBusy):
-            await collect(backend.synthesize(TEXTS, voice, FAST, seed=1))
+        scheduler = await backend.scheduler()
+        scheduler.call(gate.wait)  # hold the GPU thread: the first request surely still waits
+        first = asyncio.create_task(collect(backend.synthesize(TEXTS[:1], voice, FAST, seed=1)))
+        for _ in range(1000):
+            if scheduler.planner.waiting:
+                break
+            await asyncio.sleep(0.01)
+        with pytest.raises(BackendBusy):  # 1 waiting + 2 more is past the limit of 2
+            await collect(backend.synthesize(TEXTS[:2], voice, FAST, seed=2))
+        gate.set()
+        assert [c.index for c in await first] == [0]
+    finally:
+        gate.set()
+        await backend.close()
+
+
+async def test_a_request_longer_than_the_queue_runs_when_nothing_else_waits(tiny_engine, voice):
+    backend = LocalBackend(engine=tiny_engine, max_waiting_rows=2)
+    try:
+        chunks = await collect(backend.synthesize(TEXTS, voice, FAST, seed=1))
+        assert [c.index for c in chunks] == [0, 1, 2]
     finally:
         await backend.close()
 
@@ -153,6 +179,17 @@ async def test_bad_input_and_bad_weights_are_typed_errors(local, voice, tmp_path
             await broken.info()
     finally:
         await broken.close()
+
+
+async def test_a_damaged_voice_is_rejected_as_the_voices_fault(local, voice):
+    damaged = voice.data.copy()
+    damaged[2, 3] = np.nan
+    with pytest.raises(SpeakerLatentRejected, match="damaged") as info:
+        await collect(local.synthesize(TEXTS[:1], SpeakerLatent(damaged, voice.revision), FAST, seed=1))
+    assert "NaN" in info.value.detail and isinstance(info.value, BackendInvalidRequest)
+    assert local.batches_run == 0  # refused before it reached the engine
+    # The scheduler's own check (behind the backend's) maps the same way.
+    assert isinstance(_map_error(InvalidLatent("A speaker latent has 7 frames")), SpeakerLatentRejected)
 
 
 async def test_encode_speaker_and_info(local, tiny_engine):

@@ -67,6 +67,18 @@ def test_bad_settings_raise_invalid_params(echo_tts, tiny_latent):
         next(stream)
 
 
+@pytest.mark.parametrize("value", [np.nan, np.inf])
+def test_a_damaged_latent_message_is_refused_before_sampling(echo_tts, tiny_latent, value):
+    echo_tts.info.local()  # entered: the scheduler is running
+    batches = echo_tts.scheduler.batches_run
+    damaged = tiny_latent.copy()
+    damaged[1, 2] = value
+    stream = echo_tts.synthesize.local(["[S1] x"], wire.latent_to_wire(damaged, "r"), FAST, 0)
+    with pytest.raises(wire.WireError, match="NaN or infinite"):
+        next(stream)
+    assert echo_tts.scheduler.batches_run == batches
+
+
 def test_app_settings_come_from_the_environment(monkeypatch):
     import importlib
 

@@ -4,9 +4,17 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 
-from modal_tts.params import InvalidParams, SynthesisParams, check_seed, chunk_seed
+from modal_tts.params import (
+    InvalidLatent,
+    InvalidParams,
+    SynthesisParams,
+    check_latent,
+    check_seed,
+    chunk_seed,
+)
 
 
 def test_defaults_are_echos_recommended_guidance():
@@ -53,3 +61,29 @@ def test_seeds():
         check_seed(2**63)
     assert chunk_seed(5, 2) == 7
     assert chunk_seed(2**63 - 1, 1) == 0
+
+
+@pytest.mark.parametrize(
+    ("latent", "message"),
+    [
+        (np.zeros((7, 80), np.float16), "7 frames"),
+        (np.zeros((0, 80), np.float16), "0 frames"),
+        (np.zeros((6404, 80), np.float16), "6400"),
+        (np.zeros((8, 79), np.float16), r"\[T, 80\]"),
+        (np.zeros((8, 80, 1), np.float16), r"\[T, 80\]"),
+        (np.zeros((8, 80), object), r"\[T, 80\]"),
+        ([[0.0] * 80] * 8, r"\[T, 80\]"),
+        (np.full((8, 80), np.nan, np.float16), "NaN"),
+        (np.full((8, 80), -np.inf, np.float32), "infinite"),
+    ],
+    ids=["7x80", "0x80", "6404x80", "8x79", "3d", "object", "list", "nan", "inf"],
+)
+def test_a_damaged_speaker_latent_is_an_invalid_latent(latent, message):
+    with pytest.raises(InvalidLatent, match=message) as info:
+        check_latent(latent)
+    assert isinstance(info.value, InvalidParams)  # still a bad request to whoever only knows that
+
+
+def test_a_sound_speaker_latent_passes_unchanged():
+    latent = np.ones((8, 80), np.float16)
+    assert check_latent(latent) is latent

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from modal_tts import windows
-from modal_tts.params import SynthesisParams
+from modal_tts.params import InvalidLatent, SynthesisParams
 from modal_tts.scheduler import AGING_BATCHES, Busy, Planner, Request, Scheduler, run_batch, run_inline
 
 LATENT = np.zeros((8, 80), np.float16)
@@ -148,11 +148,101 @@ def test_a_failing_batch_fails_only_its_requests():
     assert len(errors) == 1 and [c.index for c in got] == [0]
 
 
+def test_a_failing_batch_runs_each_request_alone_so_only_the_culprit_fails():
+    poison = "[S1] The row the sampler chokes on."
+    assert windows.window_for(poison) == windows.window_for(SHORT)  # so all three share one call
+    engine, errors = FakeEngine(), {}
+    engine.fail_on = poison
+    planner = Planner()
+    got: dict[str, list] = {"a": [], "bad": [], "b": []}
+    for name, text in (("a", SHORT), ("bad", poison), ("b", "[S1] Hello there.")):
+        errors[name] = []
+        planner.add(request([text], got[name], errors[name]))
+    drain(engine, planner)
+    assert [texts for _, texts in engine.calls] == [
+        [SHORT, poison, "[S1] Hello there."],  # the shared call fails …
+        [SHORT],  # … so each request runs again on its own
+        [poison],
+        ["[S1] Hello there."],
+    ]
+    assert [len(got["a"]), len(got["bad"]), len(got["b"])] == [1, 0, 1]
+    assert errors["a"] == errors["b"] == [] and [str(e) for e in errors["bad"]] == ["sampler broke"]
+
+
+def test_a_failing_batch_of_one_request_is_not_run_again():
+    engine, errors = FakeEngine(), []
+    engine.fail_on = SHORT
+    planner = Planner()
+    planner.add(request([SHORT, SHORT], [], errors))
+    drain(engine, planner)
+    assert len(engine.calls) == 1 and len(errors) == 1
+
+
+@pytest.mark.parametrize(
+    "latent",
+    [
+        np.full((8, 80), np.nan, np.float16),
+        np.where(np.eye(8, 80) > 0, np.inf, 0).astype(np.float16),
+        np.zeros((7, 80), np.float16),
+        np.zeros((8, 79), np.float16),
+    ],
+    ids=["nan", "inf", "7x80", "8x79"],
+)
+def test_a_damaged_voice_is_refused_on_arrival_and_never_joins_a_batch(latent):
+    engine = FakeEngine()
+    scheduler = Scheduler(engine, gather_seconds=0.0)
+    try:
+        with pytest.raises(InvalidLatent):
+            scheduler.submit([SHORT], latent, PARAMS, 1, [].append, [].append)
+        with pytest.raises(InvalidLatent):
+            list(run_inline(engine, [SHORT], latent, PARAMS, 1))
+        assert scheduler.planner.waiting == [] and engine.calls == []
+    finally:
+        scheduler.close()
+
+
 def test_a_full_queue_is_busy():
     planner = Planner(max_waiting_rows=3)
     planner.add(request([SHORT, SHORT], []))
     with pytest.raises(Busy):
         planner.add(request([SHORT, SHORT], []))
+
+
+def test_cancelled_rows_do_not_make_the_queue_busy():
+    planner = Planner(max_waiting_rows=3)
+    planner.add(request([SHORT, SHORT], [])).cancel()
+    planner.add(request([SHORT, SHORT], []))
+    assert len(planner.waiting) == 2
+
+
+def test_a_request_longer_than_the_queue_runs_when_nothing_else_waits():
+    engine = FakeEngine()
+    scheduler = Scheduler(engine, max_waiting_rows=64, gather_seconds=0.0)
+    try:
+        gate = threading.Event()
+        scheduler.call(gate.wait)  # hold the GPU thread: the long request surely still waits below
+        texts = [f"[S1] Sentence number {i}." for i in range(70)]
+        got: list = []
+        errors: list = []
+        finished = threading.Event()
+
+        def on_chunk(chunk) -> None:
+            got.append(chunk)
+            if len(got) == len(texts):
+                finished.set()
+
+        def on_error(exc: BaseException) -> None:
+            errors.append(exc)
+            finished.set()
+
+        scheduler.submit(texts, LATENT, PARAMS, 1, on_chunk, on_error)
+        with pytest.raises(Busy):  # "busy" now means what it says: others are waiting
+            scheduler.submit([SHORT], LATENT, PARAMS, 2, [].append, [].append)
+        gate.set()
+        assert finished.wait(30)
+        assert errors == [] and [c.index for c in got] == list(range(70))
+    finally:
+        scheduler.close()
 
 
 def test_run_inline_schedules_one_request_as_the_gpu_thread_would():

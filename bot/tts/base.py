@@ -8,8 +8,8 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from bot.errors import BackendInvalidRequest
-from modal_tts.params import SynthesisParams, check_seed, check_texts
+from bot.errors import BackendInvalidRequest, SpeakerLatentRejected
+from modal_tts.params import InvalidLatent, SynthesisParams, check_latent, check_seed, check_texts
 
 
 @dataclass(frozen=True)
@@ -54,11 +54,16 @@ class TTSBackend(Protocol):
     async def close(self) -> None: ...
 
 
-def checked_request(texts: Sequence[str], seed: int) -> list[str]:
-    """Refuse a malformed request before it costs a GPU call, in the backends' common terms."""
+def checked_request(texts: Sequence[str], seed: int, latent: np.ndarray | None = None) -> list[str]:
+    """Refuse a malformed request before it costs a GPU call, in the backends' common terms; a damaged
+    `latent` is SpeakerLatentRejected, so the caller knows the voice needs re-encoding."""
     try:
         texts = check_texts(list(texts))
         check_seed(seed)
+        if latent is not None:
+            check_latent(latent)
+    except InvalidLatent as exc:
+        raise SpeakerLatentRejected(str(exc)) from exc
     except ValueError as exc:
         raise BackendInvalidRequest(str(exc)) from exc
     return texts

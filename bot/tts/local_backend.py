@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from collections.abc import AsyncIterator, Sequence
+from concurrent.futures import Future
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
@@ -23,10 +25,12 @@ from bot.errors import (
     BackendInvalidRequest,
     BackendTimedOut,
     LocalEngineUnavailable,
+    ModelLoadTimedOut,
+    SpeakerLatentRejected,
 )
 from bot.tts.base import SpeakerLatent, SpokenChunk, checked_request
 from bot.wording import plural
-from modal_tts.params import SynthesisParams
+from modal_tts.params import InvalidLatent, InvalidParams, SynthesisParams
 from modal_tts.scheduler import Busy, Scheduler
 
 if TYPE_CHECKING:
@@ -36,10 +40,10 @@ log = logging.getLogger(__name__)
 
 
 def _map_error(exc: BaseException) -> BackendError:
-    from modal_tts.params import InvalidParams
-
     if isinstance(exc, BackendError):
         return exc
+    if isinstance(exc, InvalidLatent):
+        return SpeakerLatentRejected(str(exc))
     if isinstance(exc, InvalidParams):
         return BackendInvalidRequest(str(exc))
     if isinstance(exc, Busy):
@@ -50,6 +54,9 @@ def _map_error(exc: BaseException) -> BackendError:
 
 
 class LocalBackend:
+    """Every public method gives up after `timeout` seconds with BackendTimedOut (ModelLoadTimedOut
+    while the weights load): a hung load or engine can't be stopped, but it never hangs the caller."""
+
     name = "local"
 
     def __init__(
@@ -68,10 +75,10 @@ class LocalBackend:
         self.weights_dir, self.device = weights_dir, device
         self.max_batch_rows, self.max_waiting_rows = max_batch_rows, max_waiting_rows
         self.gather_seconds = gather_seconds  # how long a free GPU thread waits for company
-        self.timeout = timeout  # longest wait for an encoding or for the next chunk: a hung engine fails
+        self.timeout = timeout  # longest wait for a load, an encoding, info or the next chunk
         self._engine = engine
         self._scheduler: Scheduler | None = None
-        self._load_lock = asyncio.Lock()
+        self._loading: Future[EchoEngine] | None = None
 
     @property
     def batches_run(self) -> int:
@@ -82,22 +89,64 @@ class LocalBackend:
     async def load(self) -> None:
         """Load the weights now rather than on the first request (errors mapped like a request's)."""
         try:
-            await self.scheduler()
+            await self._ready(self._deadline())
         except Exception as exc:
             raise _map_error(exc) from exc
 
     async def scheduler(self) -> Scheduler:
-        async with self._load_lock:
+        """The scheduler, the weights loaded first if need be (ModelLoadTimedOut after `timeout`)."""
+        return await self._ready(self._deadline())
+
+    def _deadline(self) -> float:
+        return asyncio.get_running_loop().time() + self.timeout
+
+    async def _ready(self, deadline: float) -> Scheduler:
+        """The scheduler by `deadline`; refused at once while the GPU thread is stuck on one job."""
+        if self._scheduler is None:
             if self._engine is None:
-                self._engine = await asyncio.to_thread(self._load)
-            if self._scheduler is None:
+                self._engine = await self._loaded(deadline)
+            if self._scheduler is None:  # another caller may have made it while this one waited
                 self._scheduler = Scheduler(
                     self._engine,
                     max_batch_rows=self.max_batch_rows,
                     max_waiting_rows=self.max_waiting_rows,
                     gather_seconds=self.gather_seconds,
                 )
+        # A job past the timeout is hung as far as callers know: queueing behind it only waits again.
+        if self._scheduler.busy_for() >= self.timeout:
+            raise BackendTimedOut(self.timeout)
         return self._scheduler
+
+    async def _loaded(self, deadline: float) -> EchoEngine:
+        """The engine from the one load in flight (started if none is), waited for until `deadline`."""
+        if self._loading is None:
+            self._loading = self._start_loading()
+        loading = self._loading
+        waiter = asyncio.wrap_future(loading)
+        left = deadline - asyncio.get_running_loop().time()
+        # asyncio.wait leaves the load running on timeout: the next caller waits for the same one.
+        done, _ = await asyncio.wait({waiter}, timeout=max(left, 0.0))
+        if not done:
+            waiter.cancel()  # only this wait: the load itself is running and can't be cancelled
+            raise ModelLoadTimedOut(self.timeout)
+        if loading.exception() is not None and self._loading is loading:
+            self._loading = None  # a failed load is tried again next time (weights fetched meanwhile)
+        return waiter.result()
+
+    def _start_loading(self) -> Future[EchoEngine]:
+        future: Future[EchoEngine] = Future()
+        future.set_running_or_notify_cancel()
+
+        def load() -> None:
+            try:
+                future.set_result(self._load())
+            except BaseException as exc:
+                future.set_exception(exc)
+
+        # Our own daemon thread, not the loop's executor: a load that hangs (a dead network disk, a
+        # wedged driver) must not also hang the process's exit, which joins executor threads.
+        threading.Thread(target=load, name="echo-load", daemon=True).start()
+        return future
 
     def _load(self) -> EchoEngine:
         import torch  # only the local backend ever imports torch into the bot's process
@@ -120,37 +169,41 @@ class LocalBackend:
             log.info("Fast path: %s", engine.enable_fast_path(max_batch=self.max_batch_rows))
         return engine
 
-    async def _gpu(self, fn: Any, *args: Any) -> Any:
-        """`fn(*args)` on the scheduler's GPU thread, between batches."""
-        scheduler = await self.scheduler()
-        return await asyncio.wrap_future(scheduler.call(fn, *args))
-
-    # --- the protocol ---------------------------------------------------------------------------
-
-    async def encode_speaker(self, pcm: np.ndarray) -> SpeakerLatent:
+    async def _on_gpu(self, method: str, *args: Any) -> Any:
+        """The engine's `method(*args)` on the scheduler's GPU thread, between batches, within the
+        timeout (the load included); errors mapped, and a call still queued at the deadline is dropped."""
+        deadline = self._deadline()
         try:
-            scheduler = await self.scheduler()
-            engine = cast("EchoEngine", scheduler.engine)
-            latent = await asyncio.wait_for(self._gpu(engine.encode_speaker, pcm), self.timeout)
+            scheduler = await self._ready(deadline)
+            fn = getattr(scheduler.engine, method)
+            async with asyncio.timeout_at(deadline):
+                return await asyncio.wrap_future(scheduler.call(fn, *args))
         except TimeoutError:
             raise BackendTimedOut(self.timeout) from None
         except Exception as exc:
             raise _map_error(exc) from exc
-        return SpeakerLatent(latent, engine.revision)
+
+    # --- the protocol ---------------------------------------------------------------------------
+
+    async def encode_speaker(self, pcm: np.ndarray) -> SpeakerLatent:
+        latent = await self._on_gpu("encode_speaker", pcm)
+        return SpeakerLatent(latent, cast("EchoEngine", self._engine).revision)
 
     async def synthesize(
         self, texts: Sequence[str], latent: SpeakerLatent, params: SynthesisParams, seed: int
     ) -> AsyncIterator[SpokenChunk]:
-        texts = checked_request(texts, seed)
+        texts = checked_request(texts, seed, latent.data)
+        deadline = self._deadline()  # the first chunk's, the load included
         try:
-            scheduler = await self.scheduler()
-            chunks = scheduler.astream(texts, latent.data, params, seed, chunk_timeout=self.timeout)
+            scheduler = await self._ready(deadline)
         except Exception as exc:
             raise _map_error(exc) from exc
+        chunks = scheduler.astream(texts, latent.data, params, seed)
         try:
             while True:
                 try:
-                    chunk = await anext(chunks)
+                    async with asyncio.timeout_at(deadline):
+                        chunk = await anext(chunks)
                 except StopAsyncIteration:
                     return
                 except TimeoutError:
@@ -158,16 +211,17 @@ class LocalBackend:
                 except Exception as exc:
                     raise _map_error(exc) from exc
                 yield SpokenChunk(chunk.index, chunk.audio, chunk.gpu_seconds)
+                deadline = self._deadline()
         finally:
             await chunks.aclose()  # the scheduler drops what was not started yet
 
     async def info(self) -> dict[str, Any]:
-        try:
-            scheduler = await self.scheduler()
-            return await self._gpu(cast("EchoEngine", scheduler.engine).info)
-        except Exception as exc:
-            raise _map_error(exc) from exc
+        info: dict[str, Any] = await self._on_gpu("info")
+        return info
 
     async def close(self) -> None:
         if self._scheduler is not None:
-            await asyncio.to_thread(self._scheduler.close)
+            # The running job gets what is left of its timeout; past that it is hung, and waiting
+            # for it would only make shutdown hang too.
+            wait = max(self.timeout - self._scheduler.busy_for(), 0.0)
+            await asyncio.to_thread(self._scheduler.close, wait)

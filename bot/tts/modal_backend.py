@@ -25,10 +25,11 @@ from bot.errors import (
     BackendTimedOut,
     BackendUnauthorised,
     BackendUnreachable,
+    SpeakerLatentRejected,
 )
 from bot.tts.base import SpeakerLatent, SpokenChunk, checked_request
 from modal_tts import wire
-from modal_tts.params import SynthesisParams
+from modal_tts.params import InvalidLatent, SynthesisParams
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +62,9 @@ def _map_error(exc: BaseException, timeout: float) -> BackendError | _Transient:
         return _Transient(BackendFailed(detail))
     if isinstance(exc, mx.RequestSizeError):
         return BackendInvalidRequest("That request is too large for the speech engine.")
+    if isinstance(exc, InvalidLatent):
+        # Modal unpickles the container's exception as its own type: the voice's latent is at fault.
+        return SpeakerLatentRejected(str(exc))
     if isinstance(exc, ValueError):
         # InvalidParams / WireError raised in the container: the message names the bad setting.
         return BackendInvalidRequest(str(exc))
@@ -126,7 +130,7 @@ class ModalBackend:
     async def synthesize(
         self, texts: Sequence[str], latent: SpeakerLatent, params: SynthesisParams, seed: int
     ) -> AsyncIterator[SpokenChunk]:
-        texts = checked_request(texts, seed)
+        texts = checked_request(texts, seed, latent.data)  # a damaged voice never costs a Modal call
         message = wire.latent_to_wire(latent.data, latent.revision)
         yielded = 0
         for attempt in (1, 2):
