@@ -53,8 +53,9 @@ examples:
   voicebot deploy && voicebot doctor
 
 exit status: 0 done · 1 a service (speech backend, Discord, Modal, Hugging Face) failed · 2 bad input
-  (nothing written) · 65 voicebot.db is damaged · 66 a voice's files are missing or damaged
-  · 73 --out can't be written · 74 disk full or I/O error · 77 the library is read-only.
+  (nothing written) · 65 voicebot.db is damaged or from a newer voicebot · 66 a voice's files are
+  missing or damaged · 73 --out can't be written · 74 disk full or I/O error · 75 the library is
+  locked by another program (try again) · 77 the library is read-only.
 """
 
 
@@ -330,7 +331,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return fail(exc.message, exc.exit_code)
     except VoiceBotError as exc:
         return fail(terminal_message(exc, args), getattr(exc, "exit_code", 1))
-    except sqlite3.Error as exc:  # what faults.library_error has no better words for (e.g. locked)
+    except sqlite3.Error as exc:  # what faults.library_error has no better words for (an I/O error)
         return fail(f"the voice library failed: {exc}. See `voicebot doctor`.", 74)  # EX_IOERR
     except BrokenPipeError:  # `voicebot voices | head`: the reader has all it wanted
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the exit flush stays quiet

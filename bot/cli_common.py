@@ -118,8 +118,9 @@ def library_exists(config: Config) -> bool:
 
 
 def open_store(config: Config, *, writes: bool) -> VoiceStore:
-    """`writes=False` for commands that only read: they open without the start-up sweep."""
-    return VoiceStore(config.data_dir, max_voices_per_guild=config.max_voices_per_guild, sweep=writes)
+    """`writes=False` for commands that promise to change nothing: no sweep, no repair, and an older
+    library is read through an upgraded copy in memory instead of being migrated on disk."""
+    return VoiceStore(config.data_dir, max_voices_per_guild=config.max_voices_per_guild, read_only=not writes)
 
 
 # --- progress --------------------------------------------------------------------------------

@@ -119,7 +119,7 @@ async def cmd_say(args: argparse.Namespace, config: Config) -> int:
     if not library_exists(config):
         raise VoiceNotFound(args.voice)
     progress = Progress()
-    store = open_store(config, writes=False)
+    store = open_store(config, writes=True)  # it records the usage
     backend = None
     try:
         request = speech.plan(

@@ -10,12 +10,23 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from bot import audio
-from bot.errors import BackendError, BadReference, FileTooLarge, LibraryError, VoiceNeedsRepair
+from bot.errors import (
+    BackendError,
+    BackendFailed,
+    BadReference,
+    FileTooLarge,
+    LibraryError,
+    VoiceDeleted,
+    VoiceNeedsRepair,
+    VoiceNotFound,
+)
 from bot.store import Voice, VoiceStore, clean_name
-from bot.tts import TTSBackend
+from bot.store.faults import library_error
+from bot.store.files import DamagedLatent, check_latent
+from bot.tts import SpeakerLatent, TTSBackend
 
 log = logging.getLogger(__name__)
 REPAIR_EVERY_S = 60.0  # how often the bot looks for voices found damaged since
@@ -57,6 +68,7 @@ async def clone_voice(
     source: str,
     max_bytes: int,
     progress: Progress | None = None,
+    speaker_id: int | None = None,
 ) -> Cloned:
     name = await asyncio.to_thread(check_upload, store, guild_id, name, len(data), max_bytes)
     await _report(progress, "checking")
@@ -71,6 +83,7 @@ async def clone_voice(
         owner_id=owner_id,
         consent_by=consent_by,
         source=source,
+        speaker_id=speaker_id,
     )
 
 
@@ -84,10 +97,12 @@ async def clone_reference(
     owner_id: int,
     consent_by: int,
     source: str,
+    speaker_id: int | None = None,
 ) -> Cloned:
-    """The expensive half, for a reference already checked: encode, then add to the library."""
+    """The expensive half, for a reference already checked: encode, then add to the library.
+    `speaker_id`: whose voice it is, where known (the author of a cloned voice message)."""
     name = await store.aio.check_can_add(guild_id, name)
-    latent = await backend.encode_speaker(reference.pcm)
+    latent = usable(await backend.encode_speaker(reference.pcm))
     flac = await asyncio.to_thread(audio.encode, reference.pcm, "flac")
     voice = await store.aio.add(
         guild_id,
@@ -99,53 +114,89 @@ async def clone_reference(
         revision=latent.revision,
         consent_by=consent_by,
         source=source,
+        speaker_id=speaker_id,
     )
     return Cloned(voice, reference.format)
 
 
+def usable(latent: SpeakerLatent) -> SpeakerLatent:
+    """The engine's latent, checked as the library checks what it loads: a bad one is the engine's
+    failure, never written where it would fail every later request in that voice."""
+    try:
+        check_latent(latent.data)
+    except DamagedLatent as exc:
+        raise BackendFailed(f"the engine returned an unusable speaker latent: {exc}") from None
+    return latent
+
+
 async def reencode(store: VoiceStore, backend: TTSBackend, voice: Voice) -> Voice:
     """A new latent for `voice` from its kept reference recording. VoiceNeedsRepair if the reference
-    is gone or no longer matches the hash taken when the voice was cloned."""
+    is gone or no longer matches the hash taken when the voice was cloned; VoiceDeleted if the voice
+    was deleted meanwhile."""
     flac = await store.aio.read_reference(voice)
     try:
         reference = await asyncio.to_thread(audio.load_reference, flac, max_bytes=len(flac))
     except BadReference:
         raise VoiceNeedsRepair(voice.name, voice.id, reference_kept=False) from None
-    latent = await backend.encode_speaker(reference.pcm)
+    latent = usable(await backend.encode_speaker(reference.pcm))
     return await store.aio.replace_latent(voice, latent.data, latent.revision)
+
+
+@dataclass
+class Repairs:
+    """One round of re-encoding: what was rebuilt, and what could not be, with why (for doctor)."""
+
+    done: list[Voice] = field(default_factory=list)
+    failed: list[tuple[Voice, str]] = field(default_factory=list)
 
 
 async def reencode_pending(
     store: VoiceStore, backend: TTSBackend, *, skip: set[str] | None = None
-) -> list[Voice]:
-    """Re-encode every voice marked as needing it, one at a time; the voices done. A voice whose
-    reference is gone too stays marked (doctor reports it) and joins `skip`; a backend failure stops
-    the round (the next one retries)."""
+) -> Repairs:
+    """Re-encode every voice marked as needing it, one at a time, each on its own: a voice deleted
+    meanwhile is passed over, one whose reference is gone too stays marked (doctor reports it) and
+    joins `skip`, one that fails otherwise is reported and retried next round. A backend failure
+    stops the round (every voice would meet it); the next round retries."""
     skip = set() if skip is None else skip
-    done = []
+    repairs = Repairs()
     for voice in await store.aio.needing_reencode():
         if voice.id in skip:
             continue
         try:
-            done.append(await reencode(store, backend, voice))
+            repairs.done.append(await reencode(store, backend, voice))
+        except (VoiceDeleted, VoiceNotFound):
+            log.info("Voice %s was deleted while it waited to be re-encoded", voice.id)
         except VoiceNeedsRepair as exc:
             log.warning("%s", exc.admin_message)
             skip.add(voice.id)
-    return done
+            repairs.failed.append((voice, "its reference recording is gone or damaged too"))
+        except BackendError:
+            raise
+        except Exception as exc:  # this voice's files, not the repairer: log it and go on with the rest
+            error = library_error(exc, store.data_dir)
+            why = error.admin_message if error else f"{type(exc).__name__}: {exc}"
+            log.error("Re-encoding voice %s failed: %s", voice.id, why, exc_info=error is None)
+            repairs.failed.append((voice, why))
+    return repairs
 
 
 async def keep_voices_encoded(
     store: VoiceStore, backend: TTSBackend, every_s: float = REPAIR_EVERY_S
 ) -> None:
-    """The bot's background repairer: re-encode voices found damaged, at start and every `every_s`
-    seconds after (a voice is marked when loading its latent fails, in this process or another)."""
+    """The bot's background repairer: settle writes that died in another process (a CLI add killed
+    mid-way), and re-encode voices found damaged, at start and every `every_s` seconds after (a voice
+    is marked when loading its latent fails, in this process or another). Nothing but cancellation
+    ends it: each round's trouble is logged and the next round tries again."""
     skip: set[str] = set()
     while True:
         try:
-            for voice in await reencode_pending(store, backend, skip=skip):
+            await store.aio.settle_leftovers()
+            for voice in (await reencode_pending(store, backend, skip=skip)).done:
                 log.info("Re-encoded voice %s in guild %s from its reference", voice.id, voice.guild_id)
         except BackendError as exc:
             log.warning("Re-encoding waits for the speech backend: %s", exc.message)
         except LibraryError as exc:
             log.warning("Re-encoding paused: %s", exc.admin_message)
+        except Exception:
+            log.exception("The voice repairer's round failed; it tries again in %.0f s", every_s)
         await asyncio.sleep(every_s)

@@ -25,7 +25,7 @@ from bot.config import Config
 from bot.errors import BackendError, BackendNotDeployed, LibraryError
 from bot.store import SCHEMA_VERSION, Audit, Voice, VoiceStore
 from bot.store.faults import DB_NAME
-from bot.store.health import holds_voices, remove_tree
+from bot.store.health import holds_voices
 from bot.wording import plural
 
 T = TypeVar("T")
@@ -117,6 +117,14 @@ def _findings(found: Audit, store: VoiceStore) -> list[Check]:
         ),
     )
     checks += _each(
+        found.wrong_types,
+        lambda row: (
+            f"In {store.data_dir / DB_NAME}, {row}. The bot leaves such a voice out (a server's settings "
+            "or auto-read settings are refused) until the value is fixed: restore the library from a "
+            "backup, or correct that value with `sqlite3`."
+        ),
+    )
+    checks += _each(
         found.look_alikes,
         lambda voices: (
             f"Voices {' and '.join(f'“{v.name}”' for v in voices)} in guild {voices[0].guild_id} "
@@ -142,11 +150,9 @@ def check_library(config: Config) -> list[Check]:
     if not os.access(data_dir, os.W_OK):
         return [(False, f"Data folder {data_dir} is not writable: fix its owner or permissions.")]
     try:
-        store = VoiceStore(data_dir, max_voices_per_guild=config.max_voices_per_guild, sweep=False)
-    except LibraryError as exc:
+        store = VoiceStore(data_dir, max_voices_per_guild=config.max_voices_per_guild, read_only=True)
+    except LibraryError as exc:  # damaged, or written by a newer voicebot
         return [(False, exc.admin_message)]
-    except RuntimeError as exc:  # a schema newer than this bot
-        return [(False, str(exc))]
     try:
         integrity = store.integrity_check()
         if integrity != "ok":
@@ -154,8 +160,14 @@ def check_library(config: Config) -> list[Check]:
             return [(False, f"Database integrity: {integrity} — {restore}.")]
         checks = [
             (True, "Database integrity: ok."),
-            (True, f"Schema version {store.schema_version()} (this bot: {SCHEMA_VERSION})."),
+            (True, f"Schema version {store.schema_on_disk} (this bot: {SCHEMA_VERSION})."),
         ]
+        if store.schema_on_disk < SCHEMA_VERSION:
+            checks[-1] = (
+                True,
+                f"Schema version {store.schema_on_disk}, older than this bot's {SCHEMA_VERSION}: the bot's "
+                "next start (or `voicebot doctor --repair`) upgrades it; doctor changed nothing.",
+            )
         found = store.audit()
         checks += _findings(found, store)
         guilds = len({v.guild_id for v in store.all_voices()})
@@ -175,24 +187,24 @@ async def repair_library(config: Config) -> list[Check]:
         return []
     try:
         store = await asyncio.to_thread(
-            VoiceStore, config.data_dir, max_voices_per_guild=config.max_voices_per_guild
+            VoiceStore, config.data_dir, max_voices_per_guild=config.max_voices_per_guild, sweep=False
         )
     except LibraryError as exc:
         return [(False, f"Can't repair: {exc.admin_message}")]
     checks: list[Check] = []
     try:
-        swept = store.last_sweep
+        # Under the exclusive files lock: what was left over is tidied. A temporary folder the audit
+        # finds after that belongs to a write in flight (the bot's, say) and is left alone.
+        swept = await asyncio.to_thread(lambda: store.sweep(legacy=True))
         found = await asyncio.to_thread(store.audit)
-        for folder in found.temporary:
-            await asyncio.to_thread(remove_tree, folder)
-        if swept or found.temporary:
-            tidied = swept.staging_removed + len(found.temporary)
+        if swept:
             checks.append(
                 (
                     True,
-                    f"Repaired: undid {plural(swept.undone_adds, 'interrupted add')}, finished "
+                    f"Repaired: undid {plural(swept.undone_adds, 'interrupted add')}, completed "
+                    f"{plural(swept.finished_adds, 'add')} whose files were in place, finished "
                     f"{plural(swept.finished_deletes, 'delete')}, "
-                    f"removed {plural(tidied, 'temporary folder')}.",
+                    f"removed {plural(swept.staging_removed, 'temporary folder')}.",
                 )
             )
         for voice, _problem in found.reencodable:
@@ -219,20 +231,17 @@ async def _reencode(config: Config, store: VoiceStore, pending: list[Voice]) -> 
         ]
     backend = create_backend(config, timeout=60.0)
     try:
-        done = await reencode_pending(store, backend)
+        repairs = await reencode_pending(store, backend)
     except BackendError as exc:
         return [(False, f"Re-encoding stopped: {terminal_message(exc, argparse.Namespace())}")]
     finally:
         await backend.close()
-    checks = [(True, f"Re-encoded voice {_voice(v)} from its reference (model {v.revision}).") for v in done]
-    left = len(pending) - len(done)
-    if left:
-        checks.append(
-            (
-                False,
-                f"{plural(left, 'voice')} could not be re-encoded: the reference is gone too (see below).",
-            )
-        )
+    checks = [
+        (True, f"Re-encoded voice {_voice(v)} from its reference (model {v.revision}).") for v in repairs.done
+    ]
+    checks += _each(
+        repairs.failed, lambda item: f"Voice {_voice(item[0])} could not be re-encoded: {item[1]}."
+    )
     return checks
 
 
@@ -293,6 +302,19 @@ async def _backend(config: Config) -> list[Check]:
             )
         ]
     return [(True, f"Speech backend (local) answers: model {info.get('revision')} on {where}.")]
+
+
+# What the bot needs where it works, by Discord's permission bit: View Channels 10, Send Messages 11,
+# Embed Links 14, Attach Files 15 (file replies), Read Message History 16, Connect 20, Speak 21, Send Voice
+# Messages 46. The README's invite link asks for the same.
+INVITE_PERMISSIONS = sum(1 << bit for bit in (10, 11, 14, 15, 16, 20, 21, 46))
+
+
+def invite_link(client_id: object) -> str:
+    return (
+        f"https://discord.com/oauth2/authorize?client_id={client_id}&scope=bot+applications.commands"
+        f"&permissions={INVITE_PERMISSIONS}"
+    )
 
 
 # (method, URL, headers) -> (HTTP status, JSON body); tests inject one, the default uses aiohttp.
@@ -365,7 +387,7 @@ async def check_discord(config: Config, get: DiscordGet | None = None) -> list[F
             Finding(
                 "fix",
                 "The bot is in no server yet.",
-                f"invite it: https://discord.com/oauth2/authorize?client_id={me.get('id')}&scope=bot+applications.commands&permissions=3148800",
+                f"invite it: {invite_link(me.get('id'))}",
             )
         )
     else:

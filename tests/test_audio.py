@@ -226,10 +226,10 @@ BAD_INPUTS: dict[str, tuple[Callable[[], bytes], type[BadReference], tuple[str, 
 def test_bad_reference_is_refused_with_a_typed_error(name: str) -> None:
     make, error, phrases = BAD_INPUTS[name]
     data = make()
-    started = time.monotonic()
+    started = time.thread_time()  # this thread's CPU time: the work done, however busy the machine is
     with pytest.raises(error) as caught:
         audio.load_reference(data, max_bytes=MAX_BYTES)
-    assert time.monotonic() - started < 3.0  # bounded work, whatever the file claims
+    assert time.thread_time() - started < 3.0  # bounded work, whatever the file claims
     for phrase in phrases:
         assert phrase in caught.value.message
 

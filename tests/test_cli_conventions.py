@@ -8,6 +8,7 @@ import io
 import json
 import sys
 import tarfile
+from pathlib import Path
 
 import pytest
 
@@ -321,3 +322,20 @@ def test_voice_commands_take_the_id_that_voices_shows(run, tmp_path):
     assert code == 0 and json.loads(out)["name"] == "Ada"
     code, _, err = run("voice", "info", "--guild", "2", "--voice", listed["id"])
     assert code == 2 and f"Guild 2 has no voice called “{listed['id']}”" in err
+
+
+def test_doctors_invite_link_asks_for_what_the_bot_needs_as_the_readme_does():
+    import re
+
+    import discord
+
+    from bot.doctor import INVITE_PERMISSIONS, invite_link
+
+    needed = discord.Permissions(INVITE_PERMISSIONS)
+    assert needed.attach_files and needed.send_voice_messages and needed.connect and needed.speak
+    assert needed.view_channel and needed.send_messages and needed.embed_links and needed.read_message_history
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    assert set(re.findall(r"permissions=(\d+)", readme)) == {str(INVITE_PERMISSIONS)}
+    assert invite_link(99).endswith(
+        f"client_id=99&scope=bot+applications.commands&permissions={INVITE_PERMISSIONS}"
+    )

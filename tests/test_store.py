@@ -9,7 +9,14 @@ import sqlite3
 import numpy as np
 import pytest
 
-from bot.errors import InvalidVoiceName, LibraryFull, VoiceLimitReached, VoiceNameTaken, VoiceNotFound
+from bot.errors import (
+    InvalidVoiceName,
+    LibraryFull,
+    LibraryTooNew,
+    VoiceLimitReached,
+    VoiceNameTaken,
+    VoiceNotFound,
+)
 from bot.store import SCHEMA_VERSION, SweepReport, VoiceStore, clean_name
 
 LATENT = np.arange(8 * 80, dtype=np.float16).reshape(8, 80)
@@ -143,7 +150,7 @@ def test_rename_and_delete(store, tmp_path):
 def test_sweep_undoes_interrupted_adds_finishes_deletes_and_touches_nothing_else(tmp_path):
     store = VoiceStore(tmp_path)
     kept = add(store, 1, "Kept")
-    adding = add(store, 1, "Adding")  # made to look interrupted below
+    adding = add(store, 1, "Adding")  # made to look interrupted before its rename below
     deleting = add(store, 2, "Deleting")
     latentless = add(store, 1, "Latentless")
     (tmp_path / "voices" / "1" / latentless.id / "latent.npy").unlink()
@@ -152,6 +159,7 @@ def test_sweep_undoes_interrupted_adds_finishes_deletes_and_touches_nothing_else
     store.db.execute("update voices set state = 'adding' where id = ?", [adding.id])
     store.db.execute("update voices set state = 'deleting' where id = ?", [deleting.id])
     store.close()
+    (tmp_path / "voices" / "1" / adding.id).rename(tmp_path / "voices" / ".staging" / adding.id)
 
     again = VoiceStore(tmp_path)
     assert again.last_sweep == SweepReport(undone_adds=1, finished_deletes=1, staging_removed=1)
@@ -223,8 +231,13 @@ def test_a_newer_schema_is_refused(tmp_path):
     conn = sqlite3.connect(tmp_path / "voicebot.db")
     conn.execute(f"pragma user_version = {SCHEMA_VERSION + 1}")
     conn.close()
-    with pytest.raises(RuntimeError, match="Upgrade the bot"):
+    with pytest.raises(LibraryTooNew, match="newer version") as refused:
         VoiceStore(tmp_path)
+    assert f"schema {SCHEMA_VERSION + 1}, newer than this voicebot knows ({SCHEMA_VERSION})" in (
+        refused.value.admin_message
+    )
+    with pytest.raises(LibraryTooNew):
+        VoiceStore(tmp_path, read_only=True)
 
 
 def test_guild_settings_default_then_persist(store, tmp_path):

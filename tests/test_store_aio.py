@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import inspect
+import threading
 
 import numpy as np
 import pytest
@@ -54,16 +54,18 @@ async def test_async_calls_raise_the_sync_errors(store):
         await store.aio.get(2, "Ada")  # another guild's voice is not found
 
 
-async def test_each_call_runs_in_a_worker_thread_not_on_the_event_loop(store):
+async def test_each_call_runs_in_a_worker_thread_not_on_the_event_loop(store, monkeypatch):
     assert store.aio is store.aio and store.aio.sync is store
-    # The loop's thread holds the store's (re-entrant) lock: a call made on this thread would go
-    # straight through, one made in a worker waits until the lock is released.
-    with store._lock:
-        call = asyncio.ensure_future(store.aio.settings(1))
-        for _ in range(20):
-            await asyncio.sleep(0)
-        assert not call.done()
-    assert await call == store.settings(1)
+    threads = []
+    settings = store.settings
+
+    def recording(guild_id):
+        threads.append(threading.current_thread())
+        return settings(guild_id)
+
+    monkeypatch.setattr(store, "settings", recording)
+    assert await store.aio.settings(1) == settings(1)
+    assert threads and threads[0] is not threading.current_thread()
 
 
 def test_the_façade_keeps_the_sync_signatures():

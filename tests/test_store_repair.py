@@ -5,14 +5,18 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
+import sqlite3
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from bot.cli import main
+from bot.errors import VoiceNameTaken
 from bot.store import VoiceStore
 from tests import media
 from tests.test_store import LATENT, add
@@ -193,20 +197,72 @@ store.add(1, "Ada", owner_id=1, reference_flac=b"fLaC-new", latent=np.ones((4, 8
 """
 
 
-@pytest.mark.parametrize("moment", ["before", "after"])
-def test_an_add_killed_before_it_was_committed_is_undone_at_the_next_start(tmp_path, moment):
+def _killed_mid_add(data: Path, moment: str) -> None:
+    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
+    code = subprocess.run([sys.executable, "-c", KILLED_MID_ADD, str(data), moment], cwd=ROOT, env=env)
+    assert code.returncode == 9
+
+
+def test_an_add_killed_before_its_files_were_in_place_is_undone_at_the_next_start(tmp_path):
     store = VoiceStore(tmp_path)
     kept = add(store, 1, "Kept")
     store.close()
-    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
-    code = subprocess.run([sys.executable, "-c", KILLED_MID_ADD, str(tmp_path), moment], cwd=ROOT, env=env)
-    assert code.returncode == 9
+    _killed_mid_add(tmp_path, "before")
 
     again = VoiceStore(tmp_path)
     assert [v.name for v in again.list(1)] == ["Kept"]
     leftovers = [p for p in (tmp_path / "voices").rglob("*") if p.is_dir() and p.name != kept.id]
     assert [p.name for p in leftovers if any(p.iterdir())] == ["1"]  # only the guild folder holds anything
     assert add(again, 1, "Ada").name == "Ada"  # the name and the slot are free again
+    again.close()
+
+
+def test_an_add_killed_after_its_files_were_in_place_is_completed_not_deleted(tmp_path):
+    store = VoiceStore(tmp_path)
+    add(store, 1, "Kept")
+    store.close()
+    _killed_mid_add(tmp_path, "after")
+
+    again = VoiceStore(tmp_path)
+    assert again.last_sweep.finished_adds == 1 and not again.last_sweep.undone_adds
+    ada = again.get(1, "Ada")
+    assert (tmp_path / "voices" / "1" / ada.id / "reference.flac").read_bytes() == b"fLaC-new"
+    assert again.load_latent(ada).shape == (4, 80)
+    again.close()
+
+
+def test_a_backup_taken_as_the_readme_says_mid_add_restores_the_recording(tmp_path):
+    """README: copy the database with `.backup`, then copy voices/. An add between its reserved row and
+    'ready' can land in the copy as a row still 'adding' with its files already in place."""
+    live, restored = tmp_path / "live", tmp_path / "restored"
+    store = VoiceStore(live)
+    add(store, 1, "Kept")
+    row_reserved, may_finish = threading.Event(), threading.Event()
+    write_files = store._write_files
+
+    def paused(*args):
+        row_reserved.set()
+        assert may_finish.wait(30)
+        write_files(*args)
+
+    store._write_files = paused
+    adding = threading.Thread(target=add, args=(store, 1, "Ada"), kwargs={"reference_flac": b"fLaC-ada"})
+    adding.start()
+    assert row_reserved.wait(30)
+    restored.mkdir()
+    backup = sqlite3.connect(restored / "voicebot.db")
+    sqlite3.connect(live / "voicebot.db").backup(backup)  # what `sqlite3 … ".backup …"` does
+    backup.close()
+    may_finish.set()
+    adding.join(30)
+    shutil.copytree(live / "voices", restored / "voices")  # then voices/, as the README says
+    store.close()
+
+    again = VoiceStore(restored)
+    assert sorted(v.name for v in again.list(1)) == ["Ada", "Kept"]
+    ada = again.get(1, "Ada")
+    assert (restored / "voices" / "1" / ada.id / "reference.flac").read_bytes() == b"fLaC-ada"
+    assert again.read_reference(ada) == b"fLaC-ada"
     again.close()
 
 
@@ -220,7 +276,7 @@ class FakeBackend:
         from bot.tts import SpeakerLatent
 
         self.encoded.append(len(pcm))
-        return SpeakerLatent(np.full((5, 80), 0.5, np.float16), "echo-new")
+        return SpeakerLatent(np.full((8, 80), 0.5, np.float16), "echo-new")
 
 
 def _real_voice(store: VoiceStore, guild: int, name: str):
@@ -241,8 +297,8 @@ async def test_reencode_pending_rebuilds_a_missing_latent_from_the_kept_referenc
         store.load_latent(ada)
     backend = FakeBackend()
     repaired = await reencode_pending(store, backend)
-    assert [v.id for v in repaired] == [ada.id] and len(backend.encoded) == 1
-    np.testing.assert_array_equal(store.load_latent(ada), np.full((5, 80), 0.5, np.float16))
+    assert [v.id for v in repaired.done] == [ada.id] and len(backend.encoded) == 1 and not repaired.failed
+    np.testing.assert_array_equal(store.load_latent(ada), np.full((8, 80), 0.5, np.float16))
     assert store.get(1, "Ada").revision == "echo-new" and store.get(1, "Bob").revision == "echo-abc"
     assert store.needing_reencode() == [] and store.load_latent(bob).shape == LATENT.shape
     store.close()
@@ -276,8 +332,13 @@ def test_doctor_repair_reencodes_and_tidies_but_deletes_no_reference(tmp_path, c
     no_latent = _real_voice(store, 1, "Latentless")
     gone = add(store, 1, "Gone")
     interrupted = add(store, 2, "Interrupted")
-    store.db.execute("update voices set state = 'adding' where id = ?", [interrupted.id])
+    complete = add(store, 2, "Complete")
+    store.db.execute("update voices set state = 'adding' where id in (?, ?)", [interrupted.id, complete.id])
     store.close()
+    # Killed before its staged folder was renamed into place: never whole, never confirmed.
+    staged = tmp_path / "voices" / ".staging" / interrupted.id
+    staged.parent.mkdir(exist_ok=True)
+    (tmp_path / "voices" / "2" / interrupted.id).rename(staged)
     (tmp_path / "voices" / "1" / no_latent.id / "latent.npy").unlink()
     folder = tmp_path / "voices" / "1" / gone.id
     for p in folder.iterdir():
@@ -287,19 +348,22 @@ def test_doctor_repair_reencodes_and_tidies_but_deletes_no_reference(tmp_path, c
     (tmp_path / "voices" / "5" / "0123456789abcdef").mkdir(parents=True)
     (tmp_path / "voices" / "5" / "0123456789abcdef" / "reference.flac").write_bytes(b"fLaC-stray")
     references = {p: p.read_bytes() for p in (tmp_path / "voices").rglob("reference.flac")}
-    references.pop(tmp_path / "voices" / "2" / interrupted.id / "reference.flac")  # never committed
+    references.pop(staged / "reference.flac")  # never committed
 
     local = ["--backend", "local", "--weights", str(tiny_model_dir), "--device", "cpu"]
     code, out, err = cli("doctor", "--repair", *local)
     assert err == "" and "Re-encoded voice “Latentless”" in out, out
-    assert "undid 1 interrupted add," in out and "removed 1 temporary folder." in out, out
+    assert "undid 1 interrupted add, completed 1 add whose files were in place" in out, out
+    assert "removed 1 temporary folder." in out, out
+    assert not staged.exists()
     assert {p: p.read_bytes() for p in references} == references  # every kept recording is still there
     assert not (tmp_path / "voices" / "1" / ".tmp-deadbeef").exists()
 
     again = VoiceStore(tmp_path, sweep=False)
     assert again.load_latent(no_latent).shape[1] == 80
     assert again.get(1, "Latentless").revision.startswith("echo-")
-    assert {v.name for v in again.list(1)} == {"Latentless", "Gone"} and again.list(2) == []
+    assert {v.name for v in again.list(1)} == {"Latentless", "Gone"}
+    assert [v.name for v in again.list(2)] == ["Complete"]
     again.close()
     code, out, _ = cli("doctor", *local)  # what is left needs a person: the voice with no files, the stray
     assert code == 1
@@ -332,7 +396,7 @@ async def test_the_bots_repairer_rebuilds_a_voice_marked_while_it_runs(tmp_path)
         pass
     assert await rounds.get() == 0  # the round that found it re-encoded it
     repairer.cancel()
-    np.testing.assert_array_equal(store.load_latent(ada), np.full((5, 80), 0.5, np.float16))
+    np.testing.assert_array_equal(store.load_latent(ada), np.full((8, 80), 0.5, np.float16))
     assert backend.encoded and store.get(1, "Ada").revision == "echo-new"
     store.close()
 
@@ -349,3 +413,131 @@ def test_an_emptied_database_beside_voices_is_refused_not_started_afresh(tmp_pat
     assert "restore it from a backup" in caught.value.admin_message
     assert (tmp_path / "voicebot.db").stat().st_size == 0
     assert (tmp_path / "voices" / "1" / ada.id / "reference.flac").exists()
+
+
+def test_doctor_repair_leaves_a_write_in_flight_alone(tmp_path, cli, monkeypatch):
+    """An add that starts in another process (the running bot) after the repair's sweep keeps its
+    staged folder: only the sweep, under the exclusive files lock, removes temporary folders."""
+    from bot.store import health
+
+    store = VoiceStore(tmp_path)
+    add(store, 1, "Ada")
+    store.close()
+    in_flight = tmp_path / "voices" / ".staging" / "feedfacecafebeef"
+    audit = health.audit
+
+    def audit_while_the_bot_adds(store):
+        in_flight.mkdir(parents=True, exist_ok=True)
+        (in_flight / "reference.flac").write_bytes(b"fLaC-being-written")
+        return audit(store)
+
+    monkeypatch.setattr(health, "audit", audit_while_the_bot_adds)
+    _, out, _ = cli("doctor", "--repair", "--backend", "modal")
+    assert "1 temporary folder" in out  # reported as a write under way or left over …
+    assert (in_flight / "reference.flac").read_bytes() == b"fLaC-being-written"  # … and not touched
+
+
+@pytest.mark.parametrize("moment", ["before", "after"])
+def test_an_add_killed_in_another_process_does_not_hold_its_name_until_a_restart(tmp_path, moment):
+    running = VoiceStore(tmp_path)  # the bot, open all along
+    add(running, 1, "Kept")
+    _killed_mid_add(tmp_path, moment)  # a `voicebot clone` killed mid-way
+    if moment == "before":  # never whole: the name and the slot are free at once
+        assert running.check_can_add(1, "Ada") == "Ada"
+        assert add(running, 1, "Ada", reference_flac=b"fLaC-again").name == "Ada"
+        ada = running.get(1, "Ada")
+        assert running.read_reference(ada) == b"fLaC-again"
+    else:  # its files were whole: it is completed, so the name is really taken
+        with pytest.raises(VoiceNameTaken):
+            add(running, 1, "Ada")
+        assert running.read_reference(running.get(1, "Ada")) == b"fLaC-new"
+    running.close()
+
+
+class DeletingBackend(FakeBackend):
+    """Deletes the voice it is encoding, as a member's /voice delete would while the repairer works."""
+
+    def __init__(self, store: VoiceStore, name: str) -> None:
+        super().__init__()
+        self.store, self.name = store, name
+
+    async def encode_speaker(self, pcm: np.ndarray):
+        if self.name is not None:
+            await asyncio.to_thread(self.store.delete, 1, self.name)
+            self.name = None
+        return await super().encode_speaker(pcm)
+
+
+@pytest.mark.parametrize("which", ["being encoded", "waiting its turn"])
+async def test_a_voice_deleted_while_the_repairer_works_is_passed_over_and_the_rest_rebuilt(tmp_path, which):
+    from bot.cloning import reencode_pending
+
+    store = VoiceStore(tmp_path)
+    for voice in (_real_voice(store, 1, "Ada"), _real_voice(store, 1, "Bob")):
+        (tmp_path / "voices" / "1" / voice.id / "latent.npy").unlink()
+        store.mark_needs_reencode(voice)
+    first, second = store.needing_reencode()
+    deleted, kept = (first, second) if which == "being encoded" else (second, first)
+    repairs = await reencode_pending(store, DeletingBackend(store, deleted.name))
+    assert [v.name for v in repairs.done] == [kept.name] and not repairs.failed
+    assert not (tmp_path / "voices" / "1" / deleted.id).exists()  # no latent written into a deleted voice
+    assert [v.name for v in store.list(1)] == [kept.name] and store.needing_reencode() == []
+    store.close()
+
+
+async def test_a_latent_that_is_a_folder_is_rebuilt_without_stopping_the_round(tmp_path):
+    from bot.cloning import reencode_pending
+
+    store = VoiceStore(tmp_path)
+    ada, bob = _real_voice(store, 1, "Ada"), _real_voice(store, 1, "Bob")
+    folder = tmp_path / "voices" / "1" / ada.id
+    (folder / "latent.npy").unlink()
+    (folder / "latent.npy").mkdir()
+    (folder / "latent.npy" / "something").write_bytes(b"kept")
+    (tmp_path / "voices" / "1" / bob.id / "latent.npy").unlink()
+    for voice in (ada, bob):
+        store.mark_needs_reencode(voice)
+    repairs = await reencode_pending(store, FakeBackend())
+    assert sorted(v.name for v in repairs.done) == ["Ada", "Bob"] and not repairs.failed
+    np.testing.assert_array_equal(store.load_latent(ada), np.full((8, 80), 0.5, np.float16))
+    aside = [p for p in folder.iterdir() if p.name.startswith("latent.npy.not-a-file-")]
+    assert len(aside) == 1 and (aside[0] / "something").read_bytes() == b"kept"  # moved, not deleted
+    store.close()
+
+
+def test_doctor_repair_reports_a_latent_that_is_a_folder_instead_of_exiting_74(tmp_path, cli, tiny_model_dir):
+    store = VoiceStore(tmp_path)
+    ada = _real_voice(store, 1, "Ada")
+    store.close()
+    folder = tmp_path / "voices" / "1" / ada.id
+    (folder / "latent.npy").unlink()
+    (folder / "latent.npy").mkdir()
+    local = ["--backend", "local", "--weights", str(tiny_model_dir), "--device", "cpu"]
+    code, out, err = cli("doctor", "--repair", *local)
+    assert code != 74 and err == "", err
+    assert "Re-encoded voice “Ada”" in out, out
+    assert VoiceStore(tmp_path, read_only=True).load_latent(ada).shape[1] == 80
+
+
+async def test_the_repairer_keeps_running_after_a_round_fails_unexpectedly(tmp_path):
+    from bot.cloning import keep_voices_encoded
+
+    store = VoiceStore(tmp_path)
+    rounds = 0
+    looked = store.needing_reencode
+    second_round = asyncio.Event()
+
+    def needing_reencode():
+        nonlocal rounds
+        rounds += 1
+        if rounds == 1:
+            raise FileNotFoundError("voices/1/x/latent.npy")  # not a LibraryError nor a backend error
+        second_round.set()
+        return looked()
+
+    store.needing_reencode = needing_reencode
+    repairer = asyncio.create_task(keep_voices_encoded(store, FakeBackend(), every_s=0))
+    await asyncio.wait_for(second_round.wait(), 30)
+    assert not repairer.done()
+    repairer.cancel()
+    store.close()

@@ -54,6 +54,7 @@ class AsyncVoiceStore:
     replace_latent = _in_thread(VoiceStore.replace_latent)
     mark_needs_reencode = _in_thread(VoiceStore.mark_needs_reencode)
     needing_reencode = _in_thread(VoiceStore.needing_reencode)
+    settle_leftovers = _in_thread(VoiceStore.settle_leftovers)
     close = _in_thread(VoiceStore.close)
 
     # settings and usage

@@ -9,28 +9,38 @@ from __future__ import annotations
 import contextlib
 import errno
 import functools
+import shutil
 import sqlite3
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Concatenate, ParamSpec, Protocol, TypeVar
 
-from bot.errors import LibraryDamaged, LibraryError, LibraryFull, LibraryReadOnly
+from bot.errors import LibraryBusy, LibraryDamaged, LibraryError, LibraryFull, LibraryReadOnly
 
 DB_NAME = "voicebot.db"
+BUSY_TIMEOUT_S = 5.0  # how long a write waits for another process's write lock before "busy, try again"
 
 # SQLite primary result codes (sqlite.org/rescode.html); an extended code keeps its primary in the low byte.
-_SQLITE_PERM, _SQLITE_READONLY, _SQLITE_CORRUPT, _SQLITE_FULL = 3, 8, 11, 13
+_SQLITE_PERM, _SQLITE_BUSY, _SQLITE_LOCKED, _SQLITE_READONLY = 3, 5, 6, 8
+_SQLITE_IOERR, _SQLITE_CORRUPT, _SQLITE_FULL = 10, 11, 13
+NEARLY_FULL_BYTES = 1024 * 1024  # an I/O error with less free than this is the disk being full
 _SQLITE_CANTOPEN, _SQLITE_AUTH, _SQLITE_NOTADB = 14, 23, 26
 _READ_ONLY_ERRNOS = {errno.EROFS, errno.EACCES, errno.EPERM}
 _FULL_ERRNOS = {errno.ENOSPC, errno.EDQUOT}
 
 
-def library_error(exc: BaseException, data_dir: Path) -> LibraryError | None:
+def library_error(
+    exc: BaseException, data_dir: Path, busy_timeout_s: float = BUSY_TIMEOUT_S
+) -> LibraryError | None:
     """The LibraryError that `exc` means for the library at `data_dir`, or None if it means none."""
     if isinstance(exc, LibraryError):
         return exc
     if isinstance(exc, sqlite3.Error):
         code = (getattr(exc, "sqlite_errorcode", None) or 0) & 0xFF
+        if code in (_SQLITE_BUSY, _SQLITE_LOCKED):
+            return LibraryBusy(data_dir / DB_NAME, busy_timeout_s)
+        if code == _SQLITE_IOERR and _nearly_full(data_dir):
+            return LibraryFull(data_dir)  # SQLite says "disk I/O error" when it can't grow its WAL files
         if code in (_SQLITE_CORRUPT, _SQLITE_NOTADB):
             return LibraryDamaged(data_dir / DB_NAME, str(exc))
         if code == _SQLITE_FULL:
@@ -46,12 +56,19 @@ def library_error(exc: BaseException, data_dir: Path) -> LibraryError | None:
     return None
 
 
+def _nearly_full(data_dir: Path) -> bool:
+    try:
+        return shutil.disk_usage(data_dir).free < NEARLY_FULL_BYTES
+    except OSError:
+        return False
+
+
 @contextlib.contextmanager
-def translated(data_dir: Path) -> Iterator[None]:
+def translated(data_dir: Path, busy_timeout_s: float = BUSY_TIMEOUT_S) -> Iterator[None]:
     try:
         yield
     except (sqlite3.Error, OSError) as exc:
-        error = library_error(exc, data_dir)
+        error = library_error(exc, data_dir, busy_timeout_s)
         if error is None:
             raise
         raise error from exc
@@ -59,6 +76,7 @@ def translated(data_dir: Path) -> Iterator[None]:
 
 class _HasDataDir(Protocol):
     data_dir: Path
+    busy_timeout_s: float
 
 
 S = TypeVar("S", bound=_HasDataDir)
@@ -71,7 +89,7 @@ def guarded(method: Callable[Concatenate[S, P], R]) -> Callable[Concatenate[S, P
 
     @functools.wraps(method)
     def wrapper(self: S, *args: P.args, **kwargs: P.kwargs) -> R:
-        with translated(self.data_dir):
+        with translated(self.data_dir, self.busy_timeout_s):
             return method(self, *args, **kwargs)
 
     return wrapper

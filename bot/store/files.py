@@ -13,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
+from modal_tts import params
+
 REFERENCE = "reference.flac"
 LATENT = "latent.npy"
 STAGING = ".staging"
@@ -44,25 +46,32 @@ def latent_bytes(latent: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-def _check(latent: np.ndarray) -> np.ndarray:
-    if latent.dtype != np.float16 or latent.ndim != 2 or 0 in latent.shape:
-        raise DamagedLatent(f"a {latent.dtype} array of shape {latent.shape}, not float16 [T, D]")
-    return latent
+def check_latent(latent: np.ndarray) -> np.ndarray:
+    """A latent the engine can use: float16 [T, 80], T a multiple of 4 up to 6400, every value finite
+    (the engine's own rule, `modal_tts.params.check_latent`); else DamagedLatent. Checked on load, on
+    import and before a request is queued, so one voice's damage never reaches a shared GPU batch."""
+    if latent.dtype != np.float16:
+        raise DamagedLatent(f"a {latent.dtype} array of shape {latent.shape}, not float16 [T, 80]")
+    try:
+        return params.check_latent(latent)
+    except params.InvalidLatent as exc:
+        raise DamagedLatent(str(exc)) from None
 
 
 def read_latent(path: Path) -> np.ndarray:
     """The saved latent; FileNotFoundError if it is gone, DamagedLatent if it is garbled or truncated."""
     try:
-        return _check(np.load(path, allow_pickle=False))
+        return check_latent(np.load(path, allow_pickle=False))
     except FileNotFoundError:
         raise
     except (ValueError, EOFError, OSError) as exc:  # what numpy says about a file that isn't a whole .npy
         raise DamagedLatent(str(exc)) from exc
 
 
-def latent_problem(path: Path) -> str | None:
-    """Why the latent at `path` can't be used, judged from its header and size alone (cheap enough for a
-    doctor's pass over every voice); None when it looks whole."""
+def latent_problem(path: Path, *, values: bool = False) -> str | None:
+    """Why the latent at `path` can't be used, judged from its header and size (cheap enough for any
+    pass over every voice), and with `values` from every value too (NaN or infinite: doctor's audit);
+    None when it is whole."""
     try:
         with open(path, "rb") as f:
             major, _ = np.lib.format.read_magic(f)
@@ -74,7 +83,13 @@ def latent_problem(path: Path) -> str | None:
         return "missing"
     except (ValueError, EOFError, OSError) as exc:
         return f"damaged ({exc})"
-    if dtype != np.float16 or len(shape) != 2 or 0 in shape:
-        return f"damaged (a {dtype} array of shape {shape})"
+    if dtype != np.float16 or len(shape) != 2 or shape[1] != params.LATENT_SIZE:
+        return f"damaged (a {dtype} array of shape {shape}, not float16 [T, {params.LATENT_SIZE}])"
+    if not 0 < shape[0] <= params.MAX_SPEAKER_LATENT_LENGTH or shape[0] % params.SPEAKER_PATCH_SIZE:
+        return f"damaged ({shape[0]} frames: not a multiple of {params.SPEAKER_PATCH_SIZE} up to 6400)"
     expected = data_starts + int(np.prod(shape)) * dtype.itemsize
-    return None if size == expected else f"damaged (truncated: {size} of {expected} bytes)"
+    if size != expected:
+        return f"damaged (truncated: {size} of {expected} bytes)"
+    if values and not np.isfinite(np.load(path, mmap_mode="r", allow_pickle=False)).all():
+        return "damaged (it holds NaN or infinite values)"
+    return None

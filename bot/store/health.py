@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from bot.store.files import LATENT, LEGACY_TMP_PREFIX, REFERENCE, STAGING, latent_problem
+from bot.store.schema import rows_with_wrong_types
 
 if TYPE_CHECKING:
     from bot.store.library import Voice, VoiceStore
@@ -24,14 +25,16 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class SweepReport:
-    """What a sweep tidied: adds that never finished (never confirmed to anyone), deletes it finished."""
+    """What a sweep tidied: adds that never finished (never confirmed to anyone) undone, adds whose files
+    were all in place rolled forward, deletes finished, staged folders removed."""
 
     undone_adds: int = 0
     finished_deletes: int = 0
     staging_removed: int = 0
+    finished_adds: int = 0
 
     def __bool__(self) -> bool:
-        return bool(self.undone_adds or self.finished_deletes or self.staging_removed)
+        return bool(self.undone_adds or self.finished_deletes or self.staging_removed or self.finished_adds)
 
 
 def remove_tree(path: Path) -> None:
@@ -48,29 +51,56 @@ def holds_voices(voices_dir: Path) -> bool:
     return any(g.is_dir() and g.name.isdigit() and any(g.iterdir()) for g in voices_dir.iterdir())
 
 
-def sweep(store: VoiceStore) -> SweepReport:
+def _temporary_folders(store: VoiceStore, *, legacy: bool) -> list[Path]:
+    """Staged adds; with `legacy`, also the `.tmp-*` folders adds used before voices/.staging existed
+    (finding those means listing every guild's folder: doctor --repair does, the start-up sweep not)."""
+    found = sorted(store.staging_dir.iterdir()) if store.staging_dir.is_dir() else []
+    if legacy and store.voices_dir.is_dir():
+        for guild in sorted(store.voices_dir.iterdir()):
+            if guild.is_dir() and guild.name.isdigit():
+                found += sorted(p for p in guild.iterdir() if p.name.startswith(LEGACY_TMP_PREFIX))
+    return found
+
+
+def sweep(store: VoiceStore, *, legacy: bool = False) -> SweepReport:
     """Finish or undo interrupted writes. The caller holds the files lock exclusively, so no write
-    is in flight in any process: every unsettled row and staged folder is a leftover."""
+    is in flight in any process: every unsettled row and temporary folder is a leftover.
+
+    An add whose folder was renamed into place has its files whole (they are written and synced in
+    staging first), so it is rolled forward, not undone: that is also what a backup taken in the README's
+    order (database first, then voices/) restores mid-add, and its recording must survive. Its latent is
+    re-encoded from the recording if it is unusable. An add still in staging was never whole: undone."""
     unsettled = store.db.execute("SELECT id, guild_id, state FROM voices WHERE state != 'ready'").fetchall()
-    for voice_id, guild_id, _state in unsettled:
+    undone = finished = deleted = 0
+    for voice_id, guild_id, state in unsettled:
+        folder = store.folder(guild_id, voice_id)
+        if state == "adding" and (folder / REFERENCE).is_file():
+            with store.transaction() as db:
+                db.execute(
+                    "UPDATE voices SET state = 'ready', needs_reencode = ? WHERE id = ?",
+                    [int(latent_problem(folder / LATENT) is not None), voice_id],
+                )
+            finished += 1
+            continue
         remove_tree(store.staging_dir / voice_id)
-        remove_tree(store.folder(guild_id, voice_id))
+        remove_tree(folder)
         with store.transaction() as db:
             db.execute("DELETE FROM user_defaults WHERE voice_id = ?", [voice_id])
             db.execute("DELETE FROM voices WHERE id = ?", [voice_id])
-    staged = list(store.staging_dir.iterdir()) if store.staging_dir.is_dir() else []
-    for leftover in staged:
+        undone += state == "adding"
+        deleted += state == "deleting"
+    leftovers = _temporary_folders(store, legacy=legacy)
+    for leftover in leftovers:
         remove_tree(leftover)
     report = SweepReport(
-        undone_adds=sum(state == "adding" for *_, state in unsettled),
-        finished_deletes=sum(state == "deleting" for *_, state in unsettled),
-        staging_removed=len(staged),
+        undone_adds=undone, finished_deletes=deleted, staging_removed=len(leftovers), finished_adds=finished
     )
     if report:
         log.warning(
-            "Sweep: interrupted adds undone: %d (%s); deletes finished: %d; staged folders removed: %d",
+            "Sweep: interrupted adds undone: %d, rolled forward (files complete): %d; deletes finished: %d; "
+            "temporary folders removed: %d",
             report.undone_adds,
-            ", ".join(voice_id for voice_id, _, state in unsettled if state == "adding") or "none",
+            report.finished_adds,
             report.finished_deletes,
             report.staging_removed,
         )
@@ -90,6 +120,7 @@ class Audit:
     files_missing: list[Voice] = field(default_factory=list)  # neither reference nor latent
     strays: list[Path] = field(default_factory=list)  # folders the library has no row for
     look_alikes: list[list[Voice]] = field(default_factory=list)  # one guild, one name key
+    wrong_types: list[str] = field(default_factory=list)  # rows holding a value of the wrong type
 
     @property
     def repairable(self) -> bool:
@@ -99,6 +130,7 @@ class Audit:
 def audit(store: VoiceStore) -> Audit:
     voices = store.all_voices()
     found = Audit(voices=len(voices), look_alikes=store.look_alikes())
+    found.wrong_types = rows_with_wrong_types(store.db)
     found.unsettled = [
         (state, guild_id, voice_id)
         for voice_id, guild_id, state in store.db.execute(
@@ -111,7 +143,7 @@ def audit(store: VoiceStore) -> Audit:
     for voice in voices:
         folder = store.folder(voice.guild_id, voice.id)
         reference = (folder / REFERENCE).is_file() and (folder / REFERENCE).stat().st_size > 0
-        problem = latent_problem(folder / LATENT)
+        problem = latent_problem(folder / LATENT, values=True)
         if problem and reference:
             found.reencodable.append((voice, problem))
         elif problem:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
@@ -15,6 +14,7 @@ from bot import pronunciation
 from bot.autoread import ReadRules, WhoSpoke
 from bot.errors import DictionaryEntryNotFound, DictionaryFull
 from bot.store.faults import guarded
+from bot.store.settings import checked
 
 # Settings stored as 0/1 columns.
 _FLAGS = ("voice_chat", "join_on_post", "read_bots", "read_silent", "say_links", "say_attachments")
@@ -54,8 +54,12 @@ class Reading:
     """VoiceStore's part for the dictionary and auto-read, over the connection VoiceStore owns."""
 
     data_dir: Path
-    db: sqlite_utils.Database
-    _lock: threading.RLock
+    busy_timeout_s: float
+
+    @property
+    def db(self) -> sqlite_utils.Database:  # VoiceStore's: this thread's connection
+        raise NotImplementedError
+
     transaction: Callable[[], contextlib.AbstractContextManager[sqlite_utils.Database]]
 
     # --- pronunciation dictionary ---------------------------------------------------------------
@@ -63,10 +67,11 @@ class Reading:
     @guarded
     def dictionary(self, guild_id: int) -> dict[str, str]:
         """Word → spoken as, in alphabetical order of the word."""
-        with self._lock:
-            rows = self.db.execute(
-                "select word, spoken from pronunciations where guild_id = ? order by word_key", [guild_id]
-            ).fetchall()
+        rows = self.db.execute(
+            "select word, spoken from pronunciations where guild_id = ? and typeof(word) = 'text' "
+            "and typeof(spoken) = 'text' order by word_key",
+            [guild_id],
+        ).fetchall()
         return dict(rows)
 
     @guarded
@@ -105,10 +110,10 @@ class Reading:
 
     @guarded
     def autoread_settings(self, guild_id: int) -> AutoReadSettings:
-        with self._lock:
-            rows = list(self.db.table("autoread_settings").rows_where("guild_id = ?", [guild_id]))
+        rows = list(self.db.table("autoread_settings").rows_where("guild_id = ?", [guild_id]))
         if not rows:
             return AutoReadSettings(guild_id)
+        checked(self.data_dir, "autoread_settings", rows[0])
         values: dict[str, Any] = {
             k: (bool(v) if k in _FLAGS else v) for k, v in rows[0].items() if v is not None
         }
@@ -127,9 +132,11 @@ class Reading:
 
     @guarded
     def autoread_channels(self, guild_id: int) -> set[int]:
-        with self._lock:
-            rows = self.db.execute("select channel_id from autoread_channels where guild_id = ?", [guild_id])
-            return {int(r[0]) for r in rows}
+        rows = self.db.execute(
+            "select channel_id from autoread_channels where guild_id = ? and typeof(channel_id) = 'integer'",
+            [guild_id],
+        )
+        return {int(r[0]) for r in rows}
 
     @guarded
     def set_autoread_channel(self, guild_id: int, channel_id: int, on: bool) -> bool:
@@ -138,9 +145,11 @@ class Reading:
 
     @guarded
     def autoread_members(self, guild_id: int) -> set[int]:
-        with self._lock:
-            rows = self.db.execute("select user_id from autoread_members where guild_id = ?", [guild_id])
-            return {int(r[0]) for r in rows}
+        rows = self.db.execute(
+            "select user_id from autoread_members where guild_id = ? and typeof(user_id) = 'integer'",
+            [guild_id],
+        )
+        return {int(r[0]) for r in rows}
 
     @guarded
     def set_autoread_member(self, guild_id: int, user_id: int, on: bool) -> bool:
@@ -148,11 +157,11 @@ class Reading:
 
     @guarded
     def autoread_ignored_roles(self, guild_id: int) -> frozenset[int]:
-        with self._lock:
-            rows = self.db.execute(
-                "select role_id from autoread_ignored_roles where guild_id = ?", [guild_id]
-            )
-            return frozenset(int(r[0]) for r in rows)
+        rows = self.db.execute(
+            "select role_id from autoread_ignored_roles where guild_id = ? and typeof(role_id) = 'integer'",
+            [guild_id],
+        )
+        return frozenset(int(r[0]) for r in rows)
 
     @guarded
     def set_autoread_ignored_role(self, guild_id: int, role_id: int, on: bool) -> bool:

@@ -10,14 +10,22 @@ from pathlib import Path
 import sqlite_utils
 
 from bot import names
+from bot.errors import LibraryTooNew
 
 
-def connect(path: Path) -> sqlite_utils.Database:
+def connect(target: Path | str, *, busy_timeout_s: float, uri: bool = False) -> sqlite_utils.Database:
     # isolation_level=None: no implicit transactions; every write says where its transaction starts.
-    conn = sqlite3.connect(path, check_same_thread=False, timeout=30, isolation_level=None)
-    db = sqlite_utils.Database(conn)
-    db.execute("PRAGMA synchronous=FULL")
-    db.execute("PRAGMA foreign_keys=ON")
+    # timeout: how long a write waits for another process's write lock before SQLITE_BUSY.
+    conn = sqlite3.connect(
+        target, check_same_thread=False, timeout=busy_timeout_s, isolation_level=None, uri=uri
+    )
+    try:
+        db = sqlite_utils.Database(conn)
+        db.execute("PRAGMA synchronous=FULL")
+        db.execute("PRAGMA foreign_keys=ON")
+    except BaseException:
+        conn.close()  # not left open until collected (it holds the file: a full disk can't be unmounted)
+        raise
     return db
 
 
@@ -122,20 +130,133 @@ def _migrate_4(db: sqlite_utils.Database) -> None:
     )
 
 
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_migrate_1, _migrate_2, _migrate_3, _migrate_4]
+def _migrate_5(db: sqlite_utils.Database) -> None:
+    """Invisible characters (Unicode's default-ignorables) no longer count in a name's look-alike key, so
+    a name stored with one, before such names were refused, shares its key with its visible twin. Keys
+    are recomputed with `bot.names`; both voices are kept and `voicebot doctor` lists such pairs for an
+    admin to rename. Nothing is deleted."""
+    keys = [(names.key_of(name), voice_id) for voice_id, name in db.execute("SELECT id, name FROM voices")]
+    db.conn.executemany("UPDATE voices SET name_key = ? WHERE id = ?", keys)
+
+
+def _migrate_6(db: sqlite_utils.Database) -> None:
+    """Whose voice a voice is, where the bot knows it (the author of the voice message it was cloned
+    from): that member's "own voice" for auto-read, and theirs to delete. NULL: not known."""
+    db.execute("ALTER TABLE voices ADD COLUMN speaker_id INTEGER")
+
+
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
+    _migrate_1,
+    _migrate_2,
+    _migrate_3,
+    _migrate_4,
+    _migrate_5,
+    _migrate_6,
+]
 SCHEMA_VERSION = len(MIGRATIONS)
+
+# What each column the bot reads must hold, and whether it may be NULL. SQLite keeps whatever it is
+# given, so a hand edit or a damaged copy can leave text in a number column; such a row is named (doctor,
+# or LibraryDamaged where it is needed) rather than crashing whoever reads it.
+TEXT, INTEGER, NUMBER = ("text",), ("integer",), ("integer", "real")
+COLUMNS: dict[str, dict[str, tuple[tuple[str, ...], bool]]] = {
+    "voices": {
+        "id": (TEXT, False),
+        "guild_id": (INTEGER, False),
+        "name": (TEXT, False),
+        "name_key": (TEXT, False),
+        "owner_id": (INTEGER, False),
+        "created_at": (TEXT, False),
+        "duration_s": (NUMBER, False),
+        "sha256": (TEXT, True),
+        "consent_by": (INTEGER, True),
+        "consent_at": (TEXT, True),
+        "revision": (TEXT, False),
+        "source": (TEXT, True),
+        "state": (TEXT, False),
+        "needs_reencode": (INTEGER, False),
+        "speaker_id": (INTEGER, True),
+    },
+    "guild_settings": {
+        "guild_id": (INTEGER, False),
+        "clone_role_id": (INTEGER, True),
+        "max_text_chars": (INTEGER, True),
+        "cooldown_s": (NUMBER, True),
+        "daily_quota_s": (NUMBER, True),
+        "default_mode": (TEXT, True),
+        "file_format": (TEXT, True),
+    },
+    "user_defaults": {"guild_id": (INTEGER, False), "user_id": (INTEGER, False), "voice_id": (TEXT, False)},
+    "usage": {"guild_id": (INTEGER, False), "user_id": (INTEGER, False), "at": (NUMBER, False)},
+    "pronunciations": {"guild_id": (INTEGER, False), "word": (TEXT, False), "spoken": (TEXT, False)},
+    "autoread_channels": {"guild_id": (INTEGER, False), "channel_id": (INTEGER, False)},
+    "autoread_members": {"guild_id": (INTEGER, False), "user_id": (INTEGER, False)},
+    "autoread_ignored_roles": {"guild_id": (INTEGER, False), "role_id": (INTEGER, False)},
+    "autoread_settings": {
+        "guild_id": (INTEGER, False),
+        "voice_chat": (INTEGER, True),
+        "fallback_voice_id": (TEXT, True),
+        "join_on_post": (INTEGER, True),
+        "who_spoke": (TEXT, True),
+        "ignore_prefix": (TEXT, True),
+        "read_bots": (INTEGER, True),
+        "read_silent": (INTEGER, True),
+        "say_links": (INTEGER, True),
+        "say_attachments": (INTEGER, True),
+        "max_chars": (INTEGER, True),
+        "queue_limit": (INTEGER, True),
+    },
+}
+_PYTHON_TYPES = {"text": str, "integer": int, "real": float}
+
+
+def wrong_value(table: str, row: dict[str, object]) -> str | None:
+    """Why `row` (a row of `table` as read) can't be used, e.g. "duration_s holds 'abc'"; else None."""
+    for column, (kinds, nullable) in COLUMNS[table].items():
+        if column not in row:
+            continue
+        value = row[column]
+        if value is None:
+            if not nullable:
+                return f"{column} is empty"
+        elif not isinstance(value, tuple(_PYTHON_TYPES[kind] for kind in kinds)) or isinstance(value, bool):
+            wanted = "text" if kinds == TEXT else "a whole number" if kinds == INTEGER else "a number"
+            return f"{column} holds {value!r}, not {wanted}"
+    return None
+
+
+def rows_with_wrong_types(db: sqlite_utils.Database, shown: int = 10) -> list[str]:
+    """Rows holding a value of the wrong type, as "table voices, row 3: duration_s holds 'abc'"."""
+    found: list[str] = []
+    for table, columns in COLUMNS.items():
+        for column, (kinds, nullable) in columns.items():
+            allowed = kinds + (("null",) if nullable else ())
+            marks = ", ".join("?" * len(allowed))
+            rows = db.execute(
+                f"SELECT rowid, {column} FROM {table} WHERE typeof({column}) NOT IN ({marks}) LIMIT ?",
+                [*allowed, shown],
+            ).fetchall()
+            found += [
+                f"table {table}, row {rowid}: {wrong_value(table, {column: value}) or column + ' is empty'}"
+                for rowid, value in rows
+            ]
+    return found
 
 
 def schema_version(db: sqlite_utils.Database) -> int:
     return int(db.execute("PRAGMA user_version").fetchone()[0])
 
 
-def migrate(db: sqlite_utils.Database, path: Path) -> None:
+def check_not_newer(db: sqlite_utils.Database, path: Path) -> int:
+    """The schema version, or LibraryTooNew when a newer bot wrote it (its rows may mean other things)."""
     current = schema_version(db)
     if current > SCHEMA_VERSION:
-        raise RuntimeError(
-            f"{path} has schema {current}, newer than this bot ({SCHEMA_VERSION}). Upgrade the bot."
-        )
+        raise LibraryTooNew(path, current, SCHEMA_VERSION)
+    return current
+
+
+def migrate(db: sqlite_utils.Database, path: Path) -> None:
+    current = check_not_newer(db, path)
     for version in range(current + 1, SCHEMA_VERSION + 1):
         db.conn.execute("BEGIN IMMEDIATE")
         try:

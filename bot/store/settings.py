@@ -3,21 +3,30 @@
 from __future__ import annotations
 
 import contextlib
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import sqlite_utils
 
 from bot.choices import DEFAULT_FILE_FORMAT, DEFAULT_MODE, FILE_FORMATS, MODES
-from bot.errors import VoiceNotFound
-from bot.store.faults import guarded
+from bot.errors import LibraryDamaged, VoiceNotFound
+from bot.store.faults import DB_NAME, guarded
+from bot.store.schema import wrong_value
 
 if TYPE_CHECKING:
     from bot.store.library import Voice
+
+
+def checked(data_dir: Path, table: str, row: dict[str, Any]) -> dict[str, Any]:
+    """`row` as read, or LibraryDamaged naming what it holds that it shouldn't (a server's settings
+    can't be guessed: a quota read as "none" would lift it)."""
+    problem = wrong_value(table, row)
+    if problem is not None:
+        raise LibraryDamaged(data_dir / DB_NAME, f"{table} of guild {row.get('guild_id')!r}: {problem}")
+    return row
 
 
 @dataclass(frozen=True)
@@ -35,11 +44,15 @@ class GuildSettings:
 
 class SettingsAndUsage:
     """VoiceStore's part for settings and usage. It works over what VoiceStore owns: the connection,
-    its lock, `transaction()`, and `get` / `get_by_id` for the voices a default points at."""
+    `transaction()`, and `get` / `get_by_id` for the voices a default points at."""
 
     data_dir: Path
-    db: sqlite_utils.Database
-    _lock: threading.RLock
+    busy_timeout_s: float
+
+    @property
+    def db(self) -> sqlite_utils.Database:  # VoiceStore's: this thread's connection
+        raise NotImplementedError
+
     transaction: Callable[[], contextlib.AbstractContextManager[sqlite_utils.Database]]
     get: Callable[[int, str], Voice]
     get_by_id: Callable[[int, str], Voice]
@@ -48,10 +61,10 @@ class SettingsAndUsage:
 
     @guarded
     def settings(self, guild_id: int) -> GuildSettings:
-        with self._lock:
-            rows = list(self.db.table("guild_settings").rows_where("guild_id = ?", [guild_id]))
+        rows = list(self.db.table("guild_settings").rows_where("guild_id = ?", [guild_id]))
         if not rows:
             return GuildSettings(guild_id)
+        checked(self.data_dir, "guild_settings", rows[0])
         row = {k: v for k, v in rows[0].items() if v is not None}
         return GuildSettings(**row)
 
@@ -66,10 +79,9 @@ class SettingsAndUsage:
 
     @guarded
     def default_voice(self, guild_id: int, user_id: int) -> Voice | None:
-        with self._lock:
-            rows = list(
-                self.db.table("user_defaults").rows_where("guild_id = ? and user_id = ?", [guild_id, user_id])
-            )
+        rows = list(
+            self.db.table("user_defaults").rows_where("guild_id = ? and user_id = ?", [guild_id, user_id])
+        )
         if not rows:
             return None
         try:
@@ -89,25 +101,33 @@ class SettingsAndUsage:
 
     @guarded
     def last_say_at(self, guild_id: int, user_id: int) -> float | None:
-        with self._lock:
-            row = self.db.execute(
-                "select max(at) from usage where guild_id = ? and user_id = ? and kind = 'say'",
-                [guild_id, user_id],
-            ).fetchone()
+        row = self.db.execute(
+            "select max(at) from usage where guild_id = ? and user_id = ? and kind = 'say' "
+            "and typeof(at) in ('integer', 'real')",
+            [guild_id, user_id],
+        ).fetchone()
         return row[0]
 
     # --- usage ----------------------------------------------------------------------------------
 
     @guarded
     def record_usage(
-        self, guild_id: int, user_id: int, *, kind: str, audio_seconds: float, gpu_seconds: float
+        self,
+        guild_id: int,
+        user_id: int,
+        *,
+        kind: str,
+        audio_seconds: float,
+        gpu_seconds: float,
+        at: float | None = None,
     ) -> None:
+        """One delivery; `at` (default now) is when it was delivered, for one recorded late."""
         with self.transaction() as db:
             db.table("usage").insert(
                 {
                     "guild_id": guild_id,
                     "user_id": user_id,
-                    "at": time.time(),
+                    "at": time.time() if at is None else at,
                     "kind": kind,
                     "audio_seconds": audio_seconds,
                     "gpu_seconds": gpu_seconds,
@@ -119,8 +139,7 @@ class SettingsAndUsage:
         where, args = "guild_id = ? and at >= ?", [guild_id, since]
         if user_id is not None:
             where, args = where + " and user_id = ?", [*args, user_id]
-        with self._lock:
-            row = self.db.execute(
-                f"select coalesce(sum(audio_seconds), 0) from usage where {where}", args
-            ).fetchone()
+        row = self.db.execute(
+            f"select coalesce(sum(audio_seconds), 0) from usage where {where}", args
+        ).fetchone()
         return float(row[0])
