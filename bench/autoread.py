@@ -56,7 +56,7 @@ async def measure(runs: int, chunk_s: float) -> dict[str, Any]:
                     await fake.wait_for_commands("autoread")
                     bot.store.add(
                         guild.id, "Ada", owner_id=ada.id, reference_flac=b"fLaC",
-                        latent=backend.audio[0][:800].reshape(10, 80).astype("float16"),
+                        latent=backend.audio[0][:640].reshape(8, 80).astype("float16"),
                         duration_s=6.0, revision="replay", consent_by=ada.id, source="bench",
                     )  # fmt: skip
                     bot.store.set_default_voice(guild.id, ada.id, "Ada")

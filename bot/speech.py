@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from bot import audio, text
-from bot.errors import SilentSpeech, VoiceDeleted, VoiceNotFound
+from bot.errors import SilentSpeech, SpeakerLatentRejected, VoiceDeleted, VoiceNeedsRepair, VoiceNotFound
 from bot.store import Voice, VoiceStore
 from bot.tts import SpeakerLatent, SpokenChunk, TTSBackend
 from modal_tts.params import SynthesisParams
@@ -44,6 +44,14 @@ class Speech:
     gpu_seconds: float
 
 
+def longest_seconds(request: Request) -> float:
+    """The most speech `request` can deliver (each chunk's largest window, plus the pauses and edges
+    `audio.stitch` may pad with): what a quota reserves, so requests that each say a word can't
+    together overrun it (a chunk's audio can be as long as its window, many times the text's estimate)."""
+    padding = audio.PAUSE_S * (len(request.chunks) - 1) + 2 * audio.EDGE_PAD_S
+    return sum(text.longest_seconds(chunk) for chunk in request.chunks) + padding
+
+
 def new_seed() -> int:
     return secrets.randbelow(2**31)
 
@@ -65,9 +73,11 @@ def plan(
     seed: int | None = None,
 ) -> Request:
     """Everything checked before any GPU time: the text (with this guild's pronunciation dictionary),
-    then the voice in this guild."""
+    then the voice in this guild, and that its latent is whole (a damaged one is marked for re-encoding
+    and refused here, before it is queued, never sent to share a GPU batch with other servers' speech)."""
     chunks = text.prepare(words, resolve=resolve, max_chars=max_chars, dictionary=store.dictionary(guild_id))
     voice = store.get(guild_id, voice_name)
+    store.load_latent(voice)
     seed = new_seed() if seed is None else seed
     return Request(guild_id, user_id, voice, chunks, params or settings(), seed)
 
@@ -77,10 +87,16 @@ async def stream(store: VoiceStore, backend: TTSBackend, request: Request) -> As
     come up after its voice was deleted."""
     voice = request.voice
     speaker = SpeakerLatent(await asyncio.to_thread(_latent_of_existing, store, voice), voice.revision)
-    async for chunk in backend.synthesize(request.chunks, speaker, request.params, request.seed):
-        if is_silent(chunk.audio):
-            raise SilentSpeech()
-        yield chunk
+    try:
+        async for chunk in backend.synthesize(request.chunks, speaker, request.params, request.seed):
+            if is_silent(chunk.audio):
+                raise SilentSpeech()
+            yield chunk
+    except SpeakerLatentRejected:
+        # The engine judged the voice's latent unusable (its check may be stricter than the library's):
+        # rebuilt from the recording by the repairer, and said as the library says it.
+        await store.aio.mark_needs_reencode(voice)
+        raise VoiceNeedsRepair(voice.name, voice.id, reference_kept=True) from None
 
 
 def _latent_of_existing(store: VoiceStore, voice: Voice) -> np.ndarray:

@@ -463,6 +463,11 @@ def estimate_seconds(text: str) -> float:
     return windows.estimate_seconds(text)
 
 
+def longest_seconds(chunk: str) -> float:
+    """The most audio the engine can return for `chunk`: the largest window it may be sampled in."""
+    return windows.largest_window(chunk) / windows.LATENTS_PER_SECOND
+
+
 class _Unit(NamedTuple):
     """A piece of text that chunks are built from: a word, or part of an over-long one."""
 

@@ -71,6 +71,16 @@ def next_bucket(window: int) -> int | None:
     return next((bucket for bucket in BUCKETS if bucket > window), None)
 
 
+def largest_window(text: str) -> int:
+    """The most latents `text` can come back as: its window, or the next bucket when a cut there would
+    be plausible (`was_cut`) and so re-sampled once. Audio is never longer: a quota can hold this."""
+    window = window_for(text)
+    bigger = next_bucket(window)
+    if bigger is not None and estimate_latents(text) >= CUT_PLAUSIBLE_SHARE * window:
+        return bigger
+    return window
+
+
 def was_cut(text: str, window: int, end_of_speech: int) -> bool:
     """Speech still going in the window's last latents, for a text long enough to have filled it."""
     ran_out = end_of_speech >= window - CUT_TAIL_LATENTS

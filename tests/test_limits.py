@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 
+import numpy as np
 import pytest
 
 from bot.errors import CooldownActive, QuotaExhausted
 from bot.limits import Limits, utc_midnight
 from bot.store import GuildSettings, VoiceStore
+from tests.test_store import add
 
 NOON = 1_800_000_000.0 - 1_800_000_000.0 % 86_400 + 43_200  # 12:00 UTC on some day
 
@@ -69,3 +71,84 @@ async def test_a_cooldown_starts_only_when_something_was_delivered(store):
 def test_the_quota_day_starts_at_midnight_utc():
     assert utc_midnight(NOON) == NOON - 43_200
     assert utc_midnight(NOON - 43_200) == NOON - 43_200
+
+
+async def test_a_failed_usage_write_lets_go_of_the_reservation_and_still_counts(store, monkeypatch):
+    from bot.errors import LibraryFull
+
+    now = [NOON]
+    limits = Limits(store, clock=lambda: now[0])
+    settings = GuildSettings(1, daily_quota_s=60.0, cooldown_s=30.0)
+    disk_full = True
+    record_usage = store.record_usage
+
+    def full_disk_record_usage(*args, **kwargs):
+        if disk_full:
+            raise LibraryFull(store.data_dir)
+        return record_usage(*args, **kwargs)
+
+    monkeypatch.setattr(store, "record_usage", full_disk_record_usage)
+    spoke = await limits.reserve(settings, 10, 20.0)
+    await limits.settle(spoke, 15.0)  # the write fails: settling says nothing, and lets go
+    assert spoke.done and limits.reserved_seconds(1) == 0 and _usage(store) == []
+    with pytest.raises(CooldownActive):
+        await limits.reserve(settings, 10, 5.0)  # the delivery started the member's cooldown …
+    now[0] += 31
+    again = await limits.reserve(settings, 10, 5.0)  # … which ends: nobody is "slowed down" for good
+    limits.release(again)
+    with pytest.raises(QuotaExhausted):
+        await limits.reserve(settings, 11, 46.0)  # the 15 s count against today's 60
+    limits.release(await limits.reserve(settings, 11, 45.0))
+
+    disk_full = False
+    limits.release(await limits.reserve(settings, 12, 1.0))  # the next check writes what was held
+    assert store.db.execute("select user_id, audio_seconds, at from usage").fetchall() == [(10, 15.0, NOON)]
+    assert limits.unrecorded(1) == []
+
+
+class WindowFillingEngine:
+    """The worst case a chunk can be: speech that runs to the end of every window it is given."""
+
+    def sample_rows(self, rows, params, window):
+        return np.zeros((len(rows), window, 80), np.float32)
+
+    def end_of_speech(self, latents, index):
+        return latents.shape[1]
+
+    def decode(self, latents, index, end):
+        return np.full(end * 2048, 0.25, np.float32)
+
+
+async def test_many_tiny_requests_at_once_cannot_overrun_the_daily_quota(store):
+    """Each "Hi." is about 0.2 s by its text, but its chunk can come back as long as its window."""
+    from bot import speech
+    from bot.tts.local_backend import LocalBackend
+
+    add(store, 1, "Ada")
+    limits = Limits(store)
+    settings = GuildSettings(1, daily_quota_s=60.0)
+    backend = LocalBackend(engine=WindowFillingEngine(), timeout=60)
+
+    async def one(member: int) -> float:
+        request = speech.plan(store, guild_id=1, user_id=member, voice_name="Ada", words="Hi.", max_chars=100)
+        try:
+            reservation = await limits.reserve(settings, member, speech.longest_seconds(request))
+        except QuotaExhausted:
+            return 0.0
+        spoken = await speech.speak(store, backend, request, record_usage=False)
+        await limits.settle(reservation, spoken.audio_seconds)
+        return spoken.audio_seconds
+
+    try:
+        delivered = await asyncio.gather(*(one(member) for member in range(30)))
+    finally:
+        await backend.close()
+    assert sum(delivered) <= 60.0, sorted(delivered)
+    assert sum(1 for s in delivered if s) >= 1  # the quota is used, not refused outright
+    assert store.audio_seconds_since(1, 0) == pytest.approx(sum(delivered))
+
+
+def test_a_refusal_says_what_is_left_when_the_request_could_take_more():
+    left = QuotaExhausted(52.0, 60.0, 12.5)
+    assert "8.0 s of today's 1 min of speech left" in left.message and "up to 12.5 s" in left.message
+    assert "has used 1 min 7 s of its 1 min" in QuotaExhausted(67.0, 60.0, 7.6).message
