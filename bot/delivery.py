@@ -192,6 +192,8 @@ async def speak_live(
     reservation: Reservation,
     channel: VoiceChannel,
     answer: Answer,
+    *,
+    may_hear: Callable[[discord.Member], bool] | None = None,
 ) -> Queued:
     """Queue `request` to be spoken in `channel`; returns its place (0 = speaking now) and the queue
     item (which `bot.playback.withdraw` can take back before it is spoken).
@@ -199,7 +201,8 @@ async def speak_live(
     Playback starts on the first chunk. When the item ends, `reservation` is settled with the
     seconds really heard (nothing heard: nothing charged, no cooldown), and a failure or a dropped
     connection is told through `answer.on_problem`. A join that fails raises `CannotJoinVoice`
-    and releases `reservation`.
+    and releases `reservation`. `may_hear` is checked for every listener as it starts and for anyone who
+    joins while it plays (`QueueItem.may_hear`).
     """
     announced = asyncio.Event()
 
@@ -216,7 +219,11 @@ async def speak_live(
 
     title = request.chunks[0].removeprefix(text.SPEAKER_PREFIX)[:80]
     item = QueueItem(
-        title=title, requester_id=request.user_id, chunks=_audio_of(bot, request), on_finish=finished
+        title=title,
+        requester_id=request.user_id,
+        chunks=_audio_of(bot, request),
+        on_finish=finished,
+        may_hear=may_hear,
     )
     try:
         position = await enqueue_or_explain(bot, channel, item)
@@ -254,6 +261,11 @@ def live_problem(outcome: Outcome) -> str | None:
         return replies.message_for(outcome.error)
     if outcome.ending == Ending.DISCONNECTED:
         return "The voice connection dropped, so that was cut short. Try /say again."
+    if outcome.ending == Ending.WITHHELD:
+        return (
+            "I didn't say that (or stopped): someone in the voice channel can't see a channel it names. "
+            "Nothing was charged for what wasn't heard."
+        )
     return None
 
 

@@ -94,6 +94,7 @@ class Ending(enum.StrEnum):
     STOPPED = "stopped"
     FAILED = "failed"
     DISCONNECTED = "disconnected"
+    WITHHELD = "withheld"  # someone listening may not hear it (`QueueItem.may_hear`)
 
 
 @dataclass(frozen=True)
@@ -154,6 +155,10 @@ class QueueItem:
     requester_id: int
     chunks: AsyncIterator[np.ndarray] | AsyncIterator[SpokenChunk]
     on_finish: OnFinish | None = None
+    # Whether a member may hear it (e.g. they can see the channel it was posted in and every channel it
+    # names). Checked for every listener when it starts, and for each member who joins while it plays:
+    # anyone who may not withholds it (`Ending.WITHHELD`). None: anyone may.
+    may_hear: Callable[[discord.Member], bool] | None = None
 
 
 async def _aclose(chunks: object) -> None:
@@ -345,6 +350,23 @@ class _Entry:
     done: asyncio.Event = field(default_factory=asyncio.Event)  # player ended, or interrupted
 
 
+def _listeners_who_may_not_hear(channel: VoiceChannel, item: QueueItem) -> list[int]:
+    """The people in `channel` (not bots, not us) who may not hear `item`; a member the bot knows
+    nothing about counts as one (their permissions can't be checked)."""
+    if item.may_hear is None:
+        return []
+    guild = channel.guild
+    me = guild.me.id if guild.me is not None else None
+    barred = []
+    for user_id in channel.voice_states:
+        member = guild.get_member(user_id)
+        if user_id == me or (member is not None and member.bot):
+            continue
+        if member is None or not item.may_hear(member):
+            barred.append(user_id)
+    return barred
+
+
 def _humans(channel: VoiceChannel) -> int:
     guild = channel.guild
     me = guild.me.id if guild.me is not None else None
@@ -492,6 +514,15 @@ class GuildPlayer:
                 except Exception:
                     log.warning("leaving voice in guild %s failed", self.guild_id, exc_info=True)
 
+    def listener_joined(self, member: discord.Member) -> None:
+        """Someone joined our channel mid-item: stop the item if they may not hear it."""
+        entry = self.current
+        if entry is None or entry.ending is not None or entry.item.may_hear is None or member.bot:
+            return
+        if not entry.item.may_hear(member):
+            log.info("withholding an item in guild %s: someone who may not hear it joined", self.guild_id)
+            self._interrupt(entry, Ending.WITHHELD)
+
     def check_alone(self) -> None:
         """(Re)arm the alone timer if no human shares the bot's channel, disarm it otherwise."""
         held = self.held_voice()
@@ -567,6 +598,10 @@ class GuildPlayer:
             return ItemEnd(interrupted=entry.ending)
         vc = await self.connect(entry.channel)
         if entry.ending is not None:
+            return ItemEnd(interrupted=entry.ending)
+        if barred := _listeners_who_may_not_hear(entry.channel, entry.item):
+            log.info("withholding an item in guild %s: %d may not hear it", self.guild_id, len(barred))
+            entry.ending = Ending.WITHHELD
             return ItemEnd(interrupted=entry.ending)
         loop = asyncio.get_running_loop()
         source = entry.source = StreamingSource(
@@ -738,6 +773,9 @@ class Playback:
             return
         if before.channel == after.channel and member.id != getattr(member.guild.me, "id", None):
             return  # mute/deafen/stream changes
+        held = player.held_voice()
+        if held is not None and after.channel is not None and after.channel.id == held.channel.id:
+            player.listener_joined(member)
         player.check_alone()
 
     async def close(self) -> None:

@@ -22,11 +22,11 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot import autoread, delivery, mentions, speech, text
+from bot import autoread, delivery, mentions, speech
 from bot.errors import InvalidInput, NoDefaultVoice, VoiceBotError, VoiceNotFound
 from bot.playback import Outcome, QueueItem
 from bot.store import AutoReadSettings, GuildSettings, Voice, VoiceStore
-from cogs.common import bot_of, guild_id_of, voice_names
+from cogs.common import answer, bot_of, defer_private, guild_id_of, voice_names
 
 if TYPE_CHECKING:
     from bot.client import VoiceBot
@@ -66,10 +66,17 @@ class Waiting:
         self.last_speaker: int | None = None
 
 
+def own_default_voice(store: VoiceStore, guild_id: int, user_id: int) -> Voice | None:
+    """The member's default voice if it is their own (they own it, or it was cloned from them):
+    auto-read promises to read a member in their own voice, never as someone else."""
+    voice = store.default_voice(guild_id, user_id)
+    return voice if voice is not None and voice.is_own_voice_of(user_id) else None
+
+
 def snapshot(store: VoiceStore, guild_id: int, author_id: int) -> Snapshot:
     """In a thread: everything auto-read needs from the library for one message."""
     settings = store.autoread_settings(guild_id)
-    voice = store.default_voice(guild_id, author_id)
+    voice = own_default_voice(store, guild_id, author_id)
     if voice is None and settings.fallback_voice_id:
         try:
             voice = store.get_by_id(guild_id, settings.fallback_voice_id)
@@ -111,12 +118,13 @@ class AutoRead(
     ) -> None:
         self._needs_message_content()
         guild_id = guild_id_of(interaction)
+        await defer_private(interaction)
         await bot_of(interaction).store.aio.set_autoread_channel(guild_id, channel.id, True)
         log.info("Auto-read: guild %s user %s added channel %s", guild_id, interaction.user.id, channel.id)
-        await interaction.response.send_message(
+        await answer(
+            interaction,
             f"Messages in {channel.mention} are now read aloud for members who turned it on "
             "(/autoread me on) while they are in my voice channel.",
-            ephemeral=True,
         )
 
     @channel.command(name="remove", description="Stop reading a channel aloud.")
@@ -126,13 +134,14 @@ class AutoRead(
     ) -> None:
         self._needs_message_content()
         guild_id = guild_id_of(interaction)
+        await defer_private(interaction)
         changed = await bot_of(interaction).store.aio.set_autoread_channel(guild_id, channel.id, False)
         log.info("Auto-read: guild %s user %s removed channel %s", guild_id, interaction.user.id, channel.id)
-        await interaction.response.send_message(
+        await answer(
+            interaction,
             f"{channel.mention} is no longer read aloud."
             if changed
             else f"{channel.mention} wasn't read aloud.",
-            ephemeral=True,
         )
 
     @channel.command(name="list", description="See which channels are read aloud.")
@@ -152,26 +161,37 @@ class AutoRead(
     async def me(self, interaction: discord.Interaction, state: Literal["on", "off"]) -> None:
         self._needs_message_content()
         bot, guild_id = bot_of(interaction), guild_id_of(interaction)
+        await defer_private(interaction)
         await bot.store.aio.set_autoread_member(guild_id, interaction.user.id, state == "on")
         if state == "off":
-            await interaction.response.send_message(
-                "Your messages won't be read aloud any more.", ephemeral=True
-            )
+            await answer(interaction, "Your messages won't be read aloud any more.")
             return
-        voice = await bot.store.aio.default_voice(guild_id, interaction.user.id)
+        default = await bot.store.aio.default_voice(guild_id, interaction.user.id)
         settings = await bot.store.aio.autoread_settings(guild_id)
-        note = (
-            f"in your voice “{voice.name}”"
-            if voice
-            else "in the server's fallback voice"
-            if settings.fallback_voice_id
-            else "once you pick your voice with /voice default (until then, nothing is read)"
-        )
-        await interaction.response.send_message(
-            f"Your messages in auto-read channels will be read aloud {note} "
-            "while you're in my voice channel.",
-            ephemeral=True,
-        )
+        while_in_voice = "while you're in my voice channel"
+        if default is not None and default.is_own_voice_of(interaction.user.id):
+            told = (
+                "Your messages in auto-read channels will be read aloud in your voice "
+                f"“{default.name}” {while_in_voice}."
+            )
+        else:
+            told = (
+                f"Your default voice “{default.name}” isn't yours (you don't own it and it wasn't cloned "
+                "from you), so auto-read won't use it. "
+                if default is not None
+                else ""
+            )
+            if settings.fallback_voice_id:
+                told += (
+                    f"Your messages in auto-read channels will be read aloud in the server's fallback voice "
+                    f"{while_in_voice}; pick a voice of your own with /voice default to be read in it."
+                )
+            else:
+                told += (
+                    "Auto-read is on for you, but nothing is read until you pick a voice of your own (one "
+                    "you own, or one cloned from you) with /voice default."
+                )
+        await answer(interaction, told)
 
     @app_commands.command(name="settings", description="How auto-read behaves on this server.")
     @app_commands.describe(
@@ -210,6 +230,7 @@ class AutoRead(
     ) -> None:
         self._needs_message_content()
         bot, guild_id = bot_of(interaction), guild_id_of(interaction)
+        await defer_private(interaction)
         changes: dict[str, object] = {
             k: v
             for k, v in {
@@ -260,7 +281,7 @@ class AutoRead(
         )
         embed.add_field(name="Max length, queue", value=f"{saved.max_chars} characters, {saved.queue_limit}")
         embed.add_field(name="Ignored roles", value=", ".join(f"<@&{r}>" for r in sorted(roles)) or "none")
-        await interaction.response.send_message("Saved.", embed=embed, ephemeral=True)
+        await answer(interaction, "Saved.", embed=embed)
 
     # --- reading ----------------------------------------------------------------------------------
 
@@ -309,7 +330,10 @@ class AutoRead(
         if isinstance(words, autoread.Skipped):
             log.debug("Auto-read skipped message %s: %s", message.id, words.value)
             return
-        names = await mentions.names_for(words, guild=guild, reader=author, message=message)
+        listeners = [m for m in where.members if not m.bot]
+        names = await mentions.names_for(
+            words, guild=guild, reader=author, message=message, listeners=listeners
+        )
         request = await asyncio.to_thread(
             lambda: speech.plan(
                 bot.store,
@@ -321,8 +345,9 @@ class AutoRead(
                 resolve=names,
             )
         )
-        estimate = sum(text.estimate_seconds(chunk) for chunk in request.chunks)
-        reservation = await bot.limits.reserve(state.guild_settings, author.id, estimate)
+        reservation = await bot.limits.reserve(
+            state.guild_settings, author.id, speech.longest_seconds(request)
+        )
         self._make_room(guild.id, waiting, state.settings.queue_limit)
 
         def ended(outcome: Outcome, message_id: int = message.id) -> None:
@@ -331,8 +356,19 @@ class AutoRead(
         async def problem(text_: str, message_id: int = message.id) -> None:
             log.warning("Auto-read of message %s: %s", message_id, text_)
 
+        # Listeners change while it waits: each is checked again as it starts, and anyone joining
+        # while it plays, against where it was posted and every channel it names.
+        heard_channels = [
+            cast(discord.abc.GuildChannel, message.channel),
+            *mentions.named_channels(guild, names),
+        ]
         queued = await delivery.speak_live(
-            bot, request, reservation, where, delivery.Answer(on_problem=problem, on_end=ended)
+            bot,
+            request,
+            reservation,
+            where,
+            delivery.Answer(on_problem=problem, on_end=ended),
+            may_hear=mentions.may_hear(heard_channels),
         )
         waiting.items[message.id] = queued.item
         waiting.last_speaker = author.id

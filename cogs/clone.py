@@ -71,7 +71,12 @@ async def _check_may_clone(interaction: discord.Interaction) -> None:
 
 
 async def clone_from(
-    interaction: discord.Interaction, attachment: discord.Attachment, name: str, *, source: str
+    interaction: discord.Interaction,
+    attachment: discord.Attachment,
+    name: str,
+    *,
+    source: str,
+    speaker_id: int | None = None,
 ) -> None:
     """The whole flow, for /clone and the context menu alike."""
     bot = bot_of(interaction)
@@ -102,6 +107,7 @@ async def clone_from(
         source=source,
         max_bytes=bot.config.max_reference_bytes,
         progress=progress,
+        speaker_id=speaker_id,
     )
     await interaction.edit_original_response(
         content=f"Cloned from {cloned.format}. Try it: `/say voice:{cloned.voice.name} text:Hello!`",
@@ -122,6 +128,7 @@ class OpenForm:
     attachment: discord.Attachment
     message_id: int
     expires_at: float  # time.monotonic()
+    speaker_id: int | None = None  # the voice message's author: whose voice it is
 
 
 class OpenForms:
@@ -147,11 +154,14 @@ class OpenForms:
         guild_id: int,
         attachment: discord.Attachment,
         message_id: int,
+        speaker_id: int | None = None,
     ) -> str:
         now = self._clock()
         self._open = {key: form for key, form in self._open.items() if form.expires_at > now}
         custom_id = f"{FORM_PREFIX}{invocation_id}"
-        self._open[custom_id] = OpenForm(user_id, guild_id, attachment, message_id, now + self.timeout_s)
+        self._open[custom_id] = OpenForm(
+            user_id, guild_id, attachment, message_id, now + self.timeout_s, speaker_id
+        )
         return custom_id
 
     def take(self, custom_id: str, *, user_id: int, guild_id: int | None) -> OpenForm:
@@ -243,6 +253,7 @@ class Clone(commands.Cog):
             guild_id=guild_id,
             attachment=attachment,
             message_id=message.id,
+            speaker_id=message.author.id,
         )
         modal = CloneModal(custom_id)
         modal.stop()  # a stopped modal stays out of discord.py's store: its submit comes to on_interaction
@@ -262,7 +273,11 @@ class Clone(commands.Cog):
             if values.get("consent", "").strip().casefold() != "yes":
                 raise ConsentRequired()
             await clone_from(
-                interaction, form.attachment, values.get("name", ""), source=f"message:{form.message_id}"
+                interaction,
+                form.attachment,
+                values.get("name", ""),
+                source=f"message:{form.message_id}",
+                speaker_id=form.speaker_id,
             )
         except Exception as error:
             await replies.report(interaction, error)

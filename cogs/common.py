@@ -44,6 +44,25 @@ async def voice_names(interaction: discord.Interaction, current: str) -> list[ap
     return [app_commands.Choice(name=v.name, value=v.name) for v in matches[:25]]
 
 
+async def defer_private(interaction: discord.Interaction) -> None:
+    """Before a write to the library: it may wait for another process's lock (up to its busy timeout)
+    longer than the 3 s Discord gives to answer, so the answer is deferred first."""
+    if not interaction.response.is_done():
+        await interaction.response.defer(ephemeral=True, thinking=True)
+
+
+async def answer(
+    interaction: discord.Interaction, content: str | None = None, *, embed: discord.Embed | None = None
+) -> None:
+    """A private reply, whether or not it was deferred."""
+    if interaction.response.is_done():
+        await interaction.edit_original_response(content=content, embed=embed)
+    elif embed is not None:
+        await interaction.response.send_message(content, embed=embed, ephemeral=True)
+    else:
+        await interaction.response.send_message(content, ephemeral=True)
+
+
 def voice_channel_of(interaction: discord.Interaction) -> discord.VoiceChannel | discord.StageChannel | None:
     state = getattr(interaction.user, "voice", None)
     return state.channel if state and state.channel else None

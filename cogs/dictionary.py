@@ -9,7 +9,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot import pronunciation
-from cogs.common import bot_of, guild_id_of, page_of
+from cogs.common import answer, bot_of, defer_private, guild_id_of, page_of
 
 log = logging.getLogger(__name__)
 PAGE_SIZE = 20
@@ -31,9 +31,10 @@ class Dictionary(commands.GroupCog, name="dictionary", description="How the bot 
         spoken_as: app_commands.Range[str, 1, pronunciation.MAX_ENTRY_CHARS],
     ) -> None:
         guild_id = guild_id_of(interaction)
+        await defer_private(interaction)
         word, spoken = await bot_of(interaction).store.aio.add_pronunciation(guild_id, word, spoken_as)
         log.info("Dictionary: guild %s user %s set an entry", guild_id, interaction.user.id)
-        await interaction.response.send_message(f"“{word}” is now said as “{spoken}”.", ephemeral=True)
+        await answer(interaction, f"“{word}” is now said as “{spoken}”.")
 
     @app_commands.command(name="remove", description="Say a word as it is written again.")
     @app_commands.describe(word="The word to remove from the dictionary")
@@ -45,9 +46,10 @@ class Dictionary(commands.GroupCog, name="dictionary", description="How the bot 
         word: app_commands.Range[str, 1, pronunciation.MAX_ENTRY_CHARS],
     ) -> None:
         guild_id = guild_id_of(interaction)
+        await defer_private(interaction)
         removed = await bot_of(interaction).store.aio.remove_pronunciation(guild_id, word)
         log.info("Dictionary: guild %s user %s removed an entry", guild_id, interaction.user.id)
-        await interaction.response.send_message(f"“{removed}” is said as written again.", ephemeral=True)
+        await answer(interaction, f"“{removed}” is said as written again.")
 
     @app_commands.command(name="list", description="See this server's pronunciation dictionary.")
     @app_commands.describe(page=f"Which page ({PAGE_SIZE} words per page)")

@@ -22,6 +22,11 @@ from bot.store import GuildSettings
 from cogs.common import bot_of, guild_id_of, may_speak_in, voice_channel_of, voice_names
 
 
+def file_channel(interaction: discord.Interaction) -> discord.abc.GuildChannel | discord.Thread | None:
+    channel = interaction.channel
+    return channel if isinstance(channel, discord.abc.GuildChannel | discord.Thread) else None
+
+
 def channel_to_speak_in(interaction: discord.Interaction, wanted: str) -> VoiceChannel | None:
     """The voice channel for mode `wanted`, or None for a reply with a file."""
     channel = voice_channel_of(interaction)
@@ -99,22 +104,36 @@ class Say(commands.Cog):
         channel = channel_to_speak_in(interaction, mode or settings.default_mode)
         # A file is for the whole channel to hear; a queue notice is only for the one who asked.
         await interaction.response.defer(thinking=True, ephemeral=channel is not None)
-        # After the defer: naming uncached members may take a fetch from Discord.
+        # After the defer: naming uncached members may take a fetch from Discord. A channel is named only
+        # to an audience that can all see it: the listeners, or everyone who sees the file's channel.
+        listeners = [m for m in channel.members if not m.bot] if channel is not None else []
         names = await mentions.names_for(
-            words, guild=interaction.guild, reader=interaction.user, message=source
+            words,
+            guild=interaction.guild,
+            reader=interaction.user,
+            message=source,
+            listeners=listeners,
+            file=channel is None,
+            posted_in=file_channel(interaction),
         )
         request = await asyncio.to_thread(
             self._plan, interaction, settings, words, voice, seed, force_speaker, names
         )
-        estimate = sum(text.estimate_seconds(chunk) for chunk in request.chunks)
-        reservation = await bot.limits.reserve(settings, request.user_id, estimate)
+        reservation = await bot.limits.reserve(settings, request.user_id, speech.longest_seconds(request))
         # From here delivery owns the reservation: settled with what members got, else released.
         if channel is None:
             await delivery.reply_with_file(
                 bot, interaction, request, reservation, file_format=settings.file_format
             )
         else:
-            await delivery.speak_live(bot, request, reservation, channel, delivery.Answer.to(interaction))
+            await delivery.speak_live(
+                bot,
+                request,
+                reservation,
+                channel,
+                delivery.Answer.to(interaction),
+                may_hear=mentions.may_hear(mentions.named_channels(interaction.guild, names)),
+            )
 
     def _plan(
         self,

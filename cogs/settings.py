@@ -8,7 +8,7 @@ from discord.ext import commands
 
 from bot.choices import FileFormat, Mode
 from bot.store import GuildSettings
-from cogs.common import bot_of, guild_id_of
+from cogs.common import answer, bot_of, defer_private, guild_id_of
 
 
 def describe(settings: GuildSettings, max_chars: int) -> discord.Embed:
@@ -74,11 +74,13 @@ class Settings(commands.Cog):
             changes["default_mode"] = default_mode
         if file_format is not None:
             changes["file_format"] = file_format
-        settings = await bot.store.aio.update_settings(guild_id, **changes)
+        if changes:
+            await defer_private(interaction)
+            settings = await bot.store.aio.update_settings(guild_id, **changes)
+        else:
+            settings = await bot.store.aio.settings(guild_id)
         note = "Saved." if changes else "Current settings (give an option to change one):"
-        await interaction.response.send_message(
-            note, embed=describe(settings, bot.config.max_text_chars), ephemeral=True
-        )
+        await answer(interaction, note, embed=describe(settings, bot.config.max_text_chars))
 
 
 async def setup(bot: commands.Bot) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import discord
 from discord import app_commands
 from discord.ext import commands
@@ -9,15 +11,18 @@ from discord.ext import commands
 from bot.errors import NotVoiceOwner
 from bot.store import Voice
 from bot.wording import plural
-from cogs.common import bot_of, guild_id_of, is_manager, page_of, voice_names
+from cogs.common import answer, bot_of, defer_private, guild_id_of, is_manager, page_of, voice_names
 
 PAGE_SIZE = 10
+log = logging.getLogger(__name__)
 
 
 def voice_card(voice: Voice, *, title: str | None = None) -> discord.Embed:
     embed = discord.Embed(title=title or f"🎙️ {voice.name}", colour=discord.Colour.blurple())
     embed.add_field(name="Reference", value=f"{voice.duration_s:.1f} s")
     embed.add_field(name="Owner", value=f"<@{voice.owner_id}>" if voice.owner_id else "server admin")
+    if voice.speaker_id is not None:
+        embed.add_field(name="Speaker", value=f"<@{voice.speaker_id}>")
     embed.add_field(name="Created", value=f"<t:{_unix(voice.created_at)}:D>")
     embed.set_footer(text=f"id {voice.id} · model {voice.revision} · output CC-BY-NC-SA-4.0")
     return embed
@@ -67,10 +72,16 @@ class Voices(commands.Cog):
         voice = await bot_of(interaction).store.aio.get(guild_id_of(interaction), name)
         await interaction.response.send_message(embed=voice_card(voice), ephemeral=True)
 
-    async def _owned(self, interaction: discord.Interaction, name: str) -> Voice:
+    async def _owned(
+        self, interaction: discord.Interaction, name: str, *, speaker_may: bool = False
+    ) -> Voice:
+        """The voice, if the member may change it: its owner or Manage Server; with `speaker_may`, also
+        the member it was cloned from (a speaker can always delete a clone of their voice)."""
         voice = await bot_of(interaction).store.aio.get(guild_id_of(interaction), name)
-        if voice.owner_id != interaction.user.id and not is_manager(interaction):
-            raise NotVoiceOwner(voice.name)
+        user_id = interaction.user.id
+        speaker = speaker_may and voice.speaker_id == user_id
+        if voice.owner_id != user_id and not speaker and not is_manager(interaction):
+            raise NotVoiceOwner(voice.name, speaker_may=speaker_may)
         return voice
 
     @voice.command(name="rename", description="Rename a voice (its owner or Manage Server).")
@@ -80,31 +91,30 @@ class Voices(commands.Cog):
         self, interaction: discord.Interaction, name: str, new_name: app_commands.Range[str, 1, 32]
     ) -> None:
         voice = await self._owned(interaction, name)
+        await defer_private(interaction)
         renamed = await bot_of(interaction).store.aio.rename(voice.guild_id, voice.name, new_name)
-        await interaction.response.send_message(
-            f"Renamed “{voice.name}” to “{renamed.name}”.", ephemeral=True
-        )
+        await answer(interaction, f"Renamed “{voice.name}” to “{renamed.name}”.")
 
-    @voice.command(name="delete", description="Delete a voice and its files (its owner or Manage Server).")
+    @voice.command(
+        name="delete", description="Delete a voice and its files (its owner, its speaker, or Manage Server)."
+    )
     @app_commands.describe(name="The voice")
     @app_commands.autocomplete(name=voice_names)
     async def delete(self, interaction: discord.Interaction, name: str) -> None:
-        voice = await self._owned(interaction, name)
+        voice = await self._owned(interaction, name, speaker_may=True)
+        await defer_private(interaction)
         await bot_of(interaction).store.aio.delete(voice.guild_id, voice.name)
-        await interaction.response.send_message(
-            f"Deleted “{voice.name}”: its recording and voice data are gone.", ephemeral=True
-        )
+        log.info("Voice %s deleted from guild %s by user %s", voice.id, voice.guild_id, interaction.user.id)
+        await answer(interaction, f"Deleted “{voice.name}”: its recording and voice data are gone.")
 
     @voice.command(name="default", description="Use this voice when you don't name one in /say.")
     @app_commands.describe(name="The voice")
     @app_commands.autocomplete(name=voice_names)
     async def default(self, interaction: discord.Interaction, name: str) -> None:
-        voice = await bot_of(interaction).store.aio.set_default_voice(
-            guild_id_of(interaction), interaction.user.id, name
-        )
-        await interaction.response.send_message(
-            f"Your default voice here is now “{voice.name}”.", ephemeral=True
-        )
+        guild_id = guild_id_of(interaction)
+        await defer_private(interaction)
+        voice = await bot_of(interaction).store.aio.set_default_voice(guild_id, interaction.user.id, name)
+        await answer(interaction, f"Your default voice here is now “{voice.name}”.")
 
 
 async def setup(bot: commands.Bot) -> None:

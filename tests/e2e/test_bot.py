@@ -95,7 +95,7 @@ async def test_clone_voice_from_a_voice_message_via_the_context_menu(world: Worl
         channel or next(iter(world.guild.channels.values())), world.bob, clip(8.0), duration_secs=8.0
     )
     record = await world.fake.invoke_message_command("Clone voice from message", message=note, user=world.bob)
-    await record.wait_for_callback()
+    await record.wait_for_answer()
     assert record.callback_type == 9 and record.modal["custom_id"] == f"clone-voice:{record.id}"
     submitted = await world.fake.submit_modal(record, {"name": "Bob Voice", "consent": "yes"}, user=world.bob)
     final = await submitted.wait_for(lambda r: r.kind == "edit" and r.embeds, timeout=30)
@@ -103,7 +103,7 @@ async def test_clone_voice_from_a_voice_message_via_the_context_menu(world: Worl
     assert world.bot.store.get(world.guild.id, "Bob Voice").source == f"message:{note.id}"
 
     again = await world.fake.invoke_message_command("Clone voice from message", message=note, user=world.bob)
-    await again.wait_for_callback()  # a modal answers once: a second try opens a new one
+    await again.wait_for_answer()  # a modal answers once: a second try opens a new one
     refused = await world.fake.submit_modal(again, {"name": "Other", "consent": "no"}, user=world.bob)
     reply = await refused.wait_for(lambda r: "permission" in (r.content or ""))
     assert reply.ephemeral and world.bot.store.find(world.guild.id, "Other") is None
@@ -130,7 +130,7 @@ async def test_say_replies_with_a_tagged_voice_message(world: World):
 
 async def test_say_sends_a_file_where_voice_messages_are_not_allowed(world: World, tmp_path):
     world.add_voice("Ada", world.alice)
-    await (await world.fake.invoke("settings", {"file_format": "mp3"}, user=world.admin)).wait_for_callback()
+    await (await world.fake.invoke("settings", {"file_format": "mp3"}, user=world.admin)).wait_for_answer()
     record = await world.fake.invoke("say", {"text": "A file, please.", "voice": "Ada"}, user=world.alice)
     final = await record.wait_for(lambda r: r.kind == "edit" and r.files, timeout=30)
     (upload,) = final.files
@@ -142,18 +142,18 @@ async def test_voices_are_listed_and_managed_with_permissions(world: World):
     world.add_voice("Ada", world.alice)
     world.add_voice("Zed", world.bob)
     listing = await world.fake.invoke("voices", {}, user=world.bob)
-    reply = await listing.wait_for_callback()
+    reply = await listing.wait_for_answer()
     assert reply.ephemeral and "**Ada**" in reply.embeds[0]["description"]
     assert "Page 1/1 · 2 voices ·" in reply.embeds[0]["footer"]["text"]
 
     denied = await world.fake.invoke("voice delete", {"name": "Ada"}, user=world.bob)
-    assert "Only the owner of “Ada”" in (await denied.wait_for_callback()).content
+    assert "Only the owner of “Ada”" in (await denied.wait_for_answer()).content
     renamed = await world.fake.invoke("voice rename", {"name": "Ada", "new_name": "Ada L"}, user=world.alice)
-    assert "Renamed “Ada” to “Ada L”" in (await renamed.wait_for_callback()).content
+    assert "Renamed “Ada” to “Ada L”" in (await renamed.wait_for_answer()).content
     info = await world.fake.invoke("voice info", {"name": "ada l"}, user=world.bob)
-    assert (await info.wait_for_callback()).embeds[0]["title"] == "🎙️ Ada L"
+    assert (await info.wait_for_answer()).embeds[0]["title"] == "🎙️ Ada L"
     deleted = await world.fake.invoke("voice delete", {"name": "Zed"}, user=world.admin)  # Manage Server
-    assert "Deleted “Zed”" in (await deleted.wait_for_callback()).content
+    assert "Deleted “Zed”" in (await deleted.wait_for_answer()).content
     assert [v.name for v in world.bot.store.list(world.guild.id)] == ["Ada L"]
 
 
@@ -162,7 +162,7 @@ async def test_a_default_voice_serves_say_and_speak_message(world: World):
     missing = await world.fake.invoke("say", {"text": "Hi"}, user=world.alice)
     assert "Pick a voice" in (await missing.wait_for(lambda r: "Pick" in (r.content or ""))).content
     set_default = await world.fake.invoke("voice default", {"name": "Ada"}, user=world.alice)
-    assert "default voice here is now “Ada”" in (await set_default.wait_for_callback()).content
+    assert "default voice here is now “Ada”" in (await set_default.wait_for_answer()).content
 
     channel = next(c for c in world.guild.channels.values() if c.type == 0)
     message = world.fake.add_message(channel, world.bob, "Read this out, please!")
@@ -198,9 +198,9 @@ async def test_autocomplete_and_say_never_cross_guilds(world: World):
 async def test_settings_need_manage_server_and_set_cooldown_and_quota(world: World):
     world.add_voice("Ada", world.alice)
     denied = await world.fake.invoke("settings", {"cooldown_seconds": 60}, user=world.alice)
-    assert "Manage Server" in (await denied.wait_for_callback()).content
+    assert "Manage Server" in (await denied.wait_for_answer()).content
     saved = await world.fake.invoke("settings", {"cooldown_seconds": 60}, user=world.admin)
-    reply = await saved.wait_for_callback()
+    reply = await saved.wait_for_answer()
     assert reply.content == "Saved." and "60 s" in str(reply.embeds[0]["fields"])
 
     first = await world.fake.invoke("say", {"text": "One.", "voice": "Ada"}, user=world.alice)
@@ -212,7 +212,7 @@ async def test_settings_need_manage_server_and_set_cooldown_and_quota(world: Wor
     changed = await world.fake.invoke(
         "settings", {"cooldown_seconds": 0, "daily_quota_minutes": 1}, user=world.admin
     )
-    await changed.wait_for_callback()
+    await changed.wait_for_answer()
     world.bot.store.record_usage(world.guild.id, world.bob.id, kind="say", audio_seconds=59.0, gpu_seconds=0)
     over = await world.fake.invoke("say", {"text": "Three, four, five.", "voice": "Ada"}, user=world.bob)
     quota = await over.wait_for(lambda r: "resets at midnight UTC" in (r.content or ""), timeout=20)
@@ -265,11 +265,18 @@ async def test_the_queue_skip_and_stop(world: World):
     assert ["position 1" in replies[1].content, "position 2" in replies[2].content] == [True, True]
     await world.fake.wait_until(lambda: world.fake.voice_packets(world.guild), timeout=30)
 
+    eve = world.fake.add_member(world.guild, "Eve")  # not listening, no admin rights
+    for command in ("skip", "stop", "leave"):
+        refused = await world.fake.invoke(command, {}, user=eve)
+        told = await refused.wait_for_answer()
+        assert told.ephemeral and "Only members listening in" in told.content
+    assert len(world.bot.playback.queue(world.guild.id)) == 3  # nothing was ended
+
     skipped = await world.fake.invoke("skip", {}, user=world.bob)
-    assert (await skipped.wait_for_callback()).content == "Skipped."
+    assert (await skipped.wait_for_answer()).content == "Skipped."
     await world.fake.wait_until(lambda: len(world.bot.playback.queue(world.guild.id)) == 2, timeout=5)
     stopped = await world.fake.invoke("stop", {}, user=world.bob)
-    assert "cleared the queue (2 items)" in (await stopped.wait_for_callback()).content
+    assert "cleared the queue (2 items)" in (await stopped.wait_for_answer()).content
     await world.fake.wait_until(lambda: world.bot.playback.queue(world.guild.id) == [], timeout=5)
     await asyncio.sleep(0.3)
     heard = len(world.fake.voice_packets(world.guild))
@@ -281,12 +288,12 @@ async def test_the_queue_skip_and_stop(world: World):
     assert 1 <= len(usage) <= 2 and all(s > 0 for _, s in usage) and sum(s for _, s in usage) < 2 * 29.8
 
     nothing = await world.fake.invoke("skip", {}, user=world.bob)
-    assert "not playing anything" in (await nothing.wait_for_callback()).content
+    assert "not playing anything" in (await nothing.wait_for_answer()).content
 
 
 async def test_join_and_leave(world: World):
     outside = await world.fake.invoke("join", {}, user=world.alice)
-    assert "Join a voice channel first" in (await outside.wait_for_callback()).content
+    assert "Join a voice channel first" in (await outside.wait_for_answer()).content
     await world.join_voice(world.alice)
     joined = await world.fake.invoke("join", {}, user=world.alice)
     await joined.wait_for(lambda r: "Joined" in (r.content or ""), timeout=20)
@@ -303,7 +310,7 @@ async def test_channel_mode_needs_a_voice_channel_and_permission(world: World):
     record = await world.fake.invoke(
         "say", {"text": "Hi.", "voice": "Ada", "mode": "channel"}, user=world.alice
     )
-    reply = await record.wait_for_callback()
+    reply = await record.wait_for_answer()
     assert reply.ephemeral and "Join a voice channel first" in reply.content
 
 
@@ -332,14 +339,14 @@ async def test_settings_restrict_cloning_to_a_role_and_shape_say(world: World):
         {"clone_role": cloners, "max_text_length": 20, "default_mode": "channel"},
         user=world.admin,
     )
-    fields = str((await saved.wait_for_callback()).embeds[0]["fields"])
+    fields = str((await saved.wait_for_answer()).embeds[0]["fields"])
     assert f"<@&{cloners.id}>" in fields and "20 characters" in fields and "channel" in fields
 
     upload = world.fake.attachment("a.ogg", clip(), content_type="audio/ogg")
     denied = await world.fake.invoke(
         "clone", {"name": "Nope", "consent": True}, user=world.alice, attachments=[upload]
     )
-    assert "Only members with the @Cloners role" in (await denied.wait_for_callback()).content
+    assert "Only members with the @Cloners role" in (await denied.wait_for_answer()).content
     allowed = await world.fake.invoke(
         "clone",
         {"name": "Dana", "consent": True},
@@ -353,12 +360,12 @@ async def test_settings_restrict_cloning_to_a_role_and_shape_say(world: World):
     assert reply.ephemeral
     # default mode "channel": a member outside voice is told to join one, not sent a file.
     channel_default = await world.fake.invoke("say", {"text": "Hi.", "voice": "Dana"}, user=dana)
-    assert "Join a voice channel first" in (await channel_default.wait_for_callback()).content
+    assert "Join a voice channel first" in (await channel_default.wait_for_answer()).content
 
 
 async def test_force_speaker_changes_the_delivery_with_the_same_seed(world: World):
     world.add_voice("Ada", world.alice)
-    await (await world.fake.invoke("settings", {"file_format": "mp3"}, user=world.admin)).wait_for_callback()
+    await (await world.fake.invoke("settings", {"file_format": "mp3"}, user=world.admin)).wait_for_answer()
     files = []
     for force in (False, True, False):
         record = await world.fake.invoke(
@@ -386,9 +393,9 @@ async def test_a_failure_while_speaking_in_voice_is_reported_privately(world: Wo
 async def test_the_gpu_is_kept_warm_only_while_in_voice_when_enabled(world: World):
     world.bot.config = world.bot.config.with_overrides(keep_warm_in_voice=True)
     await world.join_voice(world.alice)
-    await (await world.fake.invoke("join", {}, user=world.alice)).wait_for_callback()
+    await (await world.fake.invoke("join", {}, user=world.alice)).wait_for_answer()
     await world.fake.wait_until(lambda: world.backend.kept_warm == [True], timeout=10)
-    await (await world.fake.invoke("leave", {}, user=world.alice)).wait_for_callback()
+    await (await world.fake.invoke("leave", {}, user=world.alice)).wait_for_answer()
     await world.fake.wait_until(lambda: world.backend.kept_warm == [True, False], timeout=10)
 
 

@@ -147,14 +147,14 @@ async def test_a_channel_hidden_from_the_member_is_never_named(world: World):
     await overwrites_seen(world, secret, 2)
 
     said = await say(world, f"Meet in <#{secret.id}> now.", user=world.alice)
-    assert "secret" not in said.lower() and "a channel" in said
+    assert "secret" not in said.lower() and "no-access" in said  # as Discord shows it to her
 
     # Bob, who can see it, wrote it; Alice, who can't, has it read to her.
     world.backend.texts.clear()
     read = await speak_message(
         world, world.text_channel, world.bob, f"Plans are in <#{secret.id}>.", user=world.alice
     )
-    assert "secret" not in read.lower() and "a channel" in read
+    assert "secret" not in read.lower() and "no-access" in read
 
 
 @pytest.mark.usefixtures("ada")
@@ -166,6 +166,52 @@ async def test_channels_the_member_can_see_are_named(world: World):
     insider = world.fake.add_member(world.guild, "ivy", roles=[insiders])
     await overwrites_seen(world, secret, 2)
 
+    # A file in a channel everyone reads: only what everyone there can see is named …
     spoken = await say(world, f"See <#{secret.id}> and <#{world.text_channel.id}>.", user=insider)
+    assert "secret-plans" not in spoken and "no-access" in spoken and world.text_channel.name in spoken
 
-    assert "secret-plans" in spoken and world.text_channel.name in spoken and "a channel" not in spoken
+    # … live, to listeners who can all see it, it is.
+    world.backend.texts.clear()
+    other_insider = world.fake.add_member(world.guild, "ian", roles=[insiders])
+    await world.join_voice(insider)
+    await world.join_voice(other_insider)
+    record = await world.fake.invoke("say", {"text": f"See <#{secret.id}>.", "voice": "Ada"}, user=insider)
+    await record.wait_for(lambda r: "Speaking now" in (r.content or ""), timeout=30)
+    await world.fake.wait_until(lambda: world.backend.texts, timeout=30)
+    assert "secret-plans" in " ".join(world.backend.texts)
+
+
+@pytest.mark.usefixtures("ada")
+async def test_a_file_names_a_private_channel_only_where_everyone_reading_can_see_it(world: World):
+    insiders = world.fake.add_role(world.guild, "Insiders")
+    insider = world.fake.add_member(world.guild, "ivy", roles=[insiders])
+    plans, lounge = (world.fake.add_text_channel(world.guild, name) for name in ("secret-plans", "lounge"))
+    for channel in (plans, lounge):  # the same private audience for both
+        world.fake.set_channel_permissions(channel, world.guild.everyone, deny=Perm.VIEW_CHANNEL)
+        world.fake.set_channel_permissions(channel, insiders, allow=Perm.VIEW_CHANNEL)
+        await overwrites_seen(world, channel, 2)
+
+    record = await world.fake.invoke(
+        "say", {"text": f"See <#{plans.id}>.", "voice": "Ada"}, user=insider, channel=lounge
+    )
+    await record.wait_for(lambda r: r.kind == "edit" and "🗣️" in (r.content or ""), timeout=30)
+    assert "secret-plans" in " ".join(world.backend.texts)  # everyone who reads #lounge sees it
+
+
+@pytest.mark.usefixtures("ada")
+async def test_live_speech_naming_a_channel_stops_when_someone_who_cannot_see_it_joins(world: World):
+    insiders = world.fake.add_role(world.guild, "Insiders")
+    insider = world.fake.add_member(world.guild, "ivy", roles=[insiders])
+    plans = world.fake.add_text_channel(world.guild, "secret-plans")
+    world.fake.set_channel_permissions(plans, world.guild.everyone, deny=Perm.VIEW_CHANNEL)
+    world.fake.set_channel_permissions(plans, insiders, allow=Perm.VIEW_CHANNEL)
+    await overwrites_seen(world, plans, 2)
+    await world.join_voice(insider)
+
+    words = f"The plans are in <#{plans.id}>, and they are long. " * 4
+    record = await world.fake.invoke("say", {"text": words, "voice": "Ada"}, user=insider)
+    await record.wait_for(lambda r: "Speaking now" in (r.content or ""), timeout=30)
+    await world.fake.wait_until(lambda: world.fake.voice_packets(world.guild), timeout=60)
+    await world.join_voice(world.bob)  # can't see #secret-plans
+    told = await record.wait_for(lambda r: "can't see a channel it names" in (r.content or ""), timeout=60)
+    assert told.ephemeral

@@ -20,7 +20,7 @@ async def _open_form(world: World, guild, member, seconds: float, seed: int):
         _text_channel(world, guild), member, clip(seconds, seed=seed), duration_secs=seconds
     )
     form = await world.fake.invoke_message_command("Clone voice from message", message=note, user=member)
-    await form.wait_for_callback()
+    await form.wait_for_answer()
     return note, form
 
 
@@ -94,7 +94,7 @@ async def _answers(records):
 
 
 async def _settings(world: World, **options) -> None:
-    await (await world.fake.invoke("settings", options, user=world.admin)).wait_for_callback()
+    await (await world.fake.invoke("settings", options, user=world.admin)).wait_for_answer()
 
 
 def _usage(world: World) -> list[tuple[int, float]]:
@@ -119,13 +119,14 @@ async def test_simultaneous_says_from_one_member_get_one_turn_per_cooldown(world
 async def test_simultaneous_says_cannot_overrun_the_daily_quota(world: World):
     world.add_voice("Ada", world.alice)
     await _settings(world, daily_quota_minutes=1)
-    world.bot.store.record_usage(world.guild.id, world.bob.id, kind="say", audio_seconds=45.0, gpu_seconds=0)
+    # A request reserves the most it can deliver (about 24 s for PARAGRAPH): one fits beside 30 s used.
+    world.bot.store.record_usage(world.guild.id, world.bob.id, kind="say", audio_seconds=30.0, gpu_seconds=0)
     members = (world.alice, world.bob, world.admin)
     records = await asyncio.gather(
         *(world.fake.invoke("say", {"text": PARAGRAPH, "voice": "Ada"}, user=m) for m in members)
     )
     assert sorted(await _answers(records)) == ["refused", "refused", "spoke"]
-    assert len(_usage(world)) == 2  # the 45 s already used, and the one request that fitted
+    assert len(_usage(world)) == 2  # the 30 s already used, and the one request that fitted
     assert world.bot.limits.reserved_seconds(world.guild.id) == 0
 
 
@@ -158,7 +159,7 @@ async def test_a_voice_deleted_while_queued_is_explained_and_the_queue_goes_on(w
     await first.wait_for(lambda r: "Speaking now" in (r.content or ""), timeout=30)
     queued = await world.fake.invoke("say", {"text": "I was queued.", "voice": "Zed"}, user=world.bob)
     await queued.wait_for(lambda r: "position 1" in (r.content or ""), timeout=30)
-    await (await world.fake.invoke("voice delete", {"name": "Zed"}, user=world.bob)).wait_for_callback()
+    await (await world.fake.invoke("voice delete", {"name": "Zed"}, user=world.bob)).wait_for_answer()
 
     told = await queued.wait_for(lambda r: "was deleted before I got to it" in (r.content or ""), timeout=60)
     assert told.ephemeral and "Something went wrong" not in told.content
@@ -193,3 +194,66 @@ async def test_an_expired_upload_and_a_full_disk_are_named(world: World, monkeyp
     )
     told = await record.wait_for(lambda r: "disk is full" in (r.content or ""), timeout=30)
     assert told.ephemeral and world.bot.store.list(world.guild.id) == []
+
+
+async def test_a_file_posted_when_the_usage_cant_be_written_is_told_as_posted_and_still_counts(
+    world: World, monkeypatch
+):
+    from bot.errors import LibraryFull
+
+    world.add_voice("Ada", world.alice)
+    await _settings(world, cooldown_seconds=60)
+    record_usage = world.bot.store.record_usage
+
+    def disk_full(*args, **kwargs):
+        raise LibraryFull(world.bot.config.data_dir)
+
+    monkeypatch.setattr(world.bot.store, "record_usage", disk_full)
+    spoke = await world.fake.invoke("say", {"text": "Hello.", "voice": "Ada"}, user=world.alice)
+    assert await _answers([spoke]) == ["spoke"]  # the file is there, and the member is told so
+    assert not [r for r in spoke.replies if "disk is full" in (r.content or "")]
+    assert world.bot.limits.reserved_seconds(world.guild.id) == 0
+    again = await world.fake.invoke("say", {"text": "Hello again.", "voice": "Ada"}, user=world.alice)
+    assert await _answers([again]) == ["refused"]  # the delivery started the cooldown all the same
+
+    monkeypatch.setattr(world.bot.store, "record_usage", record_usage)  # space freed
+    other = await world.fake.invoke("say", {"text": "Hi.", "voice": "Ada"}, user=world.bob)
+    assert await _answers([other]) == ["spoke"]
+    assert sorted(user for user, _ in _usage(world)) == sorted([world.alice.id, world.bob.id])
+
+
+async def test_the_member_a_voice_was_cloned_from_may_delete_it(world: World):
+    """Alice clones Bob's voice message: she owns the voice, and Bob, whose voice it is, may delete it."""
+    note = world.fake.voice_message(world.text_channel, world.bob, clip(8.0, seed=3), duration_secs=8.0)
+    form = await world.fake.invoke_message_command("Clone voice from message", message=note, user=world.alice)
+    await form.wait_for_callback()
+    sent = await world.fake.submit_modal(form, {"name": "Bobs Voice", "consent": "yes"}, user=world.alice)
+    card = await sent.wait_for(lambda r: r.kind == "edit" and r.embeds, timeout=30)
+    assert f"<@{world.bob.id}>" in str(card.embeds[0]["fields"])  # the card names the speaker
+    voice = world.bot.store.get(world.guild.id, "Bobs Voice")
+    assert (voice.owner_id, voice.speaker_id) == (world.alice.id, world.bob.id)
+
+    eve = world.fake.add_member(world.guild, "Eve")
+    refused = await world.fake.invoke("voice delete", {"name": "Bobs Voice"}, user=eve)
+    assert "the member it was cloned from" in (await refused.wait_for_answer()).content
+    deleted = await world.fake.invoke("voice delete", {"name": "Bobs Voice"}, user=world.bob)
+    assert "Deleted “Bobs Voice”" in (await deleted.wait_for_answer()).content
+    assert world.bot.store.find(world.guild.id, "Bobs Voice") is None
+
+
+async def test_a_voice_whose_latent_went_bad_is_refused_before_the_engine_and_marked(world: World):
+    import numpy as np
+
+    from bot.store.files import latent_bytes
+
+    ada = world.add_voice("Ada", world.alice)
+    bad = world.bot.store.load_latent(ada).copy()
+    bad[0, 0] = np.nan  # damaged on disk, or brought in by an import of an older version
+    folder = world.bot.config.data_dir / "voices" / str(world.guild.id) / ada.id
+    (folder / "latent.npy").write_bytes(latent_bytes(bad))
+    record = await world.fake.invoke("say", {"text": "Hello.", "voice": "Ada"}, user=world.alice)
+    told = await record.wait_for(lambda r: "can't speak right now" in (r.content or ""), timeout=30)
+    assert told.ephemeral and "being rebuilt" in told.content
+    assert world.backend.texts == []  # it never reached the engine, nor anyone else's batch
+    assert [v.id for v in world.bot.store.needing_reencode()] == [ada.id]
+    assert world.bot.limits.reserved_seconds(world.guild.id) == 0

@@ -236,6 +236,17 @@ class InteractionRecord:
     async def wait_for_callback(self, *, timeout: float = 5.0) -> Reply:  # noqa: ASYNC109
         return await self.wait_for(lambda r: r.kind == "callback", timeout=timeout)
 
+    async def wait_for_answer(self, *, timeout: float = 10.0) -> Reply:  # noqa: ASYNC109
+        """The first reply a member reads: a message callback, a modal or choices, or the edit that
+        replaces a deferred "thinking…" (a command that writes defers first)."""
+
+        def answers(reply: Reply) -> bool:
+            if reply.kind == "callback":
+                return bool(reply.content or reply.embeds or reply.modal is not None or reply.choices)
+            return reply.kind in ("edit", "followup") and bool(reply.content or reply.embeds)
+
+        return await self.wait_for(answers, timeout=timeout)
+
     async def wait_for_choices(self, *, timeout: float = 5.0) -> list[dict[str, Any]]:  # noqa: ASYNC109
         reply = await self.wait_for(lambda r: r.choices is not None, timeout=timeout)
         return reply.choices
