@@ -350,33 +350,29 @@ class _Entry:
     done: asyncio.Event = field(default_factory=asyncio.Event)  # player ended, or interrupted
 
 
-def _listeners_who_may_not_hear(channel: VoiceChannel, item: QueueItem) -> list[int]:
-    """The people in `channel` (not bots, not us) who may not hear `item`; a member the bot knows
-    nothing about counts as one (their permissions can't be checked)."""
-    if item.may_hear is None:
-        return []
+def _people_in(channel: VoiceChannel) -> list[tuple[int, discord.Member | None]]:
+    """Who is in `channel` besides us and other bots: (user id, member, or None when the bot's cache
+    doesn't know them, in which case they count as a person)."""
     guild = channel.guild
     me = guild.me.id if guild.me is not None else None
-    barred = []
+    people = []
     for user_id in channel.voice_states:
         member = guild.get_member(user_id)
-        if user_id == me or (member is not None and member.bot):
-            continue
-        if member is None or not item.may_hear(member):
-            barred.append(user_id)
-    return barred
+        if user_id != me and (member is None or not member.bot):
+            people.append((user_id, member))
+    return people
+
+
+def _listeners_who_may_not_hear(channel: VoiceChannel, item: QueueItem) -> list[int]:
+    """The people in `channel` who may not hear `item`; someone the bot knows nothing about counts as
+    one (their permissions can't be checked)."""
+    if item.may_hear is None:
+        return []
+    return [user_id for user_id, member in _people_in(channel) if member is None or not item.may_hear(member)]
 
 
 def _humans(channel: VoiceChannel) -> int:
-    guild = channel.guild
-    me = guild.me.id if guild.me is not None else None
-    count = 0
-    for user_id in channel.voice_states:
-        if user_id == me:
-            continue
-        member = guild.get_member(user_id)
-        count += member is None or not member.bot
-    return count
+    return len(_people_in(channel))
 
 
 class GuildPlayer:

@@ -311,7 +311,8 @@ class AutoRead(
         where = self._voice_channel_for(message, author, state)
         if where is None:
             return
-        if not all(message.channel.permissions_for(m).view_channel for m in where.members if not m.bot):
+        listeners = [m for m in where.members if not m.bot]
+        if not all(message.channel.permissions_for(m).view_channel for m in listeners):
             return  # someone listening can't see where it was posted
         if state.voice is None:
             raise NoDefaultVoice()
@@ -330,7 +331,6 @@ class AutoRead(
         if isinstance(words, autoread.Skipped):
             log.debug("Auto-read skipped message %s: %s", message.id, words.value)
             return
-        listeners = [m for m in where.members if not m.bot]
         names = await mentions.names_for(
             words, guild=guild, reader=author, message=message, listeners=listeners
         )
