@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import inspect
+import sqlite3
 import threading
 
 import numpy as np
@@ -81,3 +83,33 @@ def test_the_façade_keeps_the_sync_signatures():
 async def test_a_method_replaced_on_the_store_is_the_one_the_façade_runs(store):
     store.count = lambda guild_id: 99  # as tests and repair hooks do
     assert await store.aio.count(1) == 99
+
+
+async def test_closing_waits_for_a_call_whose_task_was_cancelled(store, monkeypatch):
+    """Cancelling a task doesn't stop its worker thread: closing the connection under that thread's
+    query crashed `voicebot sync` (SIGSEGV) when the re-encoder was cancelled at shutdown."""
+    entered, release = threading.Event(), threading.Event()
+    outcome: list[object] = []
+    voices = store._voices
+
+    def slow_voices(*args, **kwargs):
+        entered.set()
+        release.wait(10)
+        try:
+            outcome.append(voices(*args, **kwargs))  # this thread's connection, after close was asked
+        except Exception as exc:
+            outcome.append(exc)
+            raise
+
+    monkeypatch.setattr(store, "_voices", slow_voices)
+    reencode = asyncio.create_task(store.aio.needing_reencode())
+    await asyncio.to_thread(entered.wait, 10)
+    reencode.cancel()
+    closing = asyncio.create_task(store.aio.close())
+    await asyncio.sleep(0.3)
+    assert not closing.done()  # held until the query in flight returns
+    release.set()
+    await asyncio.wait_for(closing, 10)
+    assert outcome == [[]]
+    with pytest.raises(sqlite3.ProgrammingError, match="closed"):
+        store.count(1)  # a call after closing is refused, not run on a closed connection

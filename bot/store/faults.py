@@ -11,6 +11,7 @@ import errno
 import functools
 import shutil
 import sqlite3
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Concatenate, ParamSpec, Protocol, TypeVar
@@ -74,9 +75,48 @@ def translated(data_dir: Path, busy_timeout_s: float = BUSY_TIMEOUT_S) -> Iterat
         raise error from exc
 
 
+class CallsInFlight:
+    """The store calls running now, on any thread. Closing a SQLite connection while another thread is
+    inside it crashes the process (a cancelled task's worker thread runs on), so the store closes only
+    once every call has returned; a call that starts after closing began is refused."""
+
+    def __init__(self) -> None:
+        self._idle = threading.Condition()
+        self._running = 0
+        self._closing = False
+        self._depth = threading.local()  # a call's own nested calls count once
+
+    @contextlib.contextmanager
+    def running(self) -> Iterator[None]:
+        depth = getattr(self._depth, "n", 0)
+        if depth == 0:
+            with self._idle:
+                if self._closing:
+                    raise sqlite3.ProgrammingError("the voice library is closed")
+                self._running += 1
+        self._depth.n = depth + 1
+        try:
+            yield
+        finally:
+            self._depth.n = depth
+            if depth == 0:
+                with self._idle:
+                    self._running -= 1
+                    self._idle.notify_all()
+
+    def close(self, timeout_s: float) -> bool:
+        """Refuse new calls and wait for those running (other than the caller's own) to return; False
+        if some still run after `timeout_s`."""
+        own = 1 if getattr(self._depth, "n", 0) else 0
+        with self._idle:
+            self._closing = True
+            return self._idle.wait_for(lambda: self._running <= own, timeout_s)
+
+
 class _HasDataDir(Protocol):
     data_dir: Path
     busy_timeout_s: float
+    calls: CallsInFlight
 
 
 S = TypeVar("S", bound=_HasDataDir)
@@ -85,11 +125,12 @@ R = TypeVar("R")
 
 
 def guarded(method: Callable[Concatenate[S, P], R]) -> Callable[Concatenate[S, P], R]:
-    """A store method whose disk and database failures surface as LibraryError."""
+    """A store method whose disk and database failures surface as LibraryError, and which the store
+    waits for before it closes."""
 
     @functools.wraps(method)
     def wrapper(self: S, *args: P.args, **kwargs: P.kwargs) -> R:
-        with translated(self.data_dir, self.busy_timeout_s):
+        with self.calls.running(), translated(self.data_dir, self.busy_timeout_s):
             return method(self, *args, **kwargs)
 
     return wrapper

@@ -33,13 +33,14 @@ from bot.errors import (
     VoicesFolderMissing,
 )
 from bot.store import files, health, schema
-from bot.store.faults import BUSY_TIMEOUT_S, DB_NAME, guarded, translated
+from bot.store.faults import BUSY_TIMEOUT_S, DB_NAME, CallsInFlight, guarded, translated
 from bot.store.reading import Reading
 from bot.store.settings import SettingsAndUsage
 
 if TYPE_CHECKING:
     from bot.store.aio import AsyncVoiceStore
 
+CLOSE_GRACE_S = 5.0  # past SQLite's own wait, how long close() waits for a call still running
 VOICE_ID_BYTES = 8
 VOICE_ID = re.compile(rf"[0-9a-f]{{{2 * VOICE_ID_BYTES}}}")  # secrets.token_hex(VOICE_ID_BYTES)
 
@@ -110,6 +111,7 @@ class VoiceStore(SettingsAndUsage, Reading):
         self._connections: builtins.list[sqlite_utils.Database] = []
         self._connections_lock = threading.Lock()
         self._closed = False
+        self.calls = CallsInFlight()
         with translated(self.data_dir, self.busy_timeout_s):
             if not read_only:
                 # exist_ok: two processes opening a new library at once both get here (a file still fails)
@@ -211,8 +213,15 @@ class VoiceStore(SettingsAndUsage, Reading):
                 db.close()
 
     def close(self) -> None:
+        """Close every thread's connection once the calls running on them have returned. A call still
+        running after SQLite's own wait plus a grace keeps the connections open for the process's exit:
+        pulling one from under it would crash the process."""
+        settled = self.calls.close(self.busy_timeout_s + CLOSE_GRACE_S)
         with self._connections_lock:
             self._closed = True
+        if not settled:
+            log.warning("A voice-library call was still running at close; its connection stays open")
+            return
         self._close_connections()
 
     # --- reading voices ---------------------------------------------------------------------------
@@ -246,6 +255,7 @@ class VoiceStore(SettingsAndUsage, Reading):
         )
         return found[0] if found else None
 
+    @guarded
     def get(self, guild_id: int, name: str) -> Voice:
         """The voice called `name` (or a look-alike); failing that, the voice with that id in this guild,
         as `voicebot voices` shows it. A name always wins over an id."""
@@ -441,6 +451,7 @@ class VoiceStore(SettingsAndUsage, Reading):
                 self.mark_needs_reencode(voice)
             raise VoiceNeedsRepair(voice.name, voice.id, reference_kept=reference_kept) from None
 
+    @guarded
     def mark_needs_reencode(self, voice: Voice) -> None:
         """Flag a voice for the re-encoder; best effort, as a reader may not be able to write."""
         try:

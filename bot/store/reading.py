@@ -13,7 +13,7 @@ import sqlite_utils
 from bot import pronunciation
 from bot.autoread import ReadRules, WhoSpoke
 from bot.errors import DictionaryEntryNotFound, DictionaryFull
-from bot.store.faults import guarded
+from bot.store.faults import CallsInFlight, guarded
 from bot.store.settings import checked
 
 # Settings stored as 0/1 columns.
@@ -55,6 +55,7 @@ class Reading:
 
     data_dir: Path
     busy_timeout_s: float
+    calls: CallsInFlight
 
     @property
     def db(self) -> sqlite_utils.Database:  # VoiceStore's: this thread's connection

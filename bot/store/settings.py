@@ -13,7 +13,7 @@ import sqlite_utils
 
 from bot.choices import DEFAULT_FILE_FORMAT, DEFAULT_MODE, FILE_FORMATS, MODES
 from bot.errors import LibraryDamaged, VoiceNotFound
-from bot.store.faults import DB_NAME, guarded
+from bot.store.faults import DB_NAME, CallsInFlight, guarded
 from bot.store.schema import wrong_value
 
 if TYPE_CHECKING:
@@ -48,6 +48,7 @@ class SettingsAndUsage:
 
     data_dir: Path
     busy_timeout_s: float
+    calls: CallsInFlight
 
     @property
     def db(self) -> sqlite_utils.Database:  # VoiceStore's: this thread's connection
