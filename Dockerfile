@@ -1,5 +1,6 @@
 # The bot (no torch: speech runs on Modal). Build: docker build -t echo-voicebot .
 # Run: docker compose up (see compose.yaml), with DISCORD_TOKEN and Modal credentials in .env.
+# The image holds modal_tts/ and the modal client: `docker compose run --rm bot deploy` deploys the GPU side.
 # Pinned to a Python release and Debian suite so a rebuild can't move to whatever `3.11-slim` means
 # that day; updating is a deliberate edit, here and in the other Dockerfile.
 FROM python:3.11.14-slim-bookworm
