@@ -12,8 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from bot import deploy
-from bot.cli import build_parser, main
+from bot.cli import build_parser, deploy, main
 from bot.config import _ENV
 from tests import test_cli
 from tests.test_cli import GOOD_CLIP
@@ -112,7 +111,7 @@ def test_say_to_stdout_writes_only_audio_there_and_progress_on_a_terminal(run, t
     clip = tmp_path / "ada.ogg"
     clip.write_bytes(GOOD_CLIP)
     assert run("clone", "--guild", "1", "--name", "Ada", str(clip))[0] == 0
-    monkeypatch.setattr("bot.cli_common.stderr_is_terminal", lambda: True)
+    monkeypatch.setattr("bot.cli.common.stderr_is_terminal", lambda: True)
     stdout = io.TextIOWrapper(io.BytesIO())
     monkeypatch.setattr(sys, "stdout", stdout)
     code, _, err = run("say", "--guild", "1", "--voice", "Ada", "--out", "-", "--seed", "3", "Hello there.")
@@ -270,8 +269,8 @@ def test_run_and_sync_with_discord_unreachable_are_one_line(command, tmp_path, c
 def test_doctor_checks_the_token_and_servers_against_discord():
     import asyncio
 
+    from bot.cli.doctor import check_discord
     from bot.config import Config
-    from bot.doctor import check_discord
 
     async def discord(responses):
         async def get(url, headers):
@@ -329,7 +328,7 @@ def test_doctors_invite_link_asks_for_what_the_bot_needs_as_the_readme_does():
 
     import discord
 
-    from bot.doctor import INVITE_PERMISSIONS, invite_link
+    from bot.cli.doctor import INVITE_PERMISSIONS, invite_link
 
     needed = discord.Permissions(INVITE_PERMISSIONS)
     assert needed.attach_files and needed.send_voice_messages and needed.connect and needed.speak

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.cli_common import check_writable, write_atomically
+from bot.cli.common import check_writable, write_atomically
 from bot.errors import OutputNotWritable
 
 

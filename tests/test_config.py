@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from bot import doctor
+from bot.cli import doctor
 from bot.config import ConfigError, load_config
 
 
@@ -49,8 +49,7 @@ def test_a_bad_value_in_dotenv_names_the_variable(tmp_path, monkeypatch):
 def test_every_command_reads_service_settings_from_dotenv(tmp_path, clean_modal_env, monkeypatch, capsys):
     """`deploy` and `weights fetch` open no library, yet Modal, Hugging Face and the app's ECHO_* settings
     in `.env` must reach them (before: `voicebot deploy` said "No Modal credentials")."""
-    from bot import deploy
-    from bot.cli import main
+    from bot.cli import deploy, main
 
     for name in ("HF_TOKEN", "ECHO_GPU"):
         monkeypatch.setenv(name, "placeholder")

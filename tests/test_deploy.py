@@ -12,8 +12,7 @@ import modal.exception
 import pytest
 from grpclib.exceptions import StreamTerminatedError
 
-from bot import deploy
-from bot.cli import main
+from bot.cli import deploy, main
 
 BAD_TIMEOUT = (
     "voicebot: ECHO_TIMEOUT is '1.5' in the environment or .env; allowed is a whole number of seconds from "

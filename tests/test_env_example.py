@@ -21,7 +21,7 @@ def test_env_example_sets_nothing_but_an_empty_token():
 
 
 def test_env_example_lists_the_deploy_and_weights_settings():
-    from bot.deploy import SETTINGS
+    from bot.cli.deploy import SETTINGS
 
     listed = set(re.findall(r"^#?([A-Z][A-Z0-9_]+)=", EXAMPLE.read_text(), re.MULTILINE))
     assert {var for _, var, _, _ in SETTINGS} <= listed

@@ -178,8 +178,8 @@ def _library_from_version_2(data_dir, names):
 
 
 def _look_alike_reports(data_dir):
+    from bot.cli.doctor import check_library
     from bot.config import Config
-    from bot.doctor import check_library
 
     return [line for ok, line in check_library(Config(data_dir=data_dir)) if not ok and "look alike" in line]
 

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from bot.cli import main
+from bot.cli.doctor import check_library
 from bot.config import Config
-from bot.doctor import check_library
 from bot.errors import LibraryDamaged
 from bot.store import VoiceStore
 

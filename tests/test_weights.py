@@ -117,7 +117,7 @@ def test_weights_fetch_command_uses_the_hub_and_says_what_it_fetched(
     tmp_path, tiny_model_dir, capsys, monkeypatch
 ):
     monkeypatch.setattr(weights, "HuggingFaceHub", lambda: FakeHub(tiny_model_dir))
-    monkeypatch.setattr("bot.cli_common.stderr_is_terminal", lambda: True)  # a terminal: progress lines
+    monkeypatch.setattr("bot.cli.common.stderr_is_terminal", lambda: True)  # a terminal: progress lines
     assert main(["weights", "fetch", str(tmp_path / "w")]) == 0
     out, err = capsys.readouterr()
     assert out.startswith("Fetched echo/pytorch_model.safetensors, echo/pca_state.safetensors, dac/")

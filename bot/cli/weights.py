@@ -6,7 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from bot.cli_common import Progress
+from bot.cli.common import Progress
+from bot.cli.options import Parser
 
 
 def fetch(args: argparse.Namespace, hub: object | None = None) -> int:
@@ -40,9 +41,9 @@ def fetch(args: argparse.Namespace, hub: object | None = None) -> int:
     return 0
 
 
-def add_parser(commands: argparse._SubParsersAction, parser_class: type[argparse.ArgumentParser]) -> None:
+def add_parsers(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser("weights", help="fetch the model weights for --backend local")
-    actions = parser.add_subparsers(dest="action", required=True, parser_class=parser_class, metavar="ACTION")
+    actions = parser.add_subparsers(dest="action", required=True, parser_class=Parser, metavar="ACTION")
     get = actions.add_parser(
         "fetch",
         help="download the weights (about 6 GB) into DIR: resumable, checksummed, pinned revisions",

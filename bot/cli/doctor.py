@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 from urllib.parse import urlparse
 
 from bot.choices import BACKENDS
-from bot.cli_common import create_backend, terminal_message
+from bot.cli.common import create_backend, terminal_message
 from bot.config import Config
 from bot.errors import BackendError, BackendNotDeployed, LibraryError
 from bot.store import SCHEMA_VERSION, Audit, Voice, VoiceStore

@@ -1,15 +1,14 @@
-"""What every `voicebot` command shares: argument types, the library and backend it opens, progress lines
-on stderr, writing an output file, and the terminal's wording of the bot's errors."""
+"""What every `voicebot` command shares: the library and backend it opens, progress lines on stderr,
+writing an output file or JSON, and the terminal's wording of the bot's errors."""
 
 from __future__ import annotations
 
 import argparse
 import errno
+import json
 import os
-import re
 import sys
 import tempfile
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -45,44 +44,6 @@ if TYPE_CHECKING:
     from bot.tts.base import TTSBackend
 
 CLIP_LIMITS = "a reference must be 5 s to 5 min long"  # the one phrasing of the clip limits
-
-
-# --- argument types ---------------------------------------------------------------------------
-
-
-MAX_DISCORD_ID = 2**63 - 1  # SQLite's largest integer; Discord's snowflakes stay below it until 2084
-
-
-def _discord_id(kind: str) -> Callable[[str], int]:
-    """An argument type for a Discord id: a whole number from 1 to 2^63-1. Anything else is a typo
-    (0, a negative number, a name), refused here with one phrasing for every kind of id."""
-
-    def parse(raw: str) -> int:
-        try:
-            value = int(raw)
-        except ValueError:
-            value = 0
-        if not 0 < value <= MAX_DISCORD_ID:
-            shown = repr(raw) if not raw.lstrip("-").isdigit() else raw
-            raise argparse.ArgumentTypeError(
-                f"{shown} is not a {kind}: Discord ids are positive whole numbers below 2^63, "
-                "like 123456789012345678"
-            )
-        return value
-
-    parse.__name__ = kind.replace(" ", "_")
-    return parse
-
-
-guild_id = _discord_id("guild id")
-user_id = _discord_id("Discord user id")
-role_id = _discord_id("role id")
-
-
-def device(raw: str) -> str:
-    if not re.fullmatch(r"cpu|cuda(:\d+)?", raw):
-        raise argparse.ArgumentTypeError(f"{raw!r} is not a device; use cpu, cuda or cuda:N")
-    return raw
 
 
 # --- what a command opens ----------------------------------------------------------------------
@@ -205,6 +166,10 @@ def write_atomically(path: Path, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def print_json(value: object) -> None:
+    print(json.dumps(value, indent=2, ensure_ascii=False))
 
 
 # --- the terminal's wording ------------------------------------------------------------------

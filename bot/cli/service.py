@@ -1,4 +1,4 @@
-"""`voicebot doctor|run|sync|export|import`: the bot's process, its health, and moving a guild's voices."""
+"""`voicebot doctor|run|sync`: the bot's process and its health check (the checks are `bot.cli.doctor`)."""
 
 from __future__ import annotations
 
@@ -6,18 +6,12 @@ import argparse
 import asyncio
 import json
 import logging
-from typing import TYPE_CHECKING
 
-from bot import archive
-from bot.cli_common import check_writable, library_exists, open_store, write_atomically
+from bot.cli.common import library_exists, open_store
+from bot.cli.options import json_option, library_command, speech_options
 from bot.config import Config
-from bot.errors import InvalidInput, VoiceBotError
+from bot.errors import VoiceBotError
 from bot.wording import plural
-
-if TYPE_CHECKING:
-    from bot.store import Voice
-
-audit = logging.getLogger("bot.audit")
 
 
 class DiscordUnreachable(VoiceBotError):
@@ -48,7 +42,7 @@ def _api_base(config: Config) -> str:
 
 
 async def cmd_doctor(args: argparse.Namespace, config: Config) -> int:
-    from bot.doctor import diagnose
+    from bot.cli.doctor import diagnose
 
     checks = [check async for check in diagnose(config, repair=args.repair)]
     problems = sum(check.problem for check in checks)
@@ -95,37 +89,22 @@ def _short(exc: BaseException) -> str:
     return text.splitlines()[0][:120]
 
 
-async def cmd_export(args: argparse.Namespace, config: Config) -> int:
-    check_writable(args.out)
-    voices: list[Voice] = []
-    if library_exists(config):
-        store = open_store(config, writes=False)
-        try:
-            if store.count(args.guild):
-                data, voices = await asyncio.to_thread(archive.export_guild, store, args.guild)
-        finally:
-            store.close()
-    if not voices:  # more likely a wrong --guild or --data-dir than a wish for an empty backup
-        raise InvalidInput(f"Guild {args.guild} has no voices in {config.data_dir}; nothing was written.")
-    write_atomically(args.out, data)
-    print(f"Exported {plural(len(voices), 'voice')} of guild {args.guild} to {args.out}.")
-    return 0
+def add_parsers(commands: argparse._SubParsersAction) -> None:
+    doctor = commands.add_parser(
+        "doctor", help="check Discord, the data and the speech backend; say what to fix"
+    )
+    doctor.add_argument(
+        "--repair",
+        action="store_true",
+        help="also tidy interrupted writes and re-encode damaged voices from their kept recordings",
+    )
+    json_option(doctor)
+    speech_options(doctor)
+    library_command(doctor, cmd_doctor)
 
+    run = commands.add_parser("run", help="connect to Discord and serve the commands (Ctrl-C stops it)")
+    speech_options(run)
+    library_command(run, cmd_run, needs_backend=True)
 
-async def cmd_import(args: argparse.Namespace, config: Config) -> int:
-    if not args.file.is_file():
-        raise archive.BadArchive(args.file, "there is no file there")
-    store = open_store(config, writes=True)
-    try:
-        imported = await asyncio.to_thread(
-            archive.import_guild, store, args.file, args.guild, rename=args.rename
-        )
-    finally:
-        store.close()
-    for item in imported:
-        renamed = f" (renamed from “{item.renamed_from}”)" if item.renamed_from else ""
-        audit.info("CLI import: voice %s into guild %s", item.voice.id, item.voice.guild_id)
-        print(f"Imported “{item.voice.name}”{renamed} into guild {item.voice.guild_id}.")
-    guild = imported[0].voice.guild_id if imported else args.guild
-    print(f"{plural(len(imported), 'voice')} imported{f' into guild {guild}' if guild else ''}.")
-    return 0
+    sync = commands.add_parser("sync", help="register the slash commands with Discord, then exit")
+    library_command(sync, cmd_sync, needs_backend=True)

@@ -18,7 +18,8 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
-from bot.cli_common import Progress
+from bot.cli.common import Progress
+from bot.cli.options import json_option
 from bot.wording import plural
 
 # flag, variable, documented default (modal_tts/app.py), help
@@ -253,7 +254,7 @@ def run(
     return 0
 
 
-def add_parser(commands: argparse._SubParsersAction, parser_class: type[argparse.ArgumentParser]) -> None:
+def add_parsers(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser(
         "deploy",
         help="deploy the Modal GPU app, fill its weights, show GPU, revision and cold start",
@@ -265,5 +266,5 @@ def add_parser(commands: argparse._SubParsersAction, parser_class: type[argparse
         metavar = names.get(var) or ("S" if "seconds" in ALLOWED[var] else "N")
         # No default: `settings` reads and checks the variable when deploy runs, not for every command
         parser.add_argument(flag, metavar=metavar, help=f"{about} (${var}; default {default})")
-    parser.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
+    json_option(parser)
     parser.set_defaults(handler=run)
