@@ -200,6 +200,32 @@ class BackendUnauthorised(BackendError):
         self.detail = detail
 
 
+class EngineNotInstalled(LocalEngineUnavailable):
+    """The local backend was chosen where the `engine` extra (torch, echo-tts) isn't installed."""
+
+    exit_code = 2  # a setup to fix, like a bad setting: trying again can't help
+
+    def __init__(self, missing: list[str]) -> None:
+        from modal_tts.prerequisites import not_installed
+
+        super().__init__(not_installed("The local speech backend", missing))
+        self.missing = missing
+
+
+class ModalCredentialsMissing(BackendUnauthorised):
+    """No Modal token in the environment, .env or ~/.modal.toml: one wording and exit code wherever
+    it shows (clone, say, run, doctor, deploy), distinct from a token Modal rejects."""
+
+    exit_code = 2
+    admin_message = (
+        "No Modal credentials: create a token at modal.com (Settings → API Tokens) or with "
+        "`uv run modal token new`, then set MODAL_TOKEN_ID and MODAL_TOKEN_SECRET in the environment or .env."
+    )
+
+    def __init__(self) -> None:
+        super().__init__("no MODAL_TOKEN_ID / MODAL_TOKEN_SECRET and no ~/.modal.toml")
+
+
 class BackendTimedOut(BackendError):
     admin_hint = (
         "The GPU took too long: on Modal, check its dashboard for cold starts or errors; on a local GPU, "

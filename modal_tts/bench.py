@@ -29,13 +29,17 @@ from importlib import metadata
 from typing import Any
 
 import numpy as np
-import torch
 
-from modal_tts.engine import OFFICIAL_ECHO_CONFIG, EchoEngine, Row, _drop_blockwise, build_dac
-from modal_tts.fastpath import BATCH_SIZES
 from modal_tts.params import SAMPLE_RATE, SynthesisParams
-from modal_tts.scheduler import Scheduler
+from modal_tts.prerequisites import engine_imports
 from modal_tts.windows import BUCKETS, window_for
+
+with engine_imports("python -m modal_tts.bench"):
+    import torch
+
+    from modal_tts.engine import OFFICIAL_ECHO_CONFIG, EchoEngine, Row, _drop_blockwise, build_dac
+    from modal_tts.fastpath import BATCH_SIZES
+    from modal_tts.scheduler import Scheduler
 
 HELLO = "[S1] Hello."
 FIRST_SENTENCE = "[S1] Here is the news for this evening."

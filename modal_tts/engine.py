@@ -53,14 +53,16 @@ from modal_tts.params import (
     check_seed,
     check_texts,
 )
+from modal_tts.prerequisites import (
+    CONFIG,
+    DAC_WEIGHTS,
+    ECHO_WEIGHTS,
+    PCA_STATE,
+    WEIGHT_FILES,
+    missing_weight_files,
+)
 from modal_tts.scheduler import RowSpec as Row
 from modal_tts.scheduler import run_inline
-
-ECHO_WEIGHTS = "echo/pytorch_model.safetensors"
-PCA_STATE = "echo/pca_state.safetensors"
-DAC_WEIGHTS = "dac/pytorch_model.safetensors"
-CONFIG = "config.json"
-WEIGHT_FILES = (ECHO_WEIGHTS, PCA_STATE, DAC_WEIGHTS)
 
 # The sizes of jordand/echo-tts-base.
 OFFICIAL_ECHO_CONFIG: dict[str, Any] = dict(
@@ -551,5 +553,4 @@ class EchoEngine:
 
 
 def weights_present(path: str | Path) -> bool:
-    root = Path(path)
-    return all((root / name).is_file() for name in WEIGHT_FILES)
+    return not missing_weight_files(Path(path))

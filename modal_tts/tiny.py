@@ -14,12 +14,15 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import safetensors.torch
-import torch
-from echo_tts.model import EchoDiT
-
-from modal_tts.engine import CONFIG, DAC_WEIGHTS, ECHO_WEIGHTS, PCA_STATE, _is_blockwise, build_dac
 from modal_tts.params import LATENT_SIZE, MAX_SEQUENCE_LENGTH, SPEAKER_PATCH_SIZE
+from modal_tts.prerequisites import CONFIG, DAC_WEIGHTS, ECHO_WEIGHTS, PCA_STATE, engine_imports
+
+with engine_imports("python -m modal_tts.tiny"):
+    import safetensors.torch
+    import torch
+    from echo_tts.model import EchoDiT
+
+    from modal_tts.engine import _is_blockwise, build_dac
 
 TINY_ECHO: dict[str, Any] = dict(
     latent_size=LATENT_SIZE,

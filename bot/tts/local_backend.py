@@ -24,12 +24,14 @@ from bot.errors import (
     BackendFailed,
     BackendInvalidRequest,
     BackendTimedOut,
+    EngineNotInstalled,
     LocalEngineUnavailable,
     ModelLoadTimedOut,
     SpeakerLatentRejected,
 )
 from bot.tts.base import SpeakerLatent, SpokenChunk, checked_request
 from bot.wording import plural
+from modal_tts import prerequisites
 from modal_tts.params import InvalidLatent, InvalidParams, SynthesisParams
 from modal_tts.scheduler import Busy, Scheduler
 
@@ -48,6 +50,8 @@ def _map_error(exc: BaseException) -> BackendError:
         return BackendInvalidRequest(str(exc))
     if isinstance(exc, Busy):
         return BackendBusy(str(exc))
+    if prerequisites.is_missing_engine(exc):
+        return EngineNotInstalled(prerequisites.missing_packages() or [getattr(exc, "name", None) or "?"])
     if type(exc).__name__ == "WeightsError":
         return LocalEngineUnavailable(f"{exc} Fill a weights folder with `voicebot weights fetch DIR`.")
     return BackendFailed(f"{type(exc).__name__}: {exc}")

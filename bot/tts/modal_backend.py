@@ -25,9 +25,11 @@ from bot.errors import (
     BackendTimedOut,
     BackendUnauthorised,
     BackendUnreachable,
+    ModalCredentialsMissing,
     SpeakerLatentRejected,
 )
 from bot.tts.base import SpeakerLatent, SpokenChunk, checked_request
+from bot.tts.readiness import modal_credentials
 from modal_tts import wire
 from modal_tts.params import InvalidLatent, SynthesisParams
 
@@ -46,6 +48,8 @@ class _Transient(Exception):
 
 def _map_error(exc: BaseException, timeout: float) -> BackendError | _Transient:
     detail = f"{type(exc).__name__}: {exc}"
+    if isinstance(exc, mx.AuthError) and not modal_credentials():
+        return ModalCredentialsMissing()  # Modal's client says "token missing" as an AuthError too
     if isinstance(exc, mx.AuthError | mx.PermissionDeniedError):
         return BackendUnauthorised(detail)
     if isinstance(exc, mx.NotFoundError):
@@ -84,11 +88,13 @@ class ModalBackend:
         timeout: float = 180.0,
         retry_delay: float = 1.0,
         lookup: Callable[[], Any] | None = None,
+        lookup_class: Callable[[], Any] | None = None,
     ) -> None:
         self.app_name, self.class_name = app_name, class_name
         self.timeout = timeout  # per call, and per chunk of a stream (cold start included)
         self.retry_delay = retry_delay
         self._lookup = lookup or self._from_name
+        self._lookup_class = lookup_class or (lambda: modal.Cls.from_name(self.app_name, self.class_name))
         self._handle: Any = None
 
     def _from_name(self) -> Any:
@@ -172,6 +178,18 @@ class ModalBackend:
 
     async def info(self) -> dict[str, Any]:
         return await self._call("info")
+
+    async def check_deployed(self) -> None:
+        """Look the app up without running it (no GPU container starts): BackendNotDeployed if it isn't
+        deployed, BackendUnauthorised if Modal refuses the token, the mapped error otherwise."""
+        try:
+            async with asyncio.timeout(self.timeout):
+                await self._lookup_class().hydrate.aio()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            mapped = _map_error(exc, self.timeout)
+            raise (mapped.error if isinstance(mapped, _Transient) else mapped) from exc
 
     async def keep_warm(self, warm: bool) -> None:
         """Hold one GPU container up (or let it scale to zero again) while the bot sits in voice, so

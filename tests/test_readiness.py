@@ -1,0 +1,187 @@
+"""Start-up checks of the speech backend: what an admin must fix is one typed error with one wording;
+a passing Modal outage is a warning. Modal is looked up through injected handles (no token, no network)."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import modal.exception as mx
+import pytest
+
+from bot.errors import (
+    BackendNotDeployed,
+    BackendUnauthorised,
+    EngineNotInstalled,
+    LocalEngineUnavailable,
+    ModalCredentialsMissing,
+)
+from bot.tts import readiness
+from bot.tts.local_backend import LocalBackend
+from bot.tts.modal_backend import ModalBackend
+from modal_tts import prerequisites
+
+FIX = "uv sync --locked --extra engine"
+NO_CONFIG = {"MODAL_CONFIG_PATH": "/nonexistent/modal.toml"}
+TOKEN = {"MODAL_TOKEN_ID": "ak-test", "MODAL_TOKEN_SECRET": "as-test", **NO_CONFIG}
+
+
+def fill(folder: Path, files: tuple[str, ...] = prerequisites.WEIGHT_FILES) -> Path:
+    for name in files:
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_bytes(b"weights")
+    return folder
+
+
+def test_each_weights_folder_problem_is_one_line_naming_the_fix(tmp_path):
+    assert "ECHO_WEIGHTS_DIR" in readiness.weights_problem(None)
+    assert "doesn't exist" in readiness.weights_problem(tmp_path / "nope")
+    (tmp_path / "empty").mkdir()
+    assert readiness.weights_problem(tmp_path / "empty") == (
+        f"The weights folder {tmp_path / 'empty'} holds no weights: fill it with "
+        f"`voicebot weights fetch {tmp_path / 'empty'}`."
+    )
+    (tmp_path / "file").write_text("x")
+    assert "is a file" in readiness.weights_problem(tmp_path / "file")
+    partial = fill(tmp_path / "partial", prerequisites.WEIGHT_FILES[:1])
+    assert "lacks echo/pca_state.safetensors, dac/pytorch_model.safetensors" in readiness.weights_problem(
+        partial
+    )
+    assert readiness.weights_problem(fill(tmp_path / "full")) is None
+
+
+def test_local_without_the_engine_extra_names_the_install_command(tmp_path, monkeypatch):
+    monkeypatch.setattr(prerequisites, "missing_packages", lambda: ["torch", "echo_tts"])
+    with pytest.raises(EngineNotInstalled) as raised:
+        readiness.check_setup("local", fill(tmp_path))
+    assert raised.value.detail == (
+        "The local speech backend needs the engine extra (torch, echo-tts; missing here: torch, echo_tts): "
+        f"run `{FIX}`."
+    )
+    assert raised.value.exit_code == 2
+
+
+def test_local_with_an_empty_weights_folder_is_refused_before_loading(tmp_path):
+    with pytest.raises(LocalEngineUnavailable) as raised:
+        readiness.check_setup("local", tmp_path)
+    assert "holds no weights" in raised.value.detail
+    readiness.check_setup("local", fill(tmp_path))  # complete: nothing raised
+
+
+def test_modal_without_credentials_is_its_own_error(tmp_path):
+    with pytest.raises(ModalCredentialsMissing) as raised:
+        readiness.check_setup("modal", None, NO_CONFIG)
+    assert "No Modal credentials" in raised.value.admin_message and raised.value.exit_code == 2
+    readiness.check_setup("modal", None, TOKEN)
+    config = tmp_path / "modal.toml"
+    config.write_text("[default]\n")
+    readiness.check_setup("modal", None, {"MODAL_CONFIG_PATH": str(config)})
+
+
+class Lookup:
+    """Stands in for `modal.Cls.from_name(...)`: `.hydrate.aio()` succeeds or raises."""
+
+    def __init__(self, outcome: BaseException | None) -> None:
+        self.outcome = outcome
+        self.hydrate = type("H", (), {"aio": self._hydrate})()
+        self.calls = 0
+
+    async def _hydrate(self) -> None:
+        self.calls += 1
+        if self.outcome is not None:
+            raise self.outcome
+
+
+def backend_with(outcome: BaseException | None) -> tuple[ModalBackend, Lookup]:
+    lookup = Lookup(outcome)
+    return ModalBackend(
+        lookup=lambda: pytest.fail("no method is called"), lookup_class=lambda: lookup
+    ), lookup
+
+
+@pytest.fixture
+def modal_answers(monkeypatch):
+    monkeypatch.setattr(readiness, "modal_unreachable", lambda: None)
+
+
+async def test_a_deployed_app_passes_without_starting_a_container(modal_answers):
+    backend, lookup = backend_with(None)
+    assert await readiness.check_backend("modal", None, backend, TOKEN) is None
+    assert lookup.calls == 1
+
+
+async def test_an_app_not_deployed_or_a_rejected_token_stops_the_start(modal_answers, monkeypatch):
+    for name, value in TOKEN.items():
+        monkeypatch.setenv(name, value)
+    backend, _ = backend_with(mx.NotFoundError("App 'echo-voicebot' not found"))
+    with pytest.raises(BackendNotDeployed):
+        await readiness.check_backend("modal", None, backend, TOKEN)
+    backend, _ = backend_with(mx.AuthError("token rejected"))
+    with pytest.raises(BackendUnauthorised) as raised:
+        await readiness.check_backend("modal", None, backend, TOKEN)
+    assert not isinstance(raised.value, ModalCredentialsMissing)  # a token exists: Modal refused it
+
+
+async def test_a_passing_modal_outage_is_a_warning(modal_answers):
+    backend, _ = backend_with(mx.ConnectionError("Could not connect to the Modal server."))
+    warning = await readiness.check_backend("modal", None, backend, TOKEN)
+    assert warning is not None and "Could not connect to the Modal server" in warning
+    assert "Starting anyway" in warning
+
+
+async def test_modal_unreachable_is_found_in_seconds_and_warned(monkeypatch):
+    with socket.socket() as sock:  # a port that was free a moment ago: connecting is refused at once
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    monkeypatch.setenv("MODAL_SERVER_URL", f"http://127.0.0.1:{port}")
+    backend, lookup = backend_with(None)
+    warning = await readiness.check_backend("modal", None, backend, TOKEN)
+    assert warning is not None and warning.startswith("Can't reach Modal at 127.0.0.1")
+    assert lookup.calls == 0  # no lookup that would wait a minute on Modal's own retries
+
+
+async def test_no_credentials_map_to_the_same_error_from_a_modal_call(monkeypatch):
+    monkeypatch.setenv("MODAL_CONFIG_PATH", "/nonexistent/modal.toml")
+    monkeypatch.delenv("MODAL_TOKEN_ID", raising=False)
+    backend, _ = backend_with(mx.AuthError("Token missing. Could not authenticate client."))
+    with pytest.raises(ModalCredentialsMissing):
+        await backend.check_deployed()
+
+
+async def test_the_local_backend_names_the_extra_when_torch_is_missing(tmp_path, monkeypatch):
+    backend = LocalBackend(fill(tmp_path), timeout=30)
+
+    def no_engine(*args, **kwargs):
+        raise ModuleNotFoundError("No module named 'torch'", name="torch")
+
+    monkeypatch.setattr(backend, "_load", no_engine)
+    monkeypatch.setattr(prerequisites, "missing_packages", lambda: ["torch"])
+    with pytest.raises(EngineNotInstalled) as raised:
+        await backend.load()
+    assert raised.value.detail.endswith(f"run `{FIX}`.")
+
+
+BLOCK_ENGINE = """
+import importlib.abc, runpy, sys
+class Blocked(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("torch", "torchaudio", "safetensors", "echo_tts", "huggingface_hub"):
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+sys.meta_path.insert(0, Blocked())
+sys.argv = ["tiny", sys.argv[1]]
+runpy.run_module("modal_tts.tiny", run_name="__main__")
+"""
+
+
+def test_the_tiny_model_script_without_the_extra_is_one_line(tmp_path):
+    done = subprocess.run(
+        [sys.executable, "-c", BLOCK_ENGINE, str(tmp_path / "tiny")], capture_output=True, text=True
+    )
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip() == (
+        "python -m modal_tts.tiny needs the engine extra (torch, echo-tts; missing here: torch, torchaudio, "
+        f"safetensors, echo_tts, huggingface_hub): run `{FIX}`."
+    )
+    assert not (tmp_path / "tiny").exists()
