@@ -1,0 +1,171 @@
+"""Every failure a user can cause or meet, as a type whose `str()` is the message they read.
+
+Cogs and the CLI catch `VoiceBotError` and show `err.message`; nothing else turns an exception into
+user-facing text. Messages say what happened and what to do, with the actual value and the allowed range.
+
+Import from here (`from bot.errors import VoiceNotFound`); the modules group the types by what failed:
+  base           VoiceBotError, InvalidInput, and fmt_seconds / fmt_bytes for the messages
+  text           the text to speak (too long, nothing speakable)
+  reference      a clip to clone from (download, size, format, length, silence)
+  output         the speech's audio file (too big, encoder died, upload refused, --out not writable)
+  backend        the speech backend, Modal or local: BackendError and its admin hints
+  library        voice names, limits, the dictionary, and the library on disk (LibraryError)
+  commands       who may use a Discord command, where, how often, and what it needs
+  voice_channel  joining, playing and listening in a voice channel
+"""
+
+from __future__ import annotations
+
+from bot.errors.backend import (
+    BackendBusy,
+    BackendError,
+    BackendFailed,
+    BackendInvalidRequest,
+    BackendNotDeployed,
+    BackendTimedOut,
+    BackendUnauthorised,
+    BackendUnreachable,
+    EngineNotInstalled,
+    LocalEngineUnavailable,
+    ModalCredentialsMissing,
+    ModelLoadTimedOut,
+    SilentSpeech,
+    SpeakerLatentRejected,
+)
+from bot.errors.base import (
+    InvalidInput,
+    VoiceBotError,
+    fmt_bytes,
+    fmt_seconds,
+)
+from bot.errors.commands import (
+    ConsentRequired,
+    CooldownActive,
+    FormExpired,
+    GuildOnly,
+    NoAudioAttachment,
+    NoDefaultVoice,
+    NotAllowedToClone,
+    NoTextInMessage,
+    NotVoiceOwner,
+    NotYourForm,
+    QuotaExhausted,
+)
+from bot.errors.library import (
+    DictionaryEntryNotFound,
+    DictionaryFull,
+    DiskFull,
+    InvalidDictionaryEntry,
+    InvalidVoiceName,
+    LibraryBusy,
+    LibraryDamaged,
+    LibraryError,
+    LibraryFull,
+    LibraryReadOnly,
+    LibraryTooNew,
+    VoiceDeleted,
+    VoiceLimitReached,
+    VoiceNameTaken,
+    VoiceNeedsRepair,
+    VoiceNotFound,
+    VoicesFolderMissing,
+)
+from bot.errors.output import (
+    EncoderFailed,
+    OutputNotWritable,
+    OutputTooLarge,
+    UploadFailed,
+)
+from bot.errors.reference import (
+    BadReference,
+    DownloadFailed,
+    FileTooLarge,
+    NoAudioStream,
+    NotAudio,
+    ReferenceSilent,
+    ReferenceTooLong,
+    ReferenceTooShort,
+    Undecodable,
+)
+from bot.errors.text import (
+    NothingToSay,
+    TextReadsTooLong,
+    TextTooLong,
+)
+from bot.errors.voice_channel import (
+    CannotJoinVoice,
+    NotInVoiceChannel,
+    NotListening,
+    NotPlaying,
+    SpeakingElsewhere,
+)
+
+__all__ = [
+    "BackendBusy",
+    "BackendError",
+    "BackendFailed",
+    "BackendInvalidRequest",
+    "BackendNotDeployed",
+    "BackendTimedOut",
+    "BackendUnauthorised",
+    "BackendUnreachable",
+    "BadReference",
+    "CannotJoinVoice",
+    "ConsentRequired",
+    "CooldownActive",
+    "DictionaryEntryNotFound",
+    "DictionaryFull",
+    "DiskFull",
+    "DownloadFailed",
+    "EncoderFailed",
+    "EngineNotInstalled",
+    "FileTooLarge",
+    "FormExpired",
+    "GuildOnly",
+    "InvalidDictionaryEntry",
+    "InvalidInput",
+    "InvalidVoiceName",
+    "LibraryBusy",
+    "LibraryDamaged",
+    "LibraryError",
+    "LibraryFull",
+    "LibraryReadOnly",
+    "LibraryTooNew",
+    "LocalEngineUnavailable",
+    "ModalCredentialsMissing",
+    "ModelLoadTimedOut",
+    "NoAudioAttachment",
+    "NoAudioStream",
+    "NoDefaultVoice",
+    "NoTextInMessage",
+    "NotAllowedToClone",
+    "NotAudio",
+    "NotInVoiceChannel",
+    "NotListening",
+    "NotPlaying",
+    "NotVoiceOwner",
+    "NotYourForm",
+    "NothingToSay",
+    "OutputNotWritable",
+    "OutputTooLarge",
+    "QuotaExhausted",
+    "ReferenceSilent",
+    "ReferenceTooLong",
+    "ReferenceTooShort",
+    "SilentSpeech",
+    "SpeakerLatentRejected",
+    "SpeakingElsewhere",
+    "TextReadsTooLong",
+    "TextTooLong",
+    "Undecodable",
+    "UploadFailed",
+    "VoiceBotError",
+    "VoiceDeleted",
+    "VoiceLimitReached",
+    "VoiceNameTaken",
+    "VoiceNeedsRepair",
+    "VoiceNotFound",
+    "VoicesFolderMissing",
+    "fmt_bytes",
+    "fmt_seconds",
+]
