@@ -23,7 +23,7 @@ import io
 import json
 import re
 import tarfile
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -123,8 +123,10 @@ def export_guild(store: VoiceStore, guild_id: int) -> tuple[bytes, list[Voice]]:
 
 # --- reading an archive ---------------------------------------------------------------------------
 
+_Members = Generator[tuple[tarfile.TarInfo, IO[bytes] | None], None, None]
 
-def _members(path: Path) -> Iterator[tuple[tarfile.TarInfo, IO[bytes] | None]]:
+
+def _members(path: Path) -> _Members:
     """The archive's members in order, streamed (any compression tarfile knows), errors as BadArchive."""
     try:
         with tarfile.open(path, "r|*") as tar:
@@ -254,13 +256,27 @@ def _manifest(path: Path, data: bytes) -> tuple[int, list[_Entry]]:
     return guild_id, entries
 
 
-def _checked(path: Path) -> tuple[int, list[_Entry], dict[str, np.ndarray]]:
-    """First pass: the manifest and every file, checked as the module docstring says; the latents."""
-    members = _members(path)
+def _first_manifest(path: Path, members: _Members) -> tuple[int, list[_Entry]]:
     first = next(members, None)
     if first is None or first[0].name != MANIFEST:
         raise BadArchive(path, f"it does not start with its {MANIFEST}")
-    guild_id, entries = _manifest(path, b"".join(_read(path, *first, MAX_MANIFEST_BYTES, "a manifest")))
+    return _manifest(path, b"".join(_read(path, *first, MAX_MANIFEST_BYTES, "a manifest")))
+
+
+def exported_guild(path: Path) -> int:
+    """The guild the archive was exported from, read from its manifest alone (checked as import checks
+    it): where an import goes by default."""
+    members = _members(path)
+    try:
+        return _first_manifest(path, members)[0]
+    finally:
+        members.close()
+
+
+def _checked(path: Path) -> tuple[int, list[_Entry], dict[str, np.ndarray]]:
+    """First pass: the manifest and every file, checked as the module docstring says; the latents."""
+    members = _members(path)
+    guild_id, entries = _first_manifest(path, members)
     expected = {f"{entry.id}/{filename}": (entry, filename) for entry in entries for filename in entry.sha256}
     latents: dict[str, np.ndarray] = {}
     for member, stream in members:

@@ -56,6 +56,7 @@ class VoiceBot(commands.Bot):
         *,
         backend: TTSBackend | None = None,
         sync_on_start: bool = True,
+        sync_only: bool = False,
         message_content: bool = False,
     ) -> None:
         intents = discord.Intents.none()
@@ -76,6 +77,7 @@ class VoiceBot(commands.Bot):
         self.config = config
         self._given_backend = backend
         self.sync_on_start = sync_on_start
+        self.sync_only = sync_only
         self.store: VoiceStore
         self.limits: Limits
         self.backend: TTSBackend
@@ -91,6 +93,18 @@ class VoiceBot(commands.Bot):
             VoiceStore, self.config.data_dir, max_voices_per_guild=self.config.max_voices_per_guild
         )
         self.limits = Limits(self.store)
+        if not self.sync_only:  # `voicebot sync` needs only the command tree: no backend, no repairs
+            self._start_speech()
+        from bot.playback import Playback
+
+        self.playback = Playback(idle_timeout=self.config.idle_leave_s)
+        for extension in EXTENSIONS:
+            await self.load_extension(extension)
+        self.tree.error(self._on_command_error)
+        if self.sync_on_start:
+            await self.sync_commands(force=False)
+
+    def _start_speech(self) -> None:
         self.backend = self._given_backend or create_backend(
             self.config.backend,
             weights_dir=self.config.weights_dir,
@@ -101,14 +115,6 @@ class VoiceBot(commands.Bot):
         # Voices whose latent went missing are re-encoded from their kept reference, off the hot path.
         repairer = keep_voices_encoded(self.store, self.backend)
         self.repairs = asyncio.create_task(repairer, name="voice-repairs")
-        from bot.playback import Playback
-
-        self.playback = Playback(idle_timeout=self.config.idle_leave_s)
-        for extension in EXTENSIONS:
-            await self.load_extension(extension)
-        self.tree.error(self._on_command_error)
-        if self.sync_on_start:
-            await self.sync_commands(force=False)
 
     async def _on_command_error(
         self, interaction: discord.Interaction, error: discord.app_commands.AppCommandError
@@ -213,7 +219,9 @@ async def run_bot(config: Config, *, sync_only: bool = False) -> None:
     point_at_discord(config)
     # Auto-read needs the Message Content intent; without it in the Portal, everything else still runs.
     for message_content in (not sync_only, False):
-        bot = VoiceBot(config, sync_on_start=not sync_only, message_content=message_content)
+        bot = VoiceBot(
+            config, sync_on_start=not sync_only, sync_only=sync_only, message_content=message_content
+        )
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, _close_soon, bot)

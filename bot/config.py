@@ -150,7 +150,8 @@ def check(config: Config) -> Config:
         allowed = " or ".join(BACKENDS)
         raise ConfigError(f"VOICEBOT_BACKEND is {config.backend!r}; allowed is {allowed}.")
     if config.backend == "local" and config.weights_dir is None:
-        raise ConfigError(
-            "The local backend needs a weights directory: set ECHO_WEIGHTS_DIR or pass --weights DIR."
-        )
+        from bot.tts.readiness import weights_problem  # the one wording, shared with run and doctor
+
+        problem = weights_problem(None)
+        raise ConfigError(problem.detail if problem else "ECHO_WEIGHTS_DIR is not set.")
     return config

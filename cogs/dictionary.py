@@ -32,9 +32,15 @@ class Dictionary(commands.GroupCog, name="dictionary", description="How the bot 
     ) -> None:
         guild_id = guild_id_of(interaction)
         await defer_private(interaction)
-        word, spoken = await bot_of(interaction).store.aio.add_pronunciation(guild_id, word, spoken_as)
+        store = bot_of(interaction).store.aio
+        word, spoken, was = await store.add_pronunciation(guild_id, word, spoken_as)
         log.info("Dictionary: guild %s user %s set an entry", guild_id, interaction.user.id)
-        await answer(interaction, f"“{word}” is now said as “{spoken}”.")
+        if was is None:
+            await answer(interaction, f"“{word}” is now said as “{spoken}”.")
+        elif was == spoken:
+            await answer(interaction, f"“{word}” was already said as “{spoken}”.")
+        else:
+            await answer(interaction, f"“{word}” is now said as “{spoken}” instead of “{was}”.")
 
     @app_commands.command(name="remove", description="Say a word as it is written again.")
     @app_commands.describe(word="The word to remove from the dictionary")

@@ -42,12 +42,17 @@ def is_missing_engine(exc: BaseException) -> bool:
     return isinstance(exc, ModuleNotFoundError) and (exc.name or "").split(".")[0] in ENGINE_PACKAGES
 
 
+def needs_the_extra(what: str, missing: list[str]) -> str:
+    return f"{what} needs the engine extra (torch, echo-tts; missing here: {', '.join(missing)})"
+
+
+def run_install() -> str:
+    return f"run `{INSTALL_ENGINE}`."
+
+
 def not_installed(what: str, missing: list[str]) -> str:
     """One line: `what` needs the engine extra, which packages are missing, and the command that fixes it."""
-    return (
-        f"{what} needs the engine extra (torch, echo-tts; missing here: {', '.join(missing)}): "
-        f"run `{INSTALL_ENGINE}`."
-    )
+    return f"{needs_the_extra(what, missing)}: {run_install()}"
 
 
 def missing_weight_files(folder: Path) -> list[str]:

@@ -14,6 +14,7 @@ import pytest
 
 from bot.cli import build_parser, deploy, main
 from bot.config import _ENV
+from bot.errors import ModalCredentialsMissing
 from tests import test_cli
 from tests.test_cli import GOOD_CLIP
 
@@ -120,7 +121,7 @@ def test_say_to_stdout_writes_only_audio_there_and_progress_on_a_terminal(run, t
     audio = stdout.buffer.getvalue()
     assert audio[:4] == b"OggS" and b"Wrote" not in audio
     lines = err.splitlines()
-    assert lines[0].startswith("voicebot: Loading the model from ")
+    assert lines[0].startswith("voicebot: Loading the model from ") and lines[0].endswith(" on cpu…")
     assert "voicebot: Speaking 1 chunk in “Ada”'s voice…" in lines
     assert "voicebot: Chunk 1 of 1 spoken." in lines
     assert lines[-1].startswith("Wrote ") and "voice to stdout (1 chunk, seed 3)" in lines[-1]
@@ -242,15 +243,13 @@ def test_deploy_without_or_with_rejected_credentials_is_one_line(capsys, monkeyp
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("MODAL_CONFIG_PATH", str(tmp_path / "none.toml"))
     code, out, err = _call(capsys, "deploy")
-    assert (code, out) == (2, "") and err == (
-        "voicebot: No Modal credentials: run `uv run modal token new`, or set MODAL_TOKEN_ID and "
-        "MODAL_TOKEN_SECRET.\n"
-    )
+    assert (code, out) == (2, "") and err == f"voicebot: {ModalCredentialsMissing().admin_message}\n"
     cloud = FakeModal(modal.exception.AuthError("Token is invalid"))
     assert deploy.run(_deploy_args(), cloud) == 1
-    assert capsys.readouterr().err == (
-        "voicebot: Modal rejected the credentials: run `uv run modal token new` "
-        "(or fix MODAL_TOKEN_ID/SECRET).\n"
+    # the same words as `say` or `clone` meeting a rejected token
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        "voicebot: Modal rejected the credentials: run `uv run modal token new`, or fix MODAL_TOKEN_ID and "
+        "MODAL_TOKEN_SECRET (in the environment or .env)."
     )
 
 
@@ -260,6 +259,9 @@ def test_run_and_sync_with_discord_unreachable_are_one_line(command, tmp_path, c
     monkeypatch.setenv("DISCORD_TOKEN", "x" * 20)
     monkeypatch.setenv("VOICEBOT_DISCORD_API_BASE", "http://127.0.0.1:9/api/v10")  # a closed port
     monkeypatch.setenv("VOICEBOT_BACKEND", "modal")
+    monkeypatch.setenv("MODAL_TOKEN_ID", "ak-test")  # run's start-up check passes (Modal down: a warning)
+    monkeypatch.setenv("MODAL_TOKEN_SECRET", "as-test")
+    monkeypatch.setenv("MODAL_SERVER_URL", "http://127.0.0.1:9")
     code, _, err = _call(capsys, command, "--data-dir", str(tmp_path / "data"))
     lines = [line for line in err.splitlines() if line.startswith("voicebot: ")]
     assert code == 1 and "Traceback" not in err and len(lines) == 1

@@ -6,8 +6,8 @@ import os
 
 import pytest
 
-from bot.cli import doctor
 from bot.config import ConfigError, load_config
+from bot.tts import readiness
 
 
 @pytest.fixture
@@ -23,10 +23,10 @@ def test_modal_credentials_in_dotenv_reach_the_modal_client(tmp_path, clean_moda
 
     dotenv = tmp_path / ".env"
     dotenv.write_text('MODAL_TOKEN_ID=ak-fromfile\nexport MODAL_TOKEN_SECRET="as-fromfile"\n')
-    assert not doctor._modal_credentials()
+    assert not readiness.modal_credentials()
     load_config(dotenv=dotenv)
     assert modal_config.get("token_id") == "ak-fromfile" and modal_config.get("token_secret") == "as-fromfile"
-    assert doctor._modal_credentials()
+    assert readiness.modal_credentials()
 
 
 def test_the_environment_wins_over_dotenv(tmp_path, clean_modal_env, monkeypatch):
@@ -61,7 +61,7 @@ def test_every_command_reads_service_settings_from_dotenv(tmp_path, clean_modal_
     with pytest.raises(SystemExit):
         main(["deploy", "--help"])
     capsys.readouterr()
-    assert deploy.modal_credentials()
+    assert readiness.modal_credentials()
     assert os.environ["HF_TOKEN"] == "hf-fromfile"
     from bot.cli import build_parser
 

@@ -13,6 +13,7 @@ import pytest
 from grpclib.exceptions import StreamTerminatedError
 
 from bot.cli import deploy, main
+from bot.tts import readiness
 
 BAD_TIMEOUT = (
     "voicebot: ECHO_TIMEOUT is '1.5' in the environment or .env; allowed is a whole number of seconds from "
@@ -53,7 +54,8 @@ def voicebot(tmp_path, monkeypatch, capsys):
         monkeypatch.setenv(var, "placeholder")  # so that undo also removes what main copies from .env
         monkeypatch.delenv(var)
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(deploy, "modal_credentials", lambda: True)
+    monkeypatch.setattr(readiness, "modal_credentials", lambda environ=None: True)
+    monkeypatch.setattr(readiness, "modal_unreachable", lambda: None)
 
     def invoke(*argv: str, cloud: FakeModal | None = None) -> tuple[int, str, str, FakeModal]:
         fake = cloud or FakeModal()
@@ -225,11 +227,17 @@ DROPS = [
 ]
 
 
+def without_progress(err: str) -> str:
+    """stderr less deploy's own step lines ("voicebot: Deploying …"), which always show."""
+    return "".join(line for line in err.splitlines(keepends=True) if not line.endswith("…\n"))
+
+
 @pytest.mark.parametrize("json_flag", [True, False], ids=["json", "text"])
 @pytest.mark.parametrize("step", list(STEPS))
 @pytest.mark.parametrize(("error", "message"), DROPS, ids=[type(e).__name__ for e, _ in DROPS])
 def test_a_failure_at_any_step_is_one_line_and_stdout_stays_json(voicebot, step, error, message, json_flag):
     code, out, err, _ = voicebot("deploy", *(["--json"] if json_flag else []), cloud=FakeModal(step, error))
+    err = without_progress(err)
     # Modal's own progress up to the failure: on stdout, but on stderr with --json
     progress = "".join(f"✓ {name}\n" for name in list(STEPS)[: list(STEPS).index(step) + 1])
     line = f"voicebot: {message.format(STEPS[step])}\n"
@@ -242,4 +250,43 @@ def test_with_json_stdout_is_only_the_json(voicebot):
     assert code == 0, err
     result = json.loads(out)
     assert (result["app"], result["weights_fetched"]) == ("echo-voicebot", ["echo/pytorch_model.safetensors"])
-    assert err == "✓ deploy\n✓ fill_weights\n✓ info\n"
+    assert without_progress(err) == "✓ deploy\n✓ fill_weights\n✓ info\n"
+
+
+def test_no_credentials_are_one_line_with_the_same_words_as_every_command(voicebot, monkeypatch):
+    monkeypatch.setattr(readiness, "modal_credentials", lambda environ=None: False)
+    code, out, err, fake = voicebot("deploy")
+    assert (code, out) == (2, "") and fake.deployed_with is None
+    assert err == (
+        "voicebot: No Modal credentials: create a token at modal.com (Settings → API Tokens) or with "
+        "`uv run modal token new`, then set MODAL_TOKEN_ID and MODAL_TOKEN_SECRET in the environment or "
+        ".env.\n"
+    )
+    code, _, say_err, _ = voicebot("say", "--guild", "1", "--voice", "Ada", "--out", "hello.ogg", "Hi")
+    assert (code, say_err) == (2, err)  # `say` (and `clone`, `run`) word it the same, before any work
+
+
+def test_offline_deploy_fails_in_seconds_after_saying_what_it_checks(voicebot, monkeypatch):
+    monkeypatch.setattr(
+        readiness,
+        "modal_unreachable",
+        lambda: "Can't reach Modal at api.modal.com (Name or service not known)",
+    )
+    code, out, err, fake = voicebot("deploy")
+    assert (code, out) == (1, "") and fake.deployed_with is None  # Modal's minute of retries never starts
+    assert err == (
+        "voicebot: Checking that Modal answers…\n"
+        "voicebot: Can't reach Modal at api.modal.com (Name or service not known): check the network, "
+        "then run `voicebot deploy` again.\n"
+    )
+
+
+def test_deploy_shows_its_steps_even_when_stderr_is_not_a_terminal(voicebot):
+    code, _, err, _ = voicebot("deploy")
+    assert code == 0
+    assert [line for line in err.splitlines() if line.endswith("…")] == [
+        "voicebot: Checking that Modal answers…",
+        "voicebot: Deploying echo-voicebot (GPU L40S)…",
+        "voicebot: Filling the weights Volume (first deploy downloads about 6 GB)…",
+        "voicebot: Calling info() once: this is a cold start…",
+    ]

@@ -36,20 +36,22 @@ def fill(folder: Path, files: tuple[str, ...] = prerequisites.WEIGHT_FILES) -> P
 
 
 def test_each_weights_folder_problem_is_one_line_naming_the_fix(tmp_path):
-    assert "ECHO_WEIGHTS_DIR" in readiness.weights_problem(None)
-    assert "doesn't exist" in readiness.weights_problem(tmp_path / "nope")
+    def problem(folder):
+        found = readiness.weights_problem(folder)
+        return found.detail if found else None
+
+    assert "ECHO_WEIGHTS_DIR" in problem(None)
+    assert "doesn't exist" in problem(tmp_path / "nope")
     (tmp_path / "empty").mkdir()
-    assert readiness.weights_problem(tmp_path / "empty") == (
+    assert problem(tmp_path / "empty") == (
         f"The weights folder {tmp_path / 'empty'} holds no weights: fill it with "
         f"`voicebot weights fetch {tmp_path / 'empty'}`."
     )
     (tmp_path / "file").write_text("x")
-    assert "is a file" in readiness.weights_problem(tmp_path / "file")
+    assert "is a file" in problem(tmp_path / "file")
     partial = fill(tmp_path / "partial", prerequisites.WEIGHT_FILES[:1])
-    assert "lacks echo/pca_state.safetensors, dac/pytorch_model.safetensors" in readiness.weights_problem(
-        partial
-    )
-    assert readiness.weights_problem(fill(tmp_path / "full")) is None
+    assert "lacks echo/pca_state.safetensors, dac/pytorch_model.safetensors" in problem(partial)
+    assert problem(fill(tmp_path / "full")) is None
 
 
 def test_local_without_the_engine_extra_names_the_install_command(tmp_path, monkeypatch):
@@ -185,3 +187,59 @@ def test_the_tiny_model_script_without_the_extra_is_one_line(tmp_path):
         f"safetensors, echo_tts, huggingface_hub): run `{FIX}`."
     )
     assert not (tmp_path / "tiny").exists()
+
+
+def test_run_stops_before_discord_when_the_modal_app_is_not_deployed(tmp_path, monkeypatch, capsys):
+    import bot.client
+    from bot.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    for name, value in {**TOKEN, "DISCORD_TOKEN": "token", "VOICEBOT_DATA_DIR": str(tmp_path)}.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setattr(readiness, "modal_unreachable", lambda: None)
+
+    async def not_deployed(self):
+        raise BackendNotDeployed("App 'echo-voicebot' not found")
+
+    async def never(*args, **kwargs):
+        pytest.fail("logged in to Discord")
+
+    monkeypatch.setattr(ModalBackend, "check_deployed", not_deployed)
+    monkeypatch.setattr(bot.client, "run_bot", never)
+    assert main(["run"]) == 1
+    assert capsys.readouterr().err == (
+        "voicebot: The Modal app isn't deployed. Deploy it with `voicebot deploy`, then try again.\n"
+    )
+
+
+def test_doctor_json_gives_the_modal_findings_fix_apart(tmp_path, monkeypatch, capsys):
+    import json
+
+    from bot.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("DISCORD_TOKEN", raising=False)
+    for name in ("MODAL_TOKEN_ID", "MODAL_TOKEN_SECRET"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("MODAL_CONFIG_PATH", str(tmp_path / "none.toml"))
+    assert main(["doctor", "--json", "--backend", "modal", "--data-dir", str(tmp_path / "data")]) == 1
+    findings = json.loads(capsys.readouterr().out)
+    assert findings[-1] == {
+        "status": "fix",
+        "line": "No Modal credentials.",
+        "fix": ModalCredentialsMissing.fix,
+    }
+
+    for name, value in TOKEN.items():
+        monkeypatch.setenv(name, value)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    monkeypatch.setenv("MODAL_SERVER_URL", f"http://127.0.0.1:{port}")
+    assert main(["doctor", "--json", "--backend", "modal", "--data-dir", str(tmp_path / "data")]) == 1
+    findings = json.loads(capsys.readouterr().out)
+    assert findings[-1] == {
+        "status": "fix",
+        "line": "Can't reach Modal at 127.0.0.1 (Connection refused).",
+        "fix": "check the network, then run `voicebot doctor` again.",
+    }

@@ -16,8 +16,9 @@ def store(tmp_path):
 
 
 def test_dictionary_entries_are_per_server_replaced_by_word_and_removed(store):
-    store.add_pronunciation(1, "GIF", "jiff")
-    store.add_pronunciation(1, "gif", "giff")  # the same word, any case: replaced
+    assert store.add_pronunciation(1, "GIF", "jiff") == ("GIF", "jiff", None)
+    # the same word, any case: replaced, and what it was said as before is told
+    assert store.add_pronunciation(1, "gif", "giff") == ("gif", "giff", "jiff")
     store.add_pronunciation(1, "SQL", "sequel")
     store.add_pronunciation(2, "gif", "gift")
     assert store.dictionary(1) == {"gif": "giff", "SQL": "sequel"}

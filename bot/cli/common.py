@@ -24,6 +24,7 @@ from bot.errors import (
     FileTooLarge,
     InvalidInput,
     LocalEngineUnavailable,
+    ModalCredentialsMissing,
     NoDefaultVoice,
     OutputNotWritable,
     ReferenceTooLong,
@@ -58,7 +59,11 @@ def config_for(args: argparse.Namespace, *, needs_backend: bool) -> Config:
         weights_dir=getattr(args, "weights", None),
         device=getattr(args, "device", None),
     )
-    return check(config) if needs_backend else config
+    if needs_backend:  # a command that makes speech: its backend's setup first, before any work
+        from bot.tts.readiness import check_setup
+
+        check_setup(check(config).backend, config.weights_dir)
+    return config
 
 
 def create_backend(config: Config, *, timeout: float | None = None) -> TTSBackend:
@@ -207,7 +212,7 @@ def terminal_message(exc: VoiceBotError, args: argparse.Namespace) -> str:
     if isinstance(exc, ConsentRequired):
         return "A voice can only be cloned with its speaker's permission: confirm it with --consent USER_ID."
     if isinstance(exc, NoDefaultVoice):
-        return "Pick a voice with --voice NAME."
+        return "Pick a voice with --voice NAME_OR_ID."
     if isinstance(exc, DictionaryFull):
         return f"{where}'s pronunciation dictionary is full ({exc.limit} entries). Remove one first."
     if isinstance(exc, VoicesFolderMissing):
@@ -219,15 +224,20 @@ def terminal_message(exc: VoiceBotError, args: argparse.Namespace) -> str:
         return "The Modal app isn't deployed. Deploy it with `voicebot deploy`, then try again."
     if isinstance(exc, LocalEngineUnavailable):
         return exc.detail
+    if isinstance(exc, ModalCredentialsMissing):
+        return exc.admin_message
     if isinstance(exc, BackendUnauthorised):
         return (
             "Modal rejected the credentials: run `uv run modal token new`, or fix MODAL_TOKEN_ID and "
             "MODAL_TOKEN_SECRET (in the environment or .env)."
         )
     if isinstance(exc, BackendUnreachable):
-        return f"Can't reach Modal ({exc.detail}). Check the network, then try again."
+        return f"Can't reach Modal ({exc.detail.rstrip('.')}). Check the network, then try again."
     if isinstance(exc, BackendFailed):
-        return f"The speech backend failed ({exc.detail}). Try again; `voicebot doctor` checks the setup."
+        return (
+            f"The speech backend failed ({exc.detail.rstrip('.')}). Try again; `voicebot doctor` checks "
+            "the setup."
+        )
     if isinstance(exc, TextTooLong):
         return (
             f"That text is {exc.length:,} characters long; the limit (VOICEBOT_MAX_TEXT_CHARS) is "

@@ -18,8 +18,10 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
-from bot.cli.common import Progress
-from bot.cli.options import json_option
+from bot.cli.common import Progress, terminal_message
+from bot.cli.options import examples, json_option
+from bot.errors import BackendUnauthorised, ModalCredentialsMissing
+from bot.tts import readiness
 from bot.wording import plural
 
 # flag, variable, documented default (modal_tts/app.py), help
@@ -156,21 +158,13 @@ class ModalCloud:
         return dict(modal.Cls.from_name(app_name, "EchoTTS")().info.remote())
 
 
-def modal_credentials(environ: dict[str, str] | os._Environ[str] = os.environ) -> bool:
-    if environ.get("MODAL_TOKEN_ID") and environ.get("MODAL_TOKEN_SECRET"):
-        return True
-    return os.path.isfile(os.path.expanduser(environ.get("MODAL_CONFIG_PATH", "~/.modal.toml")))
-
-
 def _failure(exc: Exception, step: str) -> DeployFailed:
     """Whatever went wrong while talking to Modal, as one line: a deploy never ends in a traceback."""
     import modal.exception as errors
 
     first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     if isinstance(exc, errors.AuthError):
-        return DeployFailed(
-            "Modal rejected the credentials: run `uv run modal token new` (or fix MODAL_TOKEN_ID/SECRET)."
-        )
+        return DeployFailed(terminal_message(BackendUnauthorised(first), argparse.Namespace()))
     # ConnectionResetError, TimeoutError (asyncio's too) and socket.gaierror are all OSErrors
     if isinstance(exc, errors.ConnectionError | OSError):
         reason = getattr(exc, "strerror", None) or first
@@ -190,15 +184,16 @@ def deploy(
 ) -> dict[str, Any]:
     """Deploy, fill the Volume, call `info` once; what was learned (also what --json prints)."""
     env = settings(args)
+    # Deploying takes minutes: its steps always show, on stderr (stdout keeps the result or --json).
+    progress = progress or Progress(enabled=True)
     if cloud is None:
-        if not modal_credentials():
-            raise DeployFailed(
-                "No Modal credentials: run `uv run modal token new`, or set MODAL_TOKEN_ID and "
-                "MODAL_TOKEN_SECRET.",
-                2,
-            )
+        if not readiness.modal_credentials():
+            raise DeployFailed(ModalCredentialsMissing().admin_message, 2)
+        progress("Checking that Modal answers…")
+        # Offline, Modal's client retries for about a minute before it says so: a plain connect is seconds.
+        if unreachable := readiness.modal_unreachable():
+            raise DeployFailed(f"{unreachable}: check the network, then run `voicebot deploy` again.")
         cloud = ModalCloud()
-    progress = progress or Progress()
     app_name = env["ECHO_APP_NAME"]
     step = f"deploying {app_name}"
     try:
@@ -260,6 +255,7 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
         help="deploy the Modal GPU app, fill its weights, show GPU, revision and cold start",
         description="Deploy modal_tts/app.py to Modal. Each flag's default is its ECHO_* variable, "
         "else the documented default.",
+        epilog=examples("voicebot deploy", "voicebot deploy --gpu H100 --min-containers 1 --json"),
     )
     names = {"ECHO_APP_NAME": "NAME", "ECHO_GPU": "GPU", "ECHO_CPU": "CORES", "ECHO_FASTPATH": "MODE"}
     for flag, var, default, about in SETTINGS:

@@ -12,12 +12,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import socket
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, TypeVar
-from urllib.parse import urlparse
 
 from bot.choices import BACKENDS
 from bot.cli.common import create_backend, terminal_message
@@ -26,33 +23,13 @@ from bot.errors import BackendError, BackendNotDeployed, LibraryError
 from bot.store import SCHEMA_VERSION, Audit, Voice, VoiceStore
 from bot.store.faults import DB_NAME
 from bot.store.health import holds_voices
+from bot.tts import readiness
 from bot.wording import plural
 
 T = TypeVar("T")
 
 Check = tuple[bool, str]
 SHOWN = 10  # voices or folders named one per line before the rest are counted
-
-
-def _modal_unreachable() -> str | None:
-    """A quick look for Modal's server (the client itself retries for about a minute when offline)."""
-    import modal.config
-
-    # Modal's client takes a comma-separated list of servers and tries the first one first
-    url = urlparse(str(modal.config.config.get("server_url")).split(",")[0])
-    host, port = url.hostname or "api.modal.com", url.port or 443
-    try:
-        socket.create_connection((host, port), timeout=5).close()
-    except OSError as exc:
-        reason = exc.strerror or str(exc) or type(exc).__name__
-        return f"Can't reach Modal at {host} ({reason}): check the network, then run `voicebot doctor` again."
-    return None
-
-
-def _modal_credentials() -> bool:
-    if os.environ.get("MODAL_TOKEN_ID") and os.environ.get("MODAL_TOKEN_SECRET"):
-        return True
-    return Path(os.environ.get("MODAL_CONFIG_PATH", "~/.modal.toml")).expanduser().is_file()
 
 
 def _each(items: Sequence[T], line: Callable[[T], str]) -> list[Check]:
@@ -222,7 +199,9 @@ async def repair_library(config: Config) -> list[Check]:
 async def _reencode(config: Config, store: VoiceStore, pending: list[Voice]) -> list[Check]:
     from bot.cloning import reencode_pending
 
-    if config.backend == "modal" and not _modal_credentials():
+    try:
+        readiness.check_setup(config.backend, config.weights_dir)
+    except BackendError:
         return [
             (
                 False,
@@ -245,63 +224,44 @@ async def _reencode(config: Config, store: VoiceStore, pending: list[Voice]) -> 
     return checks
 
 
-async def _backend(config: Config) -> list[Check]:
+async def _backend(config: Config) -> list[Finding]:
+    """The speech backend, through the checks `voicebot run` makes before it logs in, then one call
+    (info) that shows the model and the GPU. An unknown VOICEBOT_BACKEND is the report's first line."""
     if config.backend not in BACKENDS:
-        allowed = " or ".join(BACKENDS)
-        return [(False, f"VOICEBOT_BACKEND is {config.backend!r}; allowed is {allowed}: fix it in .env.")]
-    if config.backend == "modal" and not _modal_credentials():
-        return [
-            (
-                False,
-                "No Modal credentials: run `uv run modal token new`, or set MODAL_TOKEN_ID and "
-                "MODAL_TOKEN_SECRET (in the environment or .env).",
-            )
-        ]
-    weights = config.weights_dir
-    if config.backend == "local" and weights is None:
-        return [
-            (
-                False,
-                "The local backend needs a weights folder: set ECHO_WEIGHTS_DIR or pass --weights DIR "
-                "(fill one with `voicebot weights fetch DIR`).",
-            )
-        ]
-    if config.backend == "local" and weights is not None:
-        from modal_tts.engine import WEIGHT_FILES
-
-        if weights.exists() and not weights.is_dir():
-            return [(False, f"The weights folder {weights} is a file: set ECHO_WEIGHTS_DIR to a folder.")]
-        missing = [name for name in WEIGHT_FILES if not (weights / name).is_file()]
-        if missing:
-            return [
-                (
-                    False,
-                    f"Weights folder {weights} lacks {', '.join(missing)}: fill it with "
-                    f"`voicebot weights fetch {weights}`.",
-                )
-            ]
+        return []
+    try:
+        readiness.check_setup(config.backend, config.weights_dir)
+    except BackendError as exc:
+        return [_setup_finding(exc)]
     # a blocking connect (up to 5 s): off the loop, where the Discord check may be running
-    if config.backend == "modal" and (unreachable := await asyncio.to_thread(_modal_unreachable)):
-        return [(False, unreachable)]
+    if config.backend == "modal" and (unreachable := await asyncio.to_thread(readiness.modal_unreachable)):
+        return [Finding("fix", f"{unreachable}.", "check the network, then run `voicebot doctor` again.")]
     backend = create_backend(config, timeout=60.0)
     try:
         info = await backend.info()
     except BackendNotDeployed:
-        return [(False, f"The Modal app {config.modal_app} is not deployed: run `voicebot deploy`.")]
+        return [
+            Finding("fix", f"The Modal app {config.modal_app} is not deployed.", "run `voicebot deploy`.")
+        ]
     except BackendError as exc:
-        return [(False, f"Speech backend ({config.backend}): {terminal_message(exc, argparse.Namespace())}")]
+        return [_setup_finding(exc)]
     finally:
         await backend.close()
     where = info.get("device_name") or info.get("device")
     if config.backend == "modal":
-        return [
-            (
-                True,
-                f"Modal app {config.modal_app} is deployed: model {info.get('revision')} "
-                f"on {info.get('gpu') or where}.",
-            )
-        ]
-    return [(True, f"Speech backend (local) answers: model {info.get('revision')} on {where}.")]
+        gpu = info.get("gpu") or where
+        line = f"Modal app {config.modal_app} is deployed: model {info.get('revision')} on {gpu}."
+        return [Finding("ok", line)]
+    return [Finding("ok", f"Speech backend (local) answers: model {info.get('revision')} on {where}.")]
+
+
+def _setup_finding(exc: BackendError) -> Finding:
+    """A backend error as a FIX line: what is wrong, with its fix on a line (and a JSON field) of its own
+    where the error gives one apart."""
+    what, fix = getattr(exc, "what", None), getattr(exc, "fix", None)
+    if what and fix:
+        return Finding("fix", f"{what}.", fix)
+    return Finding("fix", f"Speech backend: {terminal_message(exc, argparse.Namespace())}")
 
 
 # What the bot needs where it works, by Discord's permission bit: View Channels 10, Send Messages 11,
@@ -423,7 +383,11 @@ def _found(checks: list[Check]) -> list[Finding]:
 async def diagnose(
     config: Config, *, repair: bool = False, discord_get: DiscordGet | None = None
 ) -> AsyncIterator[Finding]:
-    yield Finding("ok", f"Configuration loaded: backend {config.backend}, data folder {config.data_dir}.")
+    if config.backend in BACKENDS:
+        yield Finding("ok", f"Configuration loaded: backend {config.backend}, data folder {config.data_dir}.")
+    else:
+        allowed = " or ".join(BACKENDS)
+        yield Finding("fix", f"VOICEBOT_BACKEND is {config.backend!r}.", f"set it to {allowed} in .env.")
     for finding in await check_discord(config, discord_get):
         yield finding
     if repair:
@@ -431,5 +395,5 @@ async def diagnose(
             yield finding
     for finding in _found(await asyncio.to_thread(check_library, config)):
         yield finding
-    for finding in _found(await _backend(config)):
+    for finding in await _backend(config):
         yield finding

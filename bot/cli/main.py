@@ -56,6 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
 def _dispatch(args: argparse.Namespace) -> int:
     if args.command in LIBRARY_FREE:
         return args.handler(args)
+    if args.check_args is not None:
+        args.check_args(args)
     config = config_for(args, needs_backend=args.needs_backend)
     return asyncio.run(args.handler(args, config))
 
@@ -81,8 +83,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _dispatch(args)
     except InvalidInput as exc:
         return fail(terminal_message(exc, args), 2)
-    except BackendError as exc:
-        return fail(terminal_message(exc, args), 1)
+    except BackendError as exc:  # a setup to fix (no token, no engine extra) is 2, like a bad setting
+        return fail(terminal_message(exc, args), getattr(exc, "exit_code", 1))
     except LibraryError as exc:
         return fail(terminal_message(exc, args), exc.exit_code)
     except OutputNotWritable as exc:

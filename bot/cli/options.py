@@ -4,8 +4,11 @@ the options several commands take, and the top-level help's examples, exit codes
 from __future__ import annotations
 
 import argparse
+import contextlib
 import re
-from collections.abc import Callable, Coroutine
+import sys
+from collections.abc import Callable, Coroutine, Iterator, Sequence
+from gettext import gettext
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -66,19 +69,106 @@ def voicebot_version() -> str:
         return "unknown"
 
 
+def examples(*invocations: str) -> str:
+    """A command's help epilog: a few real invocations, one a line."""
+    return "examples:\n" + "".join(f"  {line}\n" for line in invocations)
+
+
+class HelpFormatter(argparse.HelpFormatter):
+    """argparse's, except that text with line breaks of its own (a command's examples) keeps them."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        if "\n" not in text.strip("\n"):
+            return super()._fill_text(text, width, indent)
+        return "".join(indent + line for line in text.splitlines(keepends=True))
+
+
+# argparse's own words (as translated) for required arguments left out
+_MISSING = gettext("the following arguments are required: %s").split("%s")[0]
+
+
+class _ProbeFailed(Exception):
+    """A parse made only to find unknown options hit another error: the first error stands."""
+
+
 class Parser(argparse.ArgumentParser):
+    _probing = False  # shared by every parser: the nested one a probe runs must not exit either
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", HelpFormatter)
+        super().__init__(*args, **kwargs)
+        self._argv: list[str] = []
+        self._shown_required: list[argparse.Action] = []
+
+    def parse_known_args(  # type: ignore[override]  # one signature for typeshed's overloads
+        self, args: Sequence[str] | None = None, namespace: Any = None
+    ) -> tuple[Any, list[str]]:
+        self._argv = list(sys.argv[1:] if args is None else args)  # what error() looks through again
+        return super().parse_known_args(args, namespace)
+
     def error(self, message: str) -> NoReturn:
+        if Parser._probing:
+            raise _ProbeFailed(message)
+        if message.startswith(_MISSING) and (unknown := self._unrecognized()):
+            message = f"unrecognized arguments: {' '.join(unknown)}"
         # One plain line, not argparse's usage block: what was wrong, and where to look.
         self.exit(2, f"voicebot: {message} (see {self.prog} --help)\n")
 
+    def _unrecognized(self) -> list[str]:
+        """argv's arguments this parser doesn't know, when one of them is an option. argparse checks for
+        missing arguments before it returns unknown ones, so `voicebot --verison` would be told a
+        COMMAND is missing: a mistyped option is the cause to name. Found by parsing again with
+        nothing required."""
+        required = [action for action in self._actions if action.required]
+        Parser._probing = True
+        try:
+            for action in required:
+                action.required = False
+            _, unknown = super().parse_known_args(self._argv)
+        except _ProbeFailed:
+            return []
+        finally:
+            for action in required:
+                action.required = True
+            Parser._probing = False
+        return unknown if any(arg.startswith("-") and arg != "-" for arg in unknown) else []
+
+    def show_required(self, action: argparse.Action) -> None:
+        """Show `action` as required in usage and help while the command checks it itself, so that its
+        absence is worded as the command words it (`clone`'s --consent) rather than by argparse."""
+        self._shown_required.append(action)
+
+    def format_usage(self) -> str:
+        with self._required_shown():
+            return super().format_usage()
+
+    def format_help(self) -> str:
+        with self._required_shown():
+            return super().format_help()
+
+    @contextlib.contextmanager
+    def _required_shown(self) -> Iterator[None]:
+        for action in self._shown_required:
+            action.required = True
+        try:
+            yield
+        finally:
+            for action in self._shown_required:
+                action.required = False
+
 
 def library_command(
-    parser: argparse.ArgumentParser, handler: LibraryHandler, *, needs_backend: bool = False
+    parser: argparse.ArgumentParser,
+    handler: LibraryHandler,
+    *,
+    needs_backend: bool = False,
+    check_args: Callable[[argparse.Namespace], object] | None = None,
 ) -> None:
     """`handler(args, config)` runs this command, which works on the voice library. Only commands that
-    make speech (`needs_backend`) have the backend's own settings checked before they start. Commands
+    make speech (`needs_backend`) have the backend's set-up checked before they start, and after
+    `check_args(args)`, so a mistake on the command line is named before one on the machine. Commands
     that never open the library (`deploy`, `weights`) set a plain `handler(args)` of their own."""
-    parser.set_defaults(handler=handler, needs_backend=needs_backend)
+    parser.set_defaults(handler=handler, needs_backend=needs_backend, check_args=check_args)
 
 
 # --- argument types ---------------------------------------------------------------------------
@@ -161,6 +251,12 @@ def speech_options(parser: argparse.ArgumentParser) -> None:
 def guild_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--guild", type=guild_id, required=True, metavar="ID", help="the server's (guild's) id"
+    )
+
+
+def voice_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--voice", required=True, metavar="NAME_OR_ID", help="the voice's name or id (`voicebot voices`)"
     )
 
 

@@ -7,11 +7,14 @@ import asyncio
 import json
 import logging
 
-from bot.cli.common import library_exists, open_store
-from bot.cli.options import json_option, library_command, speech_options
+from bot.cli.common import create_backend, library_exists, open_store
+from bot.cli.options import examples, json_option, library_command, speech_options
 from bot.config import Config
 from bot.errors import VoiceBotError
 from bot.wording import plural
+
+log = logging.getLogger("bot.run")
+START_CHECK_TIMEOUT_S = 30.0  # the start-up lookup of the Modal app (it starts no container)
 
 
 class DiscordUnreachable(VoiceBotError):
@@ -63,12 +66,27 @@ async def cmd_run(args: argparse.Namespace, config: Config) -> int:
     if library_exists(config):  # a damaged library is one line now, not a traceback after login
         store = await asyncio.to_thread(open_store, config, writes=False)
         await asyncio.to_thread(store.close)
+    await _check_speech(config)
     logging.getLogger().setLevel(logging.INFO)
     try:
         await run_bot(config)
     except _discord_errors() as exc:
         raise DiscordUnreachable(_api_base(config), _short(exc)) from None
     return 0
+
+
+async def _check_speech(config: Config) -> None:
+    """Before logging in: what only an admin can fix (no engine extra, no weights, no Modal token or
+    app) stops here in one line; Modal unreachable for now is a warning, and the bot starts."""
+    from bot.tts.readiness import check_backend
+
+    backend = create_backend(config, timeout=START_CHECK_TIMEOUT_S)
+    try:
+        warning = await check_backend(config.backend, config.weights_dir, backend)
+    finally:
+        await backend.close()
+    if warning:
+        log.warning("%s", warning)
 
 
 async def cmd_sync(args: argparse.Namespace, config: Config) -> int:
@@ -91,7 +109,13 @@ def _short(exc: BaseException) -> str:
 
 def add_parsers(commands: argparse._SubParsersAction) -> None:
     doctor = commands.add_parser(
-        "doctor", help="check Discord, the data and the speech backend; say what to fix"
+        "doctor",
+        help="check Discord, the data and the speech backend; say what to fix",
+        epilog=examples(
+            "voicebot doctor",
+            "voicebot doctor --repair",
+            "voicebot doctor --json --backend local --weights ./weights",
+        ),
     )
     doctor.add_argument(
         "--repair",
@@ -102,9 +126,17 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
     speech_options(doctor)
     library_command(doctor, cmd_doctor)
 
-    run = commands.add_parser("run", help="connect to Discord and serve the commands (Ctrl-C stops it)")
+    run = commands.add_parser(
+        "run",
+        help="connect to Discord and serve the commands (Ctrl-C stops it)",
+        epilog=examples("voicebot run", "voicebot run --backend local --weights ./weights --device cuda"),
+    )
     speech_options(run)
     library_command(run, cmd_run, needs_backend=True)
 
-    sync = commands.add_parser("sync", help="register the slash commands with Discord, then exit")
-    library_command(sync, cmd_sync, needs_backend=True)
+    sync = commands.add_parser(
+        "sync",
+        help="register the slash commands with Discord, then exit",
+        epilog=examples("voicebot sync", "VOICEBOT_DEV_GUILD=123 voicebot sync"),
+    )
+    library_command(sync, cmd_sync)  # registers commands only: no speech backend is made or checked

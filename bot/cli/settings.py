@@ -8,12 +8,19 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 from dataclasses import asdict
 
 from bot.choices import FILE_FORMATS, MODES
 from bot.cli.common import library_exists, open_store, print_json
-from bot.cli.options import Parser, guild_option, json_option, library_command, ranged, role_id
+from bot.cli.options import (
+    Parser,
+    examples,
+    guild_option,
+    json_option,
+    library_command,
+    ranged,
+    role_id,
+)
 from bot.config import Config
 
 audit = logging.getLogger("bot.audit")
@@ -79,16 +86,27 @@ async def cmd_dictionary(args: argparse.Namespace, config: Config) -> int:
                 entries = store.dictionary(args.guild)
             finally:
                 store.close()
-        for word, spoken in entries.items():
-            print(f"{word}\t{spoken}")
-        if not entries:
-            print(f"Guild {args.guild} has no pronunciations.", file=sys.stderr)
+        if args.json:
+            print_json([{"word": word, "spoken_as": spoken} for word, spoken in entries.items()])
+        elif entries:
+            for word, spoken in entries.items():
+                print(f"{word}\t{spoken}")
+        else:  # on stdout, as `voices` says it has none
+            print(
+                f"Guild {args.guild} has no pronunciations. Add one with: voicebot dictionary add "
+                f"--guild {args.guild} WORD SPOKEN_AS"
+            )
         return 0
     store = open_store(config, writes=True)
     try:
         if args.action == "add":
-            word, spoken = store.add_pronunciation(args.guild, args.word, args.spoken_as)
-            print(f"Guild {args.guild} now says “{word}” as “{spoken}”.")
+            word, spoken, was = store.add_pronunciation(args.guild, args.word, args.spoken_as)
+            if was is None:
+                print(f"Guild {args.guild} now says “{word}” as “{spoken}”.")
+            elif was == spoken:
+                print(f"Guild {args.guild} already says “{word}” as “{spoken}”.")
+            else:
+                print(f"Replaced “{word}”: guild {args.guild} now says it as “{spoken}” (was “{was}”).")
         else:
             removed = store.remove_pronunciation(args.guild, args.word)
             print(f"Guild {args.guild} says “{removed}” as written again.")
@@ -98,7 +116,15 @@ async def cmd_dictionary(args: argparse.Namespace, config: Config) -> int:
 
 
 def add_parsers(commands: argparse._SubParsersAction) -> None:
-    settings = commands.add_parser("settings", help="show a guild's settings, or change them")
+    settings = commands.add_parser(
+        "settings",
+        help="show a guild's settings, or change them",
+        epilog=examples(
+            "voicebot settings --guild 123",
+            "voicebot settings --guild 123 --clone-role 789 --cooldown 10",
+            "voicebot settings --guild 123 --everyone-may-clone --daily-quota 0 --json",
+        ),
+    )
     guild_option(settings)
     role = settings.add_mutually_exclusive_group()
     role.add_argument("--clone-role", type=role_id, metavar="ROLE_ID", help="only this role may clone")
@@ -120,16 +146,23 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
     json_option(settings)
     library_command(settings, cmd_settings)
 
-    dictionary = commands.add_parser("dictionary", help="list, add or remove pronunciations for a guild")
+    uses = {
+        "list": ("show the guild's dictionary", "voicebot dictionary list --guild 123 --json"),
+        "add": ("say WORD as SPOKEN_AS", "voicebot dictionary add --guild 123 GIF jiff"),
+        "remove": ("say WORD as written", "voicebot dictionary remove --guild 123 gif"),
+    }
+    dictionary = commands.add_parser(
+        "dictionary",
+        help="list, add or remove pronunciations for a guild",
+        epilog=examples(*(example for _, example in uses.values())),
+    )
     entries = dictionary.add_subparsers(dest="action", required=True, parser_class=Parser, metavar="ACTION")
-    for action, about in (
-        ("list", "show the guild's dictionary"),
-        ("add", "say WORD as SPOKEN_AS"),
-        ("remove", "say WORD as written"),
-    ):
-        sub = entries.add_parser(action, help=about)
+    for action, (about, example) in uses.items():
+        sub = entries.add_parser(action, help=about, epilog=examples(example))
         guild_option(sub)
-        if action != "list":
+        if action == "list":
+            json_option(sub)
+        else:
             sub.add_argument("word", help="the word as people type it")
         if action == "add":
             sub.add_argument("spoken_as", help="how it should be said")

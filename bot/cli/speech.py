@@ -24,7 +24,15 @@ from bot.cli.common import (
     print_json,
     write_atomically,
 )
-from bot.cli.options import guild_option, json_option, library_command, speech_options, user_id
+from bot.cli.options import (
+    examples,
+    guild_option,
+    json_option,
+    library_command,
+    speech_options,
+    user_id,
+    voice_option,
+)
 from bot.config import Config
 from bot.errors import ConsentRequired, FileTooLarge, InvalidInput, OutputNotWritable, VoiceNotFound
 from bot.store import clean_name
@@ -39,20 +47,33 @@ async def _warm(backend: object, progress: Progress, config: Config) -> None:
     """Load the model now, so the progress line says what the wait is for."""
     load = getattr(backend, "load", None)  # the local backend loads its weights lazily
     if load is not None:
-        progress(f"Loading the model from {config.weights_dir} on {config.device or 'the default device'}…")
+        device = await asyncio.to_thread(backend.chosen_device) if hasattr(backend, "chosen_device") else "?"
+        progress(f"Loading the model from {config.weights_dir} on {device}…")
         await load()
+
+
+def _check_clone_args(args: argparse.Namespace) -> None:
+    """What the command line alone shows is wrong: said before the machine's set-up is looked at."""
+    if args.consent is None:
+        raise ConsentRequired()
+    clean_name(args.name)
+    if not args.file.is_file():
+        what = "is a folder, not a file" if args.file.is_dir() else "does not exist"
+        raise InvalidInput(f"{args.file} {what}: give the recording's path.")
+
+
+def _check_say_args(args: argparse.Namespace) -> None:
+    if str(args.out) == "-" and args.json:
+        raise InvalidInput("--out - and --json both write to stdout; choose one.")
+    _format_for(args)
 
 
 async def cmd_clone(args: argparse.Namespace, config: Config) -> int:
     from bot.cloning import clone_reference
 
-    if args.consent is None:
-        raise ConsentRequired()
+    _check_clone_args(args)
     owner = args.owner if args.owner is not None else args.consent
     name = clean_name(args.name)
-    if not args.file.is_file():
-        what = "is a folder, not a file" if args.file.is_dir() else "does not exist"
-        raise InvalidInput(f"{args.file} {what}: give the recording's path.")
     size = args.file.stat().st_size
     if size > config.max_reference_bytes:
         raise FileTooLarge(size, config.max_reference_bytes)
@@ -102,8 +123,12 @@ def _format_for(args: argparse.Namespace) -> str:
         raise OutputNotWritable(args.out, f"it is a folder (name a file in it: {args.out / 'hello.ogg'})")
     fmt = FORMATS_BY_SUFFIX.get(args.out.suffix.lower())
     if fmt is None:
-        what = f"“{args.out.suffix}” files" if args.out.suffix else f"{args.out.name} (no file type)"
-        raise InvalidInput(f"Can't write {what}; end --out in .ogg, .mp3 or .wav (or pass --format).")
+        why = (
+            f"“{args.out.suffix}” is not an audio type voicebot writes" if args.out.suffix else "no file type"
+        )
+        raise InvalidInput(
+            f"Can't write {args.out} ({why}); end --out in .ogg, .mp3 or .wav (or pass --format)."
+        )
     return fmt
 
 
@@ -111,8 +136,7 @@ async def cmd_say(args: argparse.Namespace, config: Config) -> int:
     from bot import speech
 
     to_stdout = str(args.out) == "-"
-    if to_stdout and args.json:
-        raise InvalidInput("--out - and --json both write to stdout; choose one.")
+    _check_say_args(args)
     fmt = _format_for(args)
     text.prepare(args.text, max_chars=config.max_text_chars)  # bad text: refuse before anything else
     if not library_exists(config):
@@ -174,26 +198,43 @@ async def cmd_say(args: argparse.Namespace, config: Config) -> int:
 
 
 def add_parsers(commands: argparse._SubParsersAction) -> None:
-    clone = commands.add_parser("clone", help="clone a voice from an audio file")
+    clone = commands.add_parser(
+        "clone",
+        help="clone a voice from an audio file",
+        epilog=examples(
+            "voicebot clone --guild 123 --name Ada --consent 456 ada.ogg",
+            "voicebot clone --guild 123 --name Narrator --consent 456 --owner 789 --json narrator.mp3",
+            "voicebot clone --guild 123 --name Ada --consent 456 --backend local --weights ./weights ada.ogg",
+        ),
+    )
     guild_option(clone)
     clone.add_argument("--name", required=True, help="1–32 letters, digits, spaces, - or _")
-    clone.add_argument(
+    consent = clone.add_argument(
         "--consent",
         type=user_id,
         metavar="USER_ID",
         help="required: the Discord user id of whoever confirms the speaker agreed to be cloned",
     )
+    clone.show_required(consent)  # checked by cmd_clone, which says why it is needed
     clone.add_argument(
         "--owner", type=user_id, metavar="USER_ID", help="Discord user id of the owner (default: --consent)"
     )
     clone.add_argument("file", type=Path, help="WAV, MP3, Ogg/Opus, M4A, FLAC, WebM or MP4; 5 s to 5 min")
     json_option(clone)
     speech_options(clone)
-    library_command(clone, cmd_clone, needs_backend=True)
+    library_command(clone, cmd_clone, needs_backend=True, check_args=_check_clone_args)
 
-    say = commands.add_parser("say", help="speak text in a voice, to a file or stdout")
+    say = commands.add_parser(
+        "say",
+        help="speak text in a voice, to a file or stdout",
+        epilog=examples(
+            'voicebot say --guild 123 --voice Ada --out hello.ogg "Hello there."',
+            'voicebot say --guild 123 --voice 3f9a0c1d2e4b5a6c --out hi.wav --seed 7 "Hi."',
+            'voicebot say --guild 123 --voice Ada --out - "Hi." | mpv -',
+        ),
+    )
     guild_option(say)
-    say.add_argument("--voice", required=True, help="voice name")
+    voice_option(say)
     say.add_argument(
         "--out", type=Path, required=True, help="output file (.ogg, .mp3 or .wav), or - for stdout"
     )
@@ -206,4 +247,4 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
     say.add_argument("text", help="what to say")
     json_option(say)
     speech_options(say)
-    library_command(say, cmd_say, needs_backend=True)
+    library_command(say, cmd_say, needs_backend=True, check_args=_check_say_args)

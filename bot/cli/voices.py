@@ -12,7 +12,15 @@ import logging
 from dataclasses import asdict
 
 from bot.cli.common import library_exists, open_store, print_json
-from bot.cli.options import Parser, guild_option, json_option, library_command, user_id
+from bot.cli.options import (
+    Parser,
+    examples,
+    guild_option,
+    json_option,
+    library_command,
+    user_id,
+    voice_option,
+)
 from bot.config import Config
 from bot.errors import VoiceNotFound
 
@@ -84,27 +92,52 @@ async def cmd_voice(args: argparse.Namespace, config: Config) -> int:
 
 
 def add_parsers(commands: argparse._SubParsersAction) -> None:
-    voices = commands.add_parser("voices", help="list a guild's voices")
+    voices = commands.add_parser(
+        "voices",
+        help="list a guild's voices",
+        epilog=examples("voicebot voices --guild 123", "voicebot voices --guild 123 --json"),
+    )
     guild_option(voices)
     json_option(voices)
     library_command(voices, cmd_voices)
 
-    delete = commands.add_parser("delete", help="delete a voice and its files")
+    delete = commands.add_parser(
+        "delete",
+        help="delete a voice and its files",
+        epilog=examples(
+            "voicebot delete --guild 123 --voice Ada", "voicebot delete --guild 123 --voice 3f9a0c1d2e4b5a6c"
+        ),
+    )
     guild_option(delete)
-    delete.add_argument("--voice", required=True, help="voice name")
+    voice_option(delete)
     library_command(delete, cmd_delete)
 
-    voice = commands.add_parser("voice", help="rename a voice, show it, or set a user's default")
+    rename_example = "voicebot voice rename --guild 123 --voice Ada Ada-old"
+    info_example = "voicebot voice info --guild 123 --voice Ada --json"
+    default_example = "voicebot voice default --guild 123 --voice Ada --user 456"
+    voice = commands.add_parser(
+        "voice",
+        help="rename a voice, show it, or set a user's default",
+        epilog=examples(rename_example, info_example, default_example),
+    )
     actions = voice.add_subparsers(dest="action", required=True, parser_class=Parser, metavar="ACTION")
-    rename = actions.add_parser("rename", help="give a voice a new name")
+    rename = actions.add_parser("rename", help="give a voice a new name", epilog=examples(rename_example))
     rename.add_argument("new_name", help="1–32 letters, digits, spaces, - or _")
-    info = actions.add_parser("info", help="show everything the library knows about a voice")
+    info = actions.add_parser(
+        "info",
+        help="show everything the library knows about a voice",
+        epilog=examples("voicebot voice info --guild 123 --voice Ada", info_example),
+    )
     json_option(info)
-    default = actions.add_parser("default", help="set the voice a user's /say uses when none is given")
+    default = actions.add_parser(
+        "default",
+        help="set the voice a user's /say uses when none is given",
+        epilog=examples(default_example),
+    )
     default.add_argument(
         "--user", type=user_id, required=True, metavar="USER_ID", help="the member's user id"
     )
     for sub in (rename, info, default):
         guild_option(sub)
-        sub.add_argument("--voice", required=True, help="voice name")
+        voice_option(sub)
     library_command(voice, cmd_voice)

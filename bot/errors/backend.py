@@ -27,13 +27,16 @@ class BackendNotDeployed(BackendError):
 
 class LocalEngineUnavailable(BackendError):
     """The local backend can't start here: its weights folder or its device. `detail` says which and
-    how to fix it, for the admin (the terminal shows it as is)."""
+    how to fix it, for the admin (the terminal shows it as is); `voicebot doctor` shows `what` and
+    `fix` on lines of their own when the fix is given apart."""
 
     admin_hint = "Run `voicebot doctor` on the bot's machine."
+    exit_code = 2  # a setup to fix, like a bad setting: trying again can't help
 
-    def __init__(self, detail: str) -> None:
+    def __init__(self, what: str, fix: str | None = None) -> None:
         super().__init__("The speech engine can't start on this machine. A bot admin needs to check it.")
-        self.detail = detail
+        self.what, self.fix = what, fix
+        self.detail = f"{what}: {fix}" if fix else what
 
 
 class BackendUnauthorised(BackendError):
@@ -49,12 +52,10 @@ class BackendUnauthorised(BackendError):
 class EngineNotInstalled(LocalEngineUnavailable):
     """The local backend was chosen where the `engine` extra (torch, echo-tts) isn't installed."""
 
-    exit_code = 2  # a setup to fix, like a bad setting: trying again can't help
-
     def __init__(self, missing: list[str]) -> None:
-        from modal_tts.prerequisites import not_installed
+        from modal_tts.prerequisites import needs_the_extra, run_install
 
-        super().__init__(not_installed("The local speech backend", missing))
+        super().__init__(needs_the_extra("The local speech backend", missing), run_install())
         self.missing = missing
 
 
@@ -63,10 +64,12 @@ class ModalCredentialsMissing(BackendUnauthorised):
     it shows (clone, say, run, doctor, deploy), distinct from a token Modal rejects."""
 
     exit_code = 2
-    admin_message = (
-        "No Modal credentials: create a token at modal.com (Settings → API Tokens) or with "
-        "`uv run modal token new`, then set MODAL_TOKEN_ID and MODAL_TOKEN_SECRET in the environment or .env."
+    what = "No Modal credentials"
+    fix = (
+        "create a token at modal.com (Settings → API Tokens) or with `uv run modal token new`, then set "
+        "MODAL_TOKEN_ID and MODAL_TOKEN_SECRET in the environment or .env."
     )
+    admin_message = f"{what}: {fix}"
 
     def __init__(self) -> None:
         super().__init__("no MODAL_TOKEN_ID / MODAL_TOKEN_SECRET and no ~/.modal.toml")

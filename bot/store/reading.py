@@ -76,24 +76,25 @@ class Reading:
         return dict(rows)
 
     @guarded
-    def add_pronunciation(self, guild_id: int, word: str, spoken: str) -> tuple[str, str]:
-        """Add or replace an entry; refused when invalid or when the dictionary is full."""
+    def add_pronunciation(self, guild_id: int, word: str, spoken: str) -> tuple[str, str, str | None]:
+        """Add or replace an entry; refused when invalid or when the dictionary is full. Returns the word
+        and its spoken form as stored, and what the word was said as before (None: it is new)."""
         word, spoken = pronunciation.clean_entry(word, spoken)
         key = pronunciation.key(word)
         with self.transaction() as db:
-            exists = db.execute(
-                "select 1 from pronunciations where guild_id = ? and word_key = ?", [guild_id, key]
+            existing = db.execute(
+                "select spoken from pronunciations where guild_id = ? and word_key = ?", [guild_id, key]
             ).fetchone()
             count = db.execute(
                 "select count(*) from pronunciations where guild_id = ?", [guild_id]
             ).fetchone()[0]
-            if not exists and count >= pronunciation.MAX_ENTRIES:
+            if not existing and count >= pronunciation.MAX_ENTRIES:
                 raise DictionaryFull(pronunciation.MAX_ENTRIES)
             db.table("pronunciations").upsert(
                 {"guild_id": guild_id, "word_key": key, "word": word, "spoken": spoken},
                 pk=("guild_id", "word_key"),
             )
-        return word, spoken
+        return word, spoken, None if existing is None else str(existing[0])
 
     @guarded
     def remove_pronunciation(self, guild_id: int, word: str) -> str:

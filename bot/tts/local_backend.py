@@ -53,7 +53,9 @@ def _map_error(exc: BaseException) -> BackendError:
     if prerequisites.is_missing_engine(exc):
         return EngineNotInstalled(prerequisites.missing_packages() or [getattr(exc, "name", None) or "?"])
     if type(exc).__name__ == "WeightsError":
-        return LocalEngineUnavailable(f"{exc} Fill a weights folder with `voicebot weights fetch DIR`.")
+        return LocalEngineUnavailable(
+            str(exc).rstrip("."), "fill a weights folder with `voicebot weights fetch DIR`."
+        )
     return BackendFailed(f"{type(exc).__name__}: {exc}")
 
 
@@ -152,19 +154,25 @@ class LocalBackend:
         threading.Thread(target=load, name="echo-load", daemon=True).start()
         return future
 
-    def _load(self) -> EchoEngine:
+    def chosen_device(self) -> str:
+        """Where the weights load: the device asked for, else `cuda` when torch sees a GPU, else `cpu`."""
         import torch  # only the local backend ever imports torch into the bot's process
+
+        return self.device or ("cuda" if torch.cuda.is_available() else "cpu")
+
+    def _load(self) -> EchoEngine:
+        import torch
 
         from modal_tts.engine import EchoEngine
 
-        device = self.device or ("cuda" if torch.cuda.is_available() else "cpu")
+        device = self.chosen_device()
         if device.startswith("cuda"):
             index = int(device.partition(":")[2] or 0)
             if index >= torch.cuda.device_count():
                 raise LocalEngineUnavailable(
                     f"Device {device} was asked for, but torch sees "
-                    f"{plural(torch.cuda.device_count(), 'CUDA GPU')} here: check the NVIDIA driver, "
-                    "or use --device cpu (VOICEBOT_DEVICE=cpu)."
+                    f"{plural(torch.cuda.device_count(), 'CUDA GPU')} here",
+                    "check the NVIDIA driver, or use --device cpu (VOICEBOT_DEVICE=cpu).",
                 )
         log.info("Loading Echo weights from %s onto %s", self.weights_dir, device)
         assert self.weights_dir is not None  # __init__ insists on weights or an engine

@@ -37,8 +37,9 @@ def modal_credentials(environ: Mapping[str, str] = os.environ) -> bool:
 
 
 def modal_unreachable() -> str | None:
-    """Why Modal's server can't be reached from here (one line), or None if it answers. Blocking: up
-    to MODAL_CONNECT_TIMEOUT_S; call it in a thread from async code."""
+    """Why Modal's server can't be reached from here ("Can't reach Modal at HOST (REASON)", no fix: each
+    caller says what to do next), or None if it answers. Blocking: up to MODAL_CONNECT_TIMEOUT_S; call it
+    in a thread from async code."""
     import modal.config
 
     # Modal's client takes a comma-separated list of servers and tries the first one first
@@ -48,29 +49,32 @@ def modal_unreachable() -> str | None:
         socket.create_connection((host, port), timeout=MODAL_CONNECT_TIMEOUT_S).close()
     except OSError as exc:
         reason = exc.strerror or str(exc) or type(exc).__name__
-        return f"Can't reach Modal at {host} ({reason}): check the network."
+        return f"Can't reach Modal at {host} ({reason})"
     return None
 
 
-def weights_problem(folder: Path | None) -> str | None:
+def weights_problem(folder: Path | None) -> LocalEngineUnavailable | None:
     """What is wrong with the local backend's weights folder, worded once for `run`, `doctor`, `clone`
     and `say`; None when every file is in place."""
     if folder is None:
-        return (
-            "The local backend needs a weights folder: set ECHO_WEIGHTS_DIR or pass --weights DIR "
-            "(fill one with `voicebot weights fetch DIR`)."
+        return LocalEngineUnavailable(
+            "The local backend needs a weights folder",
+            "set ECHO_WEIGHTS_DIR or pass --weights DIR (fill one with `voicebot weights fetch DIR`).",
         )
     if folder.exists() and not folder.is_dir():
-        return f"The weights folder {folder} is a file: set ECHO_WEIGHTS_DIR to a folder."
+        return LocalEngineUnavailable(
+            f"The weights folder {folder} is a file",
+            "point ECHO_WEIGHTS_DIR (or --weights) at a folder filled by `voicebot weights fetch DIR`.",
+        )
     missing = prerequisites.missing_weight_files(folder)
     if not missing:
         return None
     if len(missing) == len(prerequisites.WEIGHT_FILES):
         state = "doesn't exist" if not folder.exists() else "holds no weights"
-        return f"The weights folder {folder} {state}: fill it with `voicebot weights fetch {folder}`."
-    return (
-        f"The weights folder {folder} lacks {', '.join(missing)}: fill it with "
-        f"`voicebot weights fetch {folder}`."
+    else:
+        state = f"lacks {', '.join(missing)}"
+    return LocalEngineUnavailable(
+        f"The weights folder {folder} {state}", f"fill it with `voicebot weights fetch {folder}`."
     )
 
 
@@ -81,7 +85,7 @@ def check_setup(kind: str, weights_dir: Path | None, environ: Mapping[str, str] 
         if missing := prerequisites.missing_packages():
             raise EngineNotInstalled(missing)
         if problem := weights_problem(weights_dir):
-            raise LocalEngineUnavailable(problem)
+            raise problem
     elif kind == "modal" and not modal_credentials(environ):
         raise ModalCredentialsMissing()
 
@@ -96,7 +100,7 @@ async def check_backend(
     if kind != "modal" or check_deployed is None:
         return None  # local: the weights load on first use (or when the bot warms the engine)
     if unreachable := await asyncio.to_thread(modal_unreachable):
-        return f"{unreachable} Starting anyway; speech works once Modal answers."
+        return f"{unreachable}: check the network. Starting anyway; speech works once Modal answers."
     try:
         await check_deployed()
     except (BackendNotDeployed, BackendUnauthorised):

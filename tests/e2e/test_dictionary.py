@@ -31,6 +31,10 @@ async def test_the_dictionary_changes_what_say_and_speak_message_send_to_the_eng
 
     listing = await world.fake.invoke("dictionary list", {}, user=world.bob)
     assert "**GIF** → jiff" in (await listing.wait_for_answer()).embeds[0]["description"]
+    replaced = await world.fake.invoke(
+        "dictionary add", {"word": "gif", "spoken_as": "giff"}, user=world.admin
+    )
+    assert (await replaced.wait_for_answer()).content == "“gif” is now said as “giff” instead of “jiff”."
     removed = await world.fake.invoke("dictionary remove", {"word": "gif"}, user=world.admin)
     assert "said as written again" in (await removed.wait_for_answer()).content
     empty = await world.fake.invoke("dictionary list", {}, user=world.bob)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
 import sys
 from pathlib import Path
 
@@ -13,13 +14,26 @@ import pytest
 from tests.fakediscord import FakeDiscord
 
 
+def closed_port() -> int:
+    """A loopback port nothing listens on (it was free a moment ago): a connect is refused at once."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 def bot_env(fake: FakeDiscord, data_dir: Path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("VOICEBOT_", "DISCORD_", "ECHO_"))}
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith(("VOICEBOT_", "DISCORD_", "ECHO_", "MODAL_"))
+    }
     env.update(
         {
             "DISCORD_TOKEN": fake.token,
             "VOICEBOT_DATA_DIR": str(data_dir),
             "VOICEBOT_BACKEND": "modal",  # no GPU needed to serve /voices; never called here
+            # A token, and a Modal that is down: the start-up check warns and the bot starts anyway.
+            "MODAL_TOKEN_ID": "ak-test",
+            "MODAL_TOKEN_SECRET": "as-test",
+            "MODAL_SERVER_URL": f"http://127.0.0.1:{closed_port()}",
             # The documented test-only switches: the loopback Discord's URLs, its self-signed voice TLS.
             "VOICEBOT_DISCORD_API_BASE": fake.api_base,
             "VOICEBOT_DISCORD_GATEWAY": fake.gateway_url,
@@ -63,6 +77,7 @@ async def test_run_serves_commands_then_stops_gracefully_on_sigterm(tmp_path):
                 _, stderr = await asyncio.wait_for(process.communicate(), 30)
             assert process.returncode == 0, stderr.decode()
             assert b"Traceback" not in stderr and fake.token.encode() not in stderr
+            assert b"Can't reach Modal at 127.0.0.1 (Connection refused): check the network." in stderr
             if run == 1:
                 assert b"Synced" in stderr
             else:  # nothing changed: Discord's command registry is left alone
@@ -103,3 +118,53 @@ async def test_sync_to_a_dev_guild_only(tmp_path):
         assert process.returncode == 0, stderr.decode()
         assert f"registered for guild {guild.id}" in stdout.decode()
         assert fake.commands() == [] and {"say", "clone"} <= {c["name"] for c in fake.commands(guild)}
+
+
+BLOCK_ENGINE = """
+import importlib.abc, runpy, sys
+class Blocked(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("torch", "torchaudio", "safetensors", "echo_tts", "huggingface_hub"):
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+sys.meta_path.insert(0, Blocked())
+sys.argv = ["voicebot", *sys.argv[1:]]
+runpy.run_module("bot", run_name="__main__")
+"""
+
+
+@pytest.mark.parametrize(
+    ("case", "message"),
+    [
+        ("no Modal token", "voicebot: No Modal credentials: create a token at modal.com"),
+        ("empty weights folder", "voicebot: The weights folder {weights} holds no weights: fill it with"),
+        ("no engine extra", "voicebot: The local speech backend needs the engine extra (torch, echo-tts;"),
+    ],
+)
+async def test_run_refuses_a_speech_setup_it_cannot_use_before_logging_in(tmp_path, case, message):
+    weights = tmp_path / "weights"
+    weights.mkdir()
+    async with FakeDiscord(patch_discord=False) as fake:
+        env = bot_env(fake, tmp_path / "data")
+        args: tuple[str, ...] = ("run",)
+        if case == "no Modal token":
+            del env["MODAL_TOKEN_ID"], env["MODAL_TOKEN_SECRET"]
+            env["MODAL_CONFIG_PATH"] = str(tmp_path / "no-modal.toml")
+        else:
+            args = ("run", "--backend", "local", "--weights", str(weights))
+        if case == "no engine extra":
+            (weights / "echo").mkdir()  # a complete folder: the missing extra is what stops it
+            for name in ("echo/pytorch_model.safetensors", "echo/pca_state.safetensors"):
+                (weights / name).write_bytes(b"x")
+            (weights / "dac").mkdir()
+            (weights / "dac/pytorch_model.safetensors").write_bytes(b"x")
+            process = await asyncio.create_subprocess_exec(
+                sys.executable, "-c", BLOCK_ENGINE, *args, env=env, cwd=tmp_path,
+                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            )  # fmt: skip
+        else:
+            process = await start(env, tmp_path, *args)
+        _, stderr = await asyncio.wait_for(process.communicate(), 60)
+        lines = stderr.decode().strip().splitlines()
+        assert process.returncode == 2, stderr.decode()
+        assert len(lines) == 1 and lines[0].startswith(message.format(weights=weights)), lines
+        assert fake.gateway_sessions == [] and fake.command_syncs == []  # never logged in
