@@ -243,3 +243,18 @@ def test_doctor_json_gives_the_modal_findings_fix_apart(tmp_path, monkeypatch, c
         "line": "Can't reach Modal at 127.0.0.1 (Connection refused).",
         "fix": "check the network, then run `voicebot doctor` again.",
     }
+
+
+def test_a_modal_detail_ending_in_a_full_stop_is_not_doubled():
+    import argparse
+
+    from bot.cli.common import terminal_message
+    from bot.errors import BackendFailed, BackendUnreachable
+
+    unreachable = BackendUnreachable("Could not connect to the Modal server.")
+    line = terminal_message(unreachable, argparse.Namespace())
+    assert line == (
+        "Can't reach Modal (Could not connect to the Modal server). Check the network, then try again."
+    )
+    line = terminal_message(BackendFailed("RemoteError: boom."), argparse.Namespace())
+    assert "(RemoteError: boom). Try again" in line
