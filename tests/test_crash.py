@@ -112,9 +112,10 @@ def test_voicebot_clone_killed_at_random_moments(tmp_path, tiny_model_dir):
     rng = np.random.default_rng(2026)
     kills = attempts = 0
     # Two at a time: half the wall time, and two writers sharing one library, as CLI beside bot would.
-    # A run that needed less CPU than its kill point finished: not a kill; keep going until 20 real ones.
+    # A run that needed less CPU than its kill point finished: not a kill; keep going until 12 real ones
+    # (the suite's longest test: 12 kill points across the run, with room for 28 runs that finish).
     with ThreadPoolExecutor(max_workers=2) as pool:
-        while kills < 20 and attempts < 40:
+        while kills < 12 and attempts < 40:
             # Points across the later part of a run: the first third is interpreter and torch start-up.
             points = rng.uniform(0.35 * work, 0.97 * work, size=2)
             pair = [f"v{attempts}", f"v{attempts + 1}"]
@@ -122,7 +123,7 @@ def test_voicebot_clone_killed_at_random_moments(tmp_path, tiny_model_dir):
             codes = list(pool.map(lambda job: _kill_after_cpu(clone(job[0]), float(job[1])), jobs))
             kills += sum(code == -signal.SIGKILL for code in codes)
             attempts += 2
-    assert kills >= 20, f"only {kills} of {attempts} runs were still working when their point came"
+    assert kills >= 12, f"only {kills} of {attempts} runs were still working when their point came"
     print(f"{kills} clones killed in {attempts} runs; one run needs about {work:.1f} CPU s")
 
     store = assert_consistent(data)
