@@ -205,7 +205,8 @@ def _close_soon(bot: VoiceBot) -> None:
     task.add_done_callback(_closing.discard)
 
 
-def _token(config: Config) -> str:
+def discord_token(config: Config) -> str:
+    """The bot's token, or the one line saying where to get it."""
     if not config.discord_token:
         raise ConfigError(
             "DISCORD_TOKEN is not set: put the bot's token in the environment or in .env "
@@ -215,7 +216,7 @@ def _token(config: Config) -> str:
 
 
 async def run_bot(config: Config, *, sync_only: bool = False) -> None:
-    token = _token(config)
+    token = discord_token(config)
     point_at_discord(config)
     # Auto-read needs the Message Content intent; without it in the Portal, everything else still runs.
     for message_content in (not sync_only, False):

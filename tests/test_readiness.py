@@ -258,3 +258,23 @@ def test_a_modal_detail_ending_in_a_full_stop_is_not_doubled():
     )
     line = terminal_message(BackendFailed("RemoteError: boom."), argparse.Namespace())
     assert "(RemoteError: boom). Try again" in line
+
+
+def test_run_names_a_missing_discord_token_before_the_speech_set_up(tmp_path, monkeypatch, capsys):
+    """A new user follows the README: Discord first. With neither set up, the token is named first."""
+    from bot.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    for name in ("DISCORD_TOKEN", "MODAL_TOKEN_ID", "MODAL_TOKEN_SECRET"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("MODAL_CONFIG_PATH", str(tmp_path / "none.toml"))
+    assert main(["run", "--data-dir", str(tmp_path / "data")]) == 2
+    assert capsys.readouterr().err.startswith("voicebot: DISCORD_TOKEN is not set: ")
+    monkeypatch.setenv("DISCORD_TOKEN", "token")
+    assert main(["run", "--data-dir", str(tmp_path / "data")]) == 2
+    assert capsys.readouterr().err.startswith("voicebot: No Modal credentials: ")
+    monkeypatch.setenv("VOICEBOT_BACKEND", "gpu")
+    assert main(["run", "--data-dir", str(tmp_path / "data")]) == 2
+    assert capsys.readouterr().err.startswith(
+        "voicebot: VOICEBOT_BACKEND is 'gpu'; allowed is modal or local"
+    )

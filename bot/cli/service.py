@@ -9,7 +9,7 @@ import logging
 
 from bot.cli.common import create_backend, library_exists, open_store
 from bot.cli.options import examples, json_option, library_command, speech_options
-from bot.config import Config
+from bot.config import Config, check
 from bot.errors import VoiceBotError
 from bot.wording import plural
 
@@ -61,7 +61,11 @@ async def cmd_doctor(args: argparse.Namespace, config: Config) -> int:
 
 
 async def cmd_run(args: argparse.Namespace, config: Config) -> int:
-    from bot.client import run_bot
+    from bot.client import discord_token, run_bot
+
+    # In the README's order: the Discord token, the settings, the library, then the speech set-up
+    discord_token(config)
+    check(config)
 
     if library_exists(config):  # a damaged library is one line now, not a traceback after login
         store = await asyncio.to_thread(open_store, config, writes=False)
@@ -132,7 +136,7 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
         epilog=examples("voicebot run", "voicebot run --backend local --weights ./weights --device cuda"),
     )
     speech_options(run)
-    library_command(run, cmd_run, needs_backend=True)
+    library_command(run, cmd_run)  # checks its settings and speech set-up itself, in its own order
 
     sync = commands.add_parser(
         "sync",
