@@ -150,8 +150,7 @@ def check(config: Config) -> Config:
         allowed = " or ".join(BACKENDS)
         raise ConfigError(f"VOICEBOT_BACKEND is {config.backend!r}; allowed is {allowed}.")
     if config.backend == "local" and config.weights_dir is None:
-        from bot.tts.readiness import weights_problem  # the one wording, shared with run and doctor
+        from bot.tts.readiness import no_weights_folder  # the one wording, shared with run and doctor
 
-        problem = weights_problem(None)
-        raise ConfigError(problem.detail if problem else "ECHO_WEIGHTS_DIR is not set.")
+        raise ConfigError(no_weights_folder().detail)
     return config

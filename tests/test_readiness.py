@@ -3,9 +3,7 @@ a passing Modal outage is a warning. Modal is looked up through injected handles
 
 from __future__ import annotations
 
-import socket
 import subprocess
-import sys
 from pathlib import Path
 
 import modal.exception as mx
@@ -22,6 +20,7 @@ from bot.tts import readiness
 from bot.tts.local_backend import LocalBackend
 from bot.tts.modal_backend import ModalBackend
 from modal_tts import prerequisites
+from tests.machine import closed_port, without_engine
 
 FIX = "uv sync --locked --extra engine"
 NO_CONFIG = {"MODAL_CONFIG_PATH": "/nonexistent/modal.toml"}
@@ -134,10 +133,7 @@ async def test_a_passing_modal_outage_is_a_warning(modal_answers):
 
 
 async def test_modal_unreachable_is_found_in_seconds_and_warned(monkeypatch):
-    with socket.socket() as sock:  # a port that was free a moment ago: connecting is refused at once
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    monkeypatch.setenv("MODAL_SERVER_URL", f"http://127.0.0.1:{port}")
+    monkeypatch.setenv("MODAL_SERVER_URL", f"http://127.0.0.1:{closed_port()}")
     backend, lookup = backend_with(None)
     warning = await readiness.check_backend("modal", None, backend, TOKEN)
     assert warning is not None and warning.startswith("Can't reach Modal at 127.0.0.1")
@@ -165,21 +161,9 @@ async def test_the_local_backend_names_the_extra_when_torch_is_missing(tmp_path,
     assert raised.value.detail.endswith(f"run `{FIX}`.")
 
 
-BLOCK_ENGINE = """
-import importlib.abc, runpy, sys
-class Blocked(importlib.abc.MetaPathFinder):
-    def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] in ("torch", "torchaudio", "safetensors", "echo_tts", "huggingface_hub"):
-            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
-sys.meta_path.insert(0, Blocked())
-sys.argv = ["tiny", sys.argv[1]]
-runpy.run_module("modal_tts.tiny", run_name="__main__")
-"""
-
-
 def test_the_tiny_model_script_without_the_extra_is_one_line(tmp_path):
     done = subprocess.run(
-        [sys.executable, "-c", BLOCK_ENGINE, str(tmp_path / "tiny")], capture_output=True, text=True
+        without_engine("modal_tts.tiny", str(tmp_path / "tiny")), capture_output=True, text=True
     )
     assert done.returncode == 2, done.stderr
     assert done.stderr.strip() == (
@@ -232,10 +216,7 @@ def test_doctor_json_gives_the_modal_findings_fix_apart(tmp_path, monkeypatch, c
 
     for name, value in TOKEN.items():
         monkeypatch.setenv(name, value)
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    monkeypatch.setenv("MODAL_SERVER_URL", f"http://127.0.0.1:{port}")
+    monkeypatch.setenv("MODAL_SERVER_URL", f"http://127.0.0.1:{closed_port()}")
     assert main(["doctor", "--json", "--backend", "modal", "--data-dir", str(tmp_path / "data")]) == 1
     findings = json.loads(capsys.readouterr().out)
     assert findings[-1] == {

@@ -47,7 +47,8 @@ async def _warm(backend: object, progress: Progress, config: Config) -> None:
     """Load the model now, so the progress line says what the wait is for."""
     load = getattr(backend, "load", None)  # the local backend loads its weights lazily
     if load is not None:
-        device = await asyncio.to_thread(backend.chosen_device) if hasattr(backend, "chosen_device") else "?"
+        chosen_device = getattr(backend, "chosen_device", None)
+        device = await asyncio.to_thread(chosen_device) if chosen_device else "its device"
         progress(f"Loading the model from {config.weights_dir} on {device}…")
         await load()
 
@@ -71,7 +72,6 @@ def _check_say_args(args: argparse.Namespace) -> None:
 async def cmd_clone(args: argparse.Namespace, config: Config) -> int:
     from bot.cloning import clone_reference
 
-    _check_clone_args(args)
     owner = args.owner if args.owner is not None else args.consent
     name = clean_name(args.name)
     size = args.file.stat().st_size
@@ -136,8 +136,7 @@ async def cmd_say(args: argparse.Namespace, config: Config) -> int:
     from bot import speech
 
     to_stdout = str(args.out) == "-"
-    _check_say_args(args)
-    fmt = _format_for(args)
+    fmt = _format_for(args)  # checked already (check_args): here for its value
     text.prepare(args.text, max_chars=config.max_text_chars)  # bad text: refuse before anything else
     if not library_exists(config):
         raise VoiceNotFound(args.voice)

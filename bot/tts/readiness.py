@@ -53,14 +53,18 @@ def modal_unreachable() -> str | None:
     return None
 
 
+def no_weights_folder() -> LocalEngineUnavailable:
+    return LocalEngineUnavailable(
+        "The local backend needs a weights folder",
+        "set ECHO_WEIGHTS_DIR or pass --weights DIR (fill one with `voicebot weights fetch DIR`).",
+    )
+
+
 def weights_problem(folder: Path | None) -> LocalEngineUnavailable | None:
     """What is wrong with the local backend's weights folder, worded once for `run`, `doctor`, `clone`
     and `say`; None when every file is in place."""
     if folder is None:
-        return LocalEngineUnavailable(
-            "The local backend needs a weights folder",
-            "set ECHO_WEIGHTS_DIR or pass --weights DIR (fill one with `voicebot weights fetch DIR`).",
-        )
+        return no_weights_folder()
     if folder.exists() and not folder.is_dir():
         return LocalEngineUnavailable(
             f"The weights folder {folder} is a file",

@@ -5,20 +5,13 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import sys
 from pathlib import Path
 
 import pytest
 
 from tests.fakediscord import FakeDiscord
-
-
-def closed_port() -> int:
-    """A loopback port nothing listens on (it was free a moment ago): a connect is refused at once."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from tests.machine import closed_port, without_engine
 
 
 def bot_env(fake: FakeDiscord, data_dir: Path, **extra: str) -> dict[str, str]:
@@ -120,18 +113,6 @@ async def test_sync_to_a_dev_guild_only(tmp_path):
         assert fake.commands() == [] and {"say", "clone"} <= {c["name"] for c in fake.commands(guild)}
 
 
-BLOCK_ENGINE = """
-import importlib.abc, runpy, sys
-class Blocked(importlib.abc.MetaPathFinder):
-    def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] in ("torch", "torchaudio", "safetensors", "echo_tts", "huggingface_hub"):
-            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
-sys.meta_path.insert(0, Blocked())
-sys.argv = ["voicebot", *sys.argv[1:]]
-runpy.run_module("bot", run_name="__main__")
-"""
-
-
 @pytest.mark.parametrize(
     ("case", "message"),
     [
@@ -158,7 +139,7 @@ async def test_run_refuses_a_speech_setup_it_cannot_use_before_logging_in(tmp_pa
             (weights / "dac").mkdir()
             (weights / "dac/pytorch_model.safetensors").write_bytes(b"x")
             process = await asyncio.create_subprocess_exec(
-                sys.executable, "-c", BLOCK_ENGINE, *args, env=env, cwd=tmp_path,
+                *without_engine("bot", *args), env=env, cwd=tmp_path,
                 stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
             )  # fmt: skip
         else:
