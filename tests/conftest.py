@@ -1,13 +1,16 @@
-"""Fixtures shared by every test: the tiny random-weight Echo model (built once per run)."""
+"""Fixtures shared by every test: the tiny random-weight Echo model (built once per run), and a real
+PostgreSQL server (started once per run, only if a test asks for it)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from tests.media import speech_like
+from tests.postgres import PostgresServer
 
 
 @pytest.fixture(scope="session")
@@ -27,6 +30,19 @@ def tiny_engine(tiny_model_dir: Path):
 @pytest.fixture(scope="session")
 def tiny_latent(tiny_engine) -> np.ndarray:
     return tiny_engine.encode_speaker(speech_like(6.0))
+
+
+@pytest.fixture(scope="session")
+def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresServer]:
+    server = PostgresServer(tmp_path_factory.mktemp("postgres"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def postgres_url(postgres_server: PostgresServer) -> Iterator[str]:
+    """`postgresql://…` of an empty database of this test's own."""
+    yield from postgres_server.database()
 
 
 # Modules that start processes, a real bot on the loopback Discord, or the tiny model's sampler many
