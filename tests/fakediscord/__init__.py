@@ -13,7 +13,8 @@ Each module's docstring lists which parts of the protocol it covers and which it
 Entry points:
 
 * :class:`FakeDiscord` — start/stop, world building, messages (members, bots, webhooks, DMs;
-  edits, deletes), privileged intents, interactions, voice, faults;
+  edits, deletes), privileged intents, sharding (``fake.sharding``, ``add_guild(shard=...)``,
+  ``fake.identifies``), interactions, voice, faults;
 * :class:`Intent` — gateway intent bits, for ``FakeDiscord(privileged_intents=...)``;
 * :class:`InteractionRecord` / :class:`Reply` — what the bot answered;
 * :mod:`tests.fakediscord.audio` — Opus packets, an ``AudioSource`` and signal alignment;

@@ -5,13 +5,31 @@ inflates *binary* frames, so the fake answers with uncompressed text frames (all
 protocol). Covered:
 
 * op 10 HELLO → client op 1 heartbeats (answered with op 11) and op 2 IDENTIFY (wrong token →
-  close 4004; a second IDENTIFY on one connection → 4005; a privileged intent the application has
-  not enabled in the Developer Portal → 4014, which discord.py raises as
-  ``PrivilegedIntentsRequired``);
+  close 4004; a second IDENTIFY on one connection → 4005; a ``shard`` that is not ``[id, count]``
+  with ``0 <= id < count`` → 4010 (Invalid shard); a privileged intent the application has not
+  enabled in the Developer Portal → 4014, which discord.py raises as
+  ``PrivilegedIntentsRequired``; a session that would hold more than
+  ``World.sharding.max_guilds_per_shard`` guilds (Discord: 2,500) → 4011 (Sharding required);
+  discord.py raises the last two closes as ``ConnectionClosed`` with that ``code``);
+* sharding: IDENTIFY's ``shard: [id, count]`` (absent = ``[0, 1]``) picks the session's guilds,
+  those with ``(guild_id >> 22) % count == id``: READY lists only them, GUILD_CREATE is sent only
+  for them and every later event of a guild (messages, interactions, voice state, members,
+  channels, roles…) goes only to the sessions of its shard; events without a guild (DMs) go to
+  shard 0 only, as on Discord. READY echoes ``shard``;
+* IDENTIFY rate limit (``World.sharding``): a shard's concurrency bucket is
+  ``id % max_concurrency`` and each bucket may start one session per ``identify_window`` seconds
+  (Discord: 5 s; the fake's default 0 enforces nothing). An IDENTIFY that comes too early gets
+  op 9 INVALID_SESSION ``d: false`` and no session, which is what Discord documents ("Clients also
+  have limit of concurrent Identify requests allowed per 5 seconds. If you hit this limit, the
+  Gateway will respond with an Opcode 9 Invalid Session"); discord.py then reconnects and
+  identifies again after its ``before_identify_hook``. Each session started takes one from
+  ``remaining``; every IDENTIFY is recorded (``World.sharding.identifies``: time, shard, bucket,
+  outcome);
 * READY (top-level ``s``; ``session_id``, ``resume_gateway_url`` pointing back at the fake,
-  ``user``, guilds as ``{id, unavailable: true}``, ``application {id, flags}``) then one
-  GUILD_CREATE per guild (members: everyone with GUILD_MEMBERS, otherwise the bot and members in
-  voice — like Discord; ``member_count`` is exact so discord.py does not wait for chunks);
+  ``user``, the shard's guilds as ``{id, unavailable: true}``, ``application {id, flags}``) then
+  one GUILD_CREATE per guild of the shard (members: everyone with GUILD_MEMBERS, otherwise the bot
+  and members in voice — like Discord; ``member_count`` is exact so discord.py does not wait for
+  chunks);
 * op 8 REQUEST_GUILD_MEMBERS → one GUILD_MEMBERS_CHUNK;
 * op 4 VOICE_STATE_UPDATE → VOICE_STATE_UPDATE (needs the GUILD_VOICE_STATES intent, as on
   Discord) and, when joining, VOICE_SERVER_UPDATE with a fresh voice token and the fake's voice
@@ -27,8 +45,9 @@ protocol). Covered:
 Enabling or disabling a privileged intent (``World.privileged_intents``) applies from the next
 IDENTIFY; a live session keeps the intents it identified with.
 
-Not covered: zlib/etf encodings, sharding (one shard), rate limits on gateway sends, presence
-and typing events, invalid intent bits (4013), heartbeat-timeout zombies.
+Not covered: zlib/etf encodings, rate limits on gateway sends, presence and typing events, invalid
+intent bits (4013), heartbeat-timeout zombies, running out of session starts (``remaining`` 0),
+re-sharding a live session when guilds are added past the per-shard limit.
 """
 
 from __future__ import annotations
@@ -37,6 +56,7 @@ import asyncio
 import contextlib
 import json
 import secrets
+import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -45,7 +65,8 @@ from aiohttp import WSMsgType, web
 from . import intents
 from .intents import Intent
 from .models import VoiceState
-from .state import World
+from .state import IdentifyRecord, World
+from .util import shard_id_for
 
 if TYPE_CHECKING:
     from .voice import VoiceServer
@@ -53,6 +74,24 @@ if TYPE_CHECKING:
 
 #: Dispatches whose message payload the Message Content intent applies to.
 _MESSAGE_BODIES = frozenset({"MESSAGE_CREATE", "MESSAGE_UPDATE"})
+
+
+def parse_shard(value: Any) -> tuple[int, int] | None:
+    """IDENTIFY's ``shard`` as ``(id, count)``, or None when it is not two integers."""
+    if not isinstance(value, list | tuple) or len(value) != 2:
+        return None
+    if not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+        return None
+    return int(value[0]), int(value[1])
+
+
+def event_guild_id(event: str, data: dict[str, Any]) -> int | None:
+    """The guild a dispatch belongs to (its ``guild_id``; a GUILD_CREATE/UPDATE/DELETE's ``id``), or
+    None for an event without a guild (DMs)."""
+    if event in ("GUILD_CREATE", "GUILD_UPDATE", "GUILD_DELETE"):
+        return int(data["id"])
+    guild_id = data.get("guild_id")
+    return int(guild_id) if guild_id is not None else None
 
 
 class GatewayConnection:
@@ -115,6 +154,14 @@ class GatewaySession:
     connection: GatewayConnection | None = None
     presence: dict[str, Any] | None = None
     resumes: int = 0
+    shard: tuple[int, int] = (0, 1)  # (id, count) from IDENTIFY
+
+    def owns(self, guild_id: int | None) -> bool:
+        """Whether events of this guild (None: a DM, or no guild) come to this session's shard."""
+        shard_id, count = self.shard
+        if guild_id is None:
+            return shard_id == 0
+        return shard_id_for(guild_id, count) == shard_id
 
 
 class GatewayServer:
@@ -143,9 +190,18 @@ class GatewayServer:
     # -- dispatching -------------------------------------------------------------------------------
 
     def dispatch(self, event: str, data: dict[str, Any]) -> None:
-        """Send a dispatch to every logged-in session (buffered while a session is disconnected)."""
+        """Send a dispatch to every logged-in session of the event's guild's shard (buffered while a
+        session is disconnected); the one place guild events are routed to shards."""
+        guild_id = event_guild_id(event, data)
         for session in self.sessions.values():
-            self._dispatch_to(session, event, data)
+            if session.owns(guild_id):
+                self._dispatch_to(session, event, data)
+
+    def guild_created(self, guild_id: int) -> None:
+        """GUILD_CREATE for a guild the bot just joined, to the sessions of its shard."""
+        for session in self.sessions.values():
+            if session.owns(guild_id):
+                self._dispatch_to(session, "GUILD_CREATE", self.guild_create(guild_id, session))
 
     def _dispatch_to(self, session: GatewaySession, event: str, data: dict[str, Any]) -> None:
         needed = intents.event_intent(event, data)
@@ -206,20 +262,39 @@ class GatewayServer:
         self.world.signal.notify()
 
     async def _identify(self, connection: GatewayConnection, data: dict[str, Any]) -> None:
-        if data.get("token") != self.world.token:
-            await connection.close(4004)
+        sharding = self.world.sharding
+        shard = (0, 1) if data.get("shard") is None else parse_shard(data["shard"])
+        record = IdentifyRecord(at=time.monotonic(), shard=shard, bucket=None)
+        sharding.identifies.append(record)
+        if shard is not None and shard[1] >= 1:
+            record.bucket = shard[0] % max(sharding.max_concurrency, 1)
+        refusal = self._identify_refusal(connection, data, shard)
+        if refusal is not None:
+            record.outcome, record.close_code = "closed", refusal
+            await connection.close(refusal)
             return
-        if connection.session is not None:
-            await connection.close(4005)
+        assert shard is not None
+        window = sharding.identify_window
+        last = next(
+            (
+                r
+                for r in reversed(sharding.identifies[:-1])
+                if r.outcome == "ready" and r.bucket == record.bucket
+            ),
+            None,
+        )
+        if window > 0 and last is not None and record.at - last.at < window:
+            # Too early for its bucket: Discord answers op 9 INVALID_SESSION (d: false).
+            record.outcome = "invalid_session"
+            connection.send({"op": 9, "s": None, "t": None, "d": False})
             return
-        if intents.disallowed(int(data.get("intents", 0)), self.world.privileged_intents):
-            await connection.close(4014)  # events/gateway.mdx, "Gateway Restrictions"
-            return
+        sharding.remaining = max(sharding.remaining - 1, 0)
         session = GatewaySession(
             session_id=secrets.token_hex(16),
             intents=int(data.get("intents", 0)),
             identify=data,
             connection=connection,
+            shard=shard,
         )
         connection.session = session
         self.sessions[session.session_id] = session
@@ -228,7 +303,7 @@ class GatewayServer:
         ready = {
             "v": 10,
             "user": bot,
-            "guilds": [{"id": str(g), "unavailable": True} for g in self.world.guilds],
+            "guilds": [{"id": str(g), "unavailable": True} for g in self.world.guilds if session.owns(g)],
             "session_id": session.session_id,
             "session_type": "normal",
             "resume_gateway_url": self.resume_url,
@@ -247,8 +322,27 @@ class GatewayServer:
         if "shard" in data:
             ready["shard"] = data["shard"]
         self._dispatch_to(session, "READY", ready)
-        for guild in self.world.guilds.values():
-            self._dispatch_to(session, "GUILD_CREATE", self.guild_create(guild.id, session))
+        for guild_id in self.world.guilds:
+            if session.owns(guild_id):
+                self._dispatch_to(session, "GUILD_CREATE", self.guild_create(guild_id, session))
+
+    def _identify_refusal(
+        self, connection: GatewayConnection, data: dict[str, Any], shard: tuple[int, int] | None
+    ) -> int | None:
+        """The close code an IDENTIFY is refused with (topics/opcodes-and-status-codes), or None."""
+        if data.get("token") != self.world.token:
+            return 4004
+        if connection.session is not None:
+            return 4005
+        if shard is None or not 0 <= shard[0] < shard[1]:
+            return 4010  # Invalid shard
+        if intents.disallowed(int(data.get("intents", 0)), self.world.privileged_intents):
+            return 4014  # events/gateway.mdx, "Gateway Restrictions"
+        shard_id, count = shard
+        held = sum(1 for g in self.world.guilds if shard_id_for(g, count) == shard_id)
+        if held > self.world.sharding.max_guilds_per_shard:
+            return 4011  # Sharding required: the session would hold too many guilds
+        return None
 
     def guild_create(self, guild_id: int, session: GatewaySession) -> dict[str, Any]:
         guild = self.world.guilds[guild_id]

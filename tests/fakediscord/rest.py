@@ -3,7 +3,9 @@
 Covered routes (what discord.py 2.7 calls for a bot like ours):
 
 * login: ``GET /users/@me`` (and ``/users/@me/guilds``), ``GET /oauth2/applications/@me``;
-  ``GET /gateway[/bot]``;
+  ``GET /gateway`` (``url``) and ``GET /gateway/bot`` (``url``, the recommended ``shards`` and the
+  ``session_start_limit``, all from ``World.sharding``: see ``gateway.py`` for what IDENTIFY does
+  with them);
 * commands: ``GET``/``PUT /applications/{app}/commands`` and ``.../guilds/{guild}/commands`` (bulk
   overwrite; ids stay stable per name and type);
 * interactions: ``POST /interactions/{id}/{token}/callback`` (JSON, or multipart with
@@ -116,7 +118,7 @@ class RestApi:
         r.add_get(p + "/oauth2/applications/@me", self.get_application)
         r.add_get(p + "/applications/@me", self.get_application)
         r.add_get(p + "/gateway", self.get_gateway)
-        r.add_get(p + "/gateway/bot", self.get_gateway)
+        r.add_get(p + "/gateway/bot", self.get_gateway_bot)
         r.add_get(p + "/applications/{app}/commands", self.get_commands)
         r.add_put(p + "/applications/{app}/commands", self.put_commands)
         r.add_get(p + "/applications/{app}/guilds/{guild}/commands", self.get_commands)
@@ -188,16 +190,15 @@ class RestApi:
         return json_response(self.world.application_payload())
 
     async def get_gateway(self, request: web.Request) -> web.Response:
+        return json_response({"url": self.gateway_url})
+
+    async def get_gateway_bot(self, request: web.Request) -> web.Response:
+        sharding = self.world.sharding
         return json_response(
             {
                 "url": self.gateway_url,
-                "shards": 1,
-                "session_start_limit": {
-                    "total": 1000,
-                    "remaining": 999,
-                    "reset_after": 0,
-                    "max_concurrency": 1,
-                },
+                "shards": sharding.shards,
+                "session_start_limit": sharding.session_start_limit(),
             }
         )
 

@@ -19,6 +19,14 @@ Messages (see ``tests/e2e/test_fakediscord_messages.py``)::
     fake.edit_message(note, "hello"); fake.delete_message(note)
     fake.add_message(general, fake.add_webhook(general, "CI"), "build passed")
 
+Sharding (see ``tests/e2e/test_fake_sharding.py``)::
+
+    fake.sharding.shards = 2                            # GET /gateway/bot's recommendation
+    fake.add_guild("Even", shard=(0, 2))                # an id on shard 0 of 2
+    client = discord.AutoShardedClient(shard_count=2, ...)   # each shard gets its own guilds
+    fake.sharding.identify_window = 0.3                 # one IDENTIFY per bucket per 0.3 s, else op 9
+    [(r.shard, r.outcome) for r in fake.identifies]
+
 Everything runs in the test's event loop; times are ``time.monotonic()``.
 """
 
@@ -63,7 +71,8 @@ from .models import (
     permission_value,
 )
 from .rest import API_PREFIX, RestApi
-from .state import CommandSync, RequestLog, World
+from .state import CommandSync, IdentifyRecord, RequestLog, Sharding, World
+from .util import snowflake_on_shard
 from .voice import VoicePacket, VoiceServer, VoiceSession
 
 T = TypeVar("T")
@@ -245,8 +254,16 @@ class FakeDiscord:
         upload_limit: int = DEFAULT_UPLOAD_LIMIT,
         text_channels: Iterable[str] = ("general",),
         voice_channels: Iterable[str] = ("Voice",),
+        shard: tuple[int, int] | None = None,
     ) -> Guild:
-        """A guild with the bot (holding ``bot_permissions``), an owner, @everyone and channels."""
+        """A guild with the bot (holding ``bot_permissions``), an owner, @everyone and channels.
+
+        ``shard=(id, count)`` picks a guild id whose events go to that shard
+        (``(guild_id >> 22) % count == id``); otherwise ids are time-ordered snowflakes, so guilds
+        made in the same millisecond share a shard."""
+        guild_id = None
+        if shard is not None:
+            guild_id = snowflake_on_shard(self.world.snowflake(), *shard)
         guild = self.world.add_guild(
             name,
             everyone_permissions=permission_value(everyone_permissions),
@@ -254,9 +271,9 @@ class FakeDiscord:
             upload_limit=upload_limit,
             text_channels=tuple(text_channels),
             voice_channels=tuple(voice_channels),
+            guild_id=guild_id,
         )
-        for session in self.gateway.sessions.values():
-            self.gateway._dispatch_to(session, "GUILD_CREATE", self.gateway.guild_create(guild.id, session))
+        self.gateway.guild_created(guild.id)
         return guild
 
     def add_text_channel(self, guild: Guild, name: str) -> Channel:
@@ -706,6 +723,17 @@ class FakeDiscord:
     def request_reconnect(self) -> None:
         """Send op 7 RECONNECT: discord.py closes and resumes."""
         self.gateway.send_op(7, None)
+
+    @property
+    def sharding(self) -> Sharding:
+        """The recommended shard count, session start limit, guilds-per-shard limit (4011) and
+        IDENTIFY window the fake reports and enforces; set any field (see ``gateway.py``)."""
+        return self.world.sharding
+
+    @property
+    def identifies(self) -> list[IdentifyRecord]:
+        """Every IDENTIFY received, oldest first: time, shard, bucket and outcome."""
+        return self.world.sharding.identifies
 
     # -- REST faults and logs ----------------------------------------------------------------------
 

@@ -1,6 +1,7 @@
 """Everything the fake knows, in one place: the world (guilds, users, DMs, webhooks, messages), the
 privileged intents enabled for the application, synced commands, interactions in flight, uploaded
-bytes and a log of REST requests.
+bytes, a log of REST requests and the sharding settings (``Sharding``: what ``GET /gateway/bot``
+reports and the gateway enforces, and every IDENTIFY it received).
 
 The REST, gateway and voice servers share one :class:`World`; the gateway installs ``dispatch`` so
 any part can push a gateway event (e.g. MESSAGE_CREATE after a REST message create).
@@ -57,6 +58,53 @@ class CommandSync:
     guild_id: int | None
     commands: list[dict[str, Any]]
     at: float = field(default_factory=time.monotonic)
+
+
+@dataclass
+class IdentifyRecord:
+    """One IDENTIFY the gateway received (``FakeDiscord.identifies``), in arrival order.
+
+    ``shard`` is ``[id, count]`` as sent (``(0, 1)`` when absent, None when not two integers);
+    ``bucket`` is its concurrency bucket, ``id % max_concurrency``; ``outcome`` is ``"ready"`` (a
+    session started), ``"invalid_session"`` (too early for its bucket: op 9 ``d: false``) or
+    ``"closed"`` (``close_code`` says why: 4004, 4005, 4010, 4011, 4014)."""
+
+    at: float  # time.monotonic()
+    shard: tuple[int, int] | None
+    bucket: int | None
+    outcome: str = "ready"
+    close_code: int | None = None
+
+
+@dataclass
+class Sharding:
+    """Sharding as the fake's Discord sees this bot; tests set any field (``fake.sharding``).
+
+    ``shards`` is the recommended count ``GET /gateway/bot`` reports; ``total``, ``remaining``,
+    ``reset_after`` (ms) and ``max_concurrency`` make its ``session_start_limit`` (``remaining``
+    goes down by one per session started, never below 0; reaching 0 is not enforced).
+    ``max_guilds_per_shard`` is the most guilds one session may hold before IDENTIFY is closed
+    with 4011 (Discord: 2,500). ``identify_window`` is how long after an accepted IDENTIFY another
+    one in the same bucket is refused (Discord: 5 s); 0, the default, enforces nothing, so tests
+    that log several clients in one after another are not slowed down.
+    """
+
+    shards: int = 1
+    total: int = 1000
+    remaining: int = 1000
+    reset_after: int = 0
+    max_concurrency: int = 1
+    max_guilds_per_shard: int = 2500
+    identify_window: float = 0.0
+    identifies: list[IdentifyRecord] = field(default_factory=list)
+
+    def session_start_limit(self) -> dict[str, int]:
+        return {
+            "total": self.total,
+            "remaining": self.remaining,
+            "reset_after": self.reset_after,
+            "max_concurrency": self.max_concurrency,
+        }
 
 
 _USER_MENTION = re.compile(r"<@!?(\d+)>")
@@ -142,6 +190,7 @@ class World:
         self.channel_replies: list[Reply] = []
         self.requests: list[RequestLog] = []
         self.http_base = ""
+        self.sharding = Sharding()
         self.dispatch: Callable[[str, dict[str, Any]], None] = lambda event, data: None
 
     # -- lookups -------------------------------------------------------------------------------
@@ -196,8 +245,9 @@ class World:
         upload_limit: int = DEFAULT_UPLOAD_LIMIT,
         text_channels: tuple[str, ...] = ("general",),
         voice_channels: tuple[str, ...] = (),
+        guild_id: int | None = None,
     ) -> Guild:
-        guild_id = self.snowflake()
+        guild_id = guild_id or self.snowflake()
         guild = Guild(id=guild_id, name=name, owner_id=self.owner.id, upload_limit=upload_limit)
         guild.roles[guild_id] = Role(
             id=guild_id, guild_id=guild_id, name="@everyone", permissions=everyone_permissions

@@ -24,6 +24,19 @@ T = TypeVar("T")
 DISCORD_EPOCH_MS = 1_420_070_400_000
 
 
+def shard_id_for(guild_id: int, shard_count: int) -> int:
+    """The shard a guild's events go to: ``(guild_id >> 22) % shard_count`` (Discord's formula)."""
+    return (guild_id >> 22) % shard_count
+
+
+def snowflake_on_shard(snowflake: int, shard_id: int, shard_count: int) -> int:
+    """``snowflake`` moved forward by the fewest milliseconds that put it on shard ``shard_id`` of
+    ``shard_count`` (its increment bits, hence its uniqueness, kept)."""
+    ms = snowflake >> 22
+    ms += (shard_id - ms) % shard_count
+    return (ms << 22) | (snowflake & 0x3FFFFF)
+
+
 def json_response(data: Any, *, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
     """A JSON reply whose Content-Type is exactly ``application/json``, as Discord sends it."""
     return web.Response(
