@@ -9,7 +9,7 @@ Import is all or nothing, and reads the archive as a stream, never whole: an arc
   before a byte of it is read, so a small compressed archive can't expand into gigabytes), its
   checksum, and, for latents, what the engine accepts (`bot.store.files.check_latent`). Names are
   checked against the target guild and the voice limit. Nothing is written until all of it passed.
-- Second pass: each voice is added through `VoiceStore.add` (new ids; the same owner, speaker, consent
+- Second pass: each voice is added through `VoiceLibrary.add` (new ids; the same owner, speaker, consent
   record and creation time, as the archive holds them). If one add fails (a full disk, say), the voices
   this import already added are deleted again.
 A name the target guild already has is refused (nothing imported), or with `rename=True` given the first
@@ -33,7 +33,7 @@ import numpy as np
 
 from bot import names
 from bot.errors import InvalidInput, InvalidVoiceName, VoiceLimitReached, VoiceNameTaken
-from bot.store import Voice, VoiceStore
+from bot.store import Voice, VoiceLibrary
 from bot.store import files as store_files
 
 FORMAT = "voicebot-voices"
@@ -88,7 +88,7 @@ def _add(tar: tarfile.TarFile, name: str, data: bytes) -> None:
     tar.addfile(info, io.BytesIO(data))
 
 
-def export_guild(store: VoiceStore, guild_id: int) -> tuple[bytes, list[Voice]]:
+def export_guild(store: VoiceLibrary, guild_id: int) -> tuple[bytes, list[Voice]]:
     """The guild's voices as a .tar, and which they are. A voice whose files are unreadable raises the
     store's error rather than be left out of a backup silently."""
     voices = store.list(guild_id)
@@ -330,7 +330,7 @@ def _free_name(taken: set[str], name: str) -> str:
 
 
 def import_guild(
-    store: VoiceStore, path: Path, guild_id: int | None = None, *, rename: bool = False
+    store: VoiceLibrary, path: Path, guild_id: int | None = None, *, rename: bool = False
 ) -> list[Imported]:
     """Add the archive's voices to `guild_id` (default: the guild it was exported from): all of them,
     or none."""

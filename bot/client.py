@@ -25,7 +25,7 @@ from bot.config import Config, ConfigError
 from bot.discord_compat import gateway_closed
 from bot.encoder import Encoder
 from bot.limits import Limits
-from bot.store import VoiceStore
+from bot.store import VoiceLibrary, open_library
 from bot.tts import TTSBackend, create_backend
 
 log = logging.getLogger(__name__)
@@ -78,7 +78,7 @@ class VoiceBot(commands.Bot):
         self._given_backend = backend
         self.sync_on_start = sync_on_start
         self.sync_only = sync_only
-        self.store: VoiceStore
+        self.store: VoiceLibrary
         self.limits: Limits
         self.backend: TTSBackend
         self.playback: Any = None
@@ -90,7 +90,10 @@ class VoiceBot(commands.Bot):
 
     async def setup_hook(self) -> None:
         self.store = await asyncio.to_thread(
-            VoiceStore, self.config.data_dir, max_voices_per_guild=self.config.max_voices_per_guild
+            open_library,
+            self.config.data_dir,
+            self.config.database_url,
+            max_voices_per_guild=self.config.max_voices_per_guild,
         )
         self.limits = Limits(self.store)
         if not self.sync_only:  # `voicebot sync` needs only the command tree: no backend, no repairs

@@ -23,8 +23,7 @@ from bot.errors import (
     VoiceNeedsRepair,
     VoiceNotFound,
 )
-from bot.store import Voice, VoiceStore, clean_name
-from bot.store.faults import library_error
+from bot.store import Voice, VoiceLibrary, clean_name
 from bot.store.files import DamagedLatent, check_latent
 from bot.tts import SpeakerLatent, TTSBackend
 
@@ -48,7 +47,7 @@ async def _report(progress: Progress | None, step: str) -> None:
             await result
 
 
-def check_upload(store: VoiceStore, guild_id: int, name: str, size: int, max_bytes: int) -> str:
+def check_upload(store: VoiceLibrary, guild_id: int, name: str, size: int, max_bytes: int) -> str:
     """Refuse before downloading: bad or taken name, full library, file over the size cap."""
     clean_name(name)
     if size > max_bytes:
@@ -57,7 +56,7 @@ def check_upload(store: VoiceStore, guild_id: int, name: str, size: int, max_byt
 
 
 async def clone_voice(
-    store: VoiceStore,
+    store: VoiceLibrary,
     backend: TTSBackend,
     data: bytes,
     *,
@@ -88,7 +87,7 @@ async def clone_voice(
 
 
 async def clone_reference(
-    store: VoiceStore,
+    store: VoiceLibrary,
     backend: TTSBackend,
     reference: audio.Reference,
     *,
@@ -129,7 +128,7 @@ def usable(latent: SpeakerLatent) -> SpeakerLatent:
     return latent
 
 
-async def reencode(store: VoiceStore, backend: TTSBackend, voice: Voice) -> Voice:
+async def reencode(store: VoiceLibrary, backend: TTSBackend, voice: Voice) -> Voice:
     """A new latent for `voice` from its kept reference recording. VoiceNeedsRepair if the reference
     is gone or no longer matches the hash taken when the voice was cloned; VoiceDeleted if the voice
     was deleted meanwhile."""
@@ -151,7 +150,7 @@ class Repairs:
 
 
 async def reencode_pending(
-    store: VoiceStore, backend: TTSBackend, *, skip: set[str] | None = None
+    store: VoiceLibrary, backend: TTSBackend, *, skip: set[str] | None = None
 ) -> Repairs:
     """Re-encode every voice marked as needing it, one at a time, each on its own: a voice deleted
     meanwhile is passed over, one whose reference is gone too stays marked (doctor reports it) and
@@ -173,7 +172,7 @@ async def reencode_pending(
         except BackendError:
             raise
         except Exception as exc:  # this voice's files, not the repairer: log it and go on with the rest
-            error = library_error(exc, store.data_dir)
+            error = exc if isinstance(exc, LibraryError) else None
             why = error.admin_message if error else f"{type(exc).__name__}: {exc}"
             log.error("Re-encoding voice %s failed: %s", voice.id, why, exc_info=error is None)
             repairs.failed.append((voice, why))
@@ -181,7 +180,7 @@ async def reencode_pending(
 
 
 async def keep_voices_encoded(
-    store: VoiceStore, backend: TTSBackend, every_s: float = REPAIR_EVERY_S
+    store: VoiceLibrary, backend: TTSBackend, every_s: float = REPAIR_EVERY_S
 ) -> None:
     """The bot's background repairer: settle writes that died in another process (a CLI add killed
     mid-way), and re-encode voices found damaged, at start and every `every_s` seconds after (a voice

@@ -25,6 +25,8 @@ class ConfigError(InvalidInput):
 @dataclass(frozen=True)
 class Config:
     data_dir: Path = Path("data")
+    # postgresql://…: the library in PostgreSQL, shared by every process (it may hold a password)
+    database_url: str | None = field(default=None, repr=False)
     backend: str = DEFAULT_BACKEND  # one of BACKENDS
     weights_dir: Path | None = None  # for the local backend
     device: str | None = None  # local backend: cuda / cpu (default: cuda when available)
@@ -49,6 +51,7 @@ class Config:
 
 _ENV = {
     "data_dir": "VOICEBOT_DATA_DIR",
+    "database_url": "VOICEBOT_DATABASE_URL",
     "backend": "VOICEBOT_BACKEND",
     "weights_dir": "ECHO_WEIGHTS_DIR",
     "device": "VOICEBOT_DEVICE",
@@ -108,6 +111,11 @@ def _convert(name: str, var: str, raw: str) -> object:
         if raw.lower() in ("0", "false", "no", "off"):
             return False
         raise ConfigError(f"{var}={raw!r} is not a yes/no value (use true or false).")
+    if name == "database_url" and not raw.startswith(("postgresql://", "postgres://")):
+        raise ConfigError(
+            f"{var} must be a PostgreSQL URL (postgresql://user:password@host:5432/dbname); leave it unset "
+            "to keep the library in the data folder."
+        )
     try:
         if "Path" in str(kind):
             return Path(raw).expanduser()

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from bot.errors import CooldownActive, LibraryError, QuotaExhausted
-from bot.store import GuildSettings, VoiceStore
+from bot.store import GuildSettings, VoiceLibrary
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +57,7 @@ def utc_midnight(now: float) -> float:
 
 
 class Limits:
-    def __init__(self, store: VoiceStore, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, store: VoiceLibrary, *, clock: Callable[[], float] = time.time) -> None:
         self.store, self._clock = store, clock
         self._locks: dict[int, asyncio.Lock] = {}  # per server: one server's checks never wait on another's
         self._in_flight: dict[tuple[int, int], int] = {}  # (guild, member) → requests not yet settled

@@ -15,7 +15,7 @@ import numpy as np
 
 from bot import audio, text
 from bot.errors import SilentSpeech, SpeakerLatentRejected, VoiceDeleted, VoiceNeedsRepair, VoiceNotFound
-from bot.store import Voice, VoiceStore
+from bot.store import Voice, VoiceLibrary
 from bot.tts import SpeakerLatent, SpokenChunk, TTSBackend
 from modal_tts.params import SynthesisParams
 
@@ -61,7 +61,7 @@ def settings(force_speaker: bool = False) -> SynthesisParams:
 
 
 def plan(
-    store: VoiceStore,
+    store: VoiceLibrary,
     *,
     guild_id: int,
     user_id: int,
@@ -82,7 +82,7 @@ def plan(
     return Request(guild_id, user_id, voice, chunks, params or settings(), seed)
 
 
-async def stream(store: VoiceStore, backend: TTSBackend, request: Request) -> AsyncIterator[SpokenChunk]:
+async def stream(store: VoiceLibrary, backend: TTSBackend, request: Request) -> AsyncIterator[SpokenChunk]:
     """The request's chunks as they are made. The voice is looked up again first: a queued request may
     come up after its voice was deleted."""
     voice = request.voice
@@ -99,7 +99,7 @@ async def stream(store: VoiceStore, backend: TTSBackend, request: Request) -> As
         raise VoiceNeedsRepair(voice.name, voice.id, reference_kept=True) from None
 
 
-def _latent_of_existing(store: VoiceStore, voice: Voice) -> np.ndarray:
+def _latent_of_existing(store: VoiceLibrary, voice: Voice) -> np.ndarray:
     try:
         store.get_by_id(voice.guild_id, voice.id)
     except VoiceNotFound:
@@ -113,7 +113,7 @@ def is_silent(pcm: np.ndarray) -> bool:
 
 
 async def speak(
-    store: VoiceStore,
+    store: VoiceLibrary,
     backend: TTSBackend,
     request: Request,
     *,

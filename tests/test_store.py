@@ -177,7 +177,7 @@ def test_a_failed_insert_leaves_no_files(store, tmp_path, monkeypatch):
     def boom(*a, **k):
         raise sqlite3.OperationalError("disk I/O error")
 
-    monkeypatch.setattr(store.db["voices"].__class__, "insert", boom)
+    monkeypatch.setattr("bot.store.sql.insert", boom)
     with pytest.raises(sqlite3.OperationalError):
         add(store, 1, "Ada")
     assert [p for p in (tmp_path / "voices").rglob("*") if p.is_file()] == []

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from bot.errors import VoiceNameTaken, VoiceNotFound
-from bot.store import AsyncVoiceStore, VoiceStore
+from bot.store import AsyncVoiceLibrary, VoiceLibrary, VoiceStore
 
 LATENT = np.arange(8 * 80, dtype=np.float16).reshape(8, 80)
 
@@ -71,13 +71,17 @@ async def test_each_call_runs_in_a_worker_thread_not_on_the_event_loop(store, mo
 
 
 def test_the_façade_keeps_the_sync_signatures():
-    for name, method in vars(AsyncVoiceStore).items():
+    from bot.store.postgres import PostgresVoiceStore
+
+    for name, method in vars(AsyncVoiceLibrary).items():
         if name.startswith("_") or not callable(method):
             continue
-        sync = getattr(VoiceStore, name)
+        sync = getattr(VoiceLibrary, name)
         assert inspect.iscoroutinefunction(method), name
         assert inspect.signature(method) == inspect.signature(sync), name
         assert method.__doc__ == sync.__doc__, name
+        for engine in (VoiceStore, PostgresVoiceStore):  # each engine keeps the API's signatures
+            assert inspect.signature(getattr(engine, name)) == inspect.signature(sync), (engine, name)
 
 
 async def test_a_method_replaced_on_the_store_is_the_one_the_façade_runs(store):

@@ -66,7 +66,7 @@ def test_a_write_waiting_for_the_lock_holds_up_no_reader_in_the_process(library,
 
 
 def test_the_cli_says_busy_in_one_line_and_exits_75(library, locked, capsys, monkeypatch):
-    monkeypatch.setattr("bot.store.library.BUSY_TIMEOUT_S", 0.3)
+    monkeypatch.setattr("bot.store.sqlite.BUSY_TIMEOUT_S", 0.3)
     code = main(["--data-dir", str(library), "voice", "rename", "--guild", "1", "--voice", "Ada", "Grace"])
     err = capsys.readouterr().err
     assert code == 75, err

@@ -38,7 +38,7 @@ from bot.errors import (
     fmt_bytes,
     fmt_seconds,
 )
-from bot.store import VoiceStore
+from bot.store import VoiceLibrary, open_library
 from bot.wording import plural
 
 if TYPE_CHECKING:
@@ -80,13 +80,23 @@ def create_backend(config: Config, *, timeout: float | None = None) -> TTSBacken
 
 
 def library_exists(config: Config) -> bool:
+    """Whether there is a library to read: a SQLite file, or a PostgreSQL database a writer set up."""
+    if config.database_url:
+        from bot.store.postgres import holds_library
+
+        return holds_library(config.database_url)
     return (config.data_dir / "voicebot.db").exists()
 
 
-def open_store(config: Config, *, writes: bool) -> VoiceStore:
+def open_store(config: Config, *, writes: bool) -> VoiceLibrary:
     """`writes=False` for commands that promise to change nothing: no sweep, no repair, and an older
     library is read through an upgraded copy in memory instead of being migrated on disk."""
-    return VoiceStore(config.data_dir, max_voices_per_guild=config.max_voices_per_guild, read_only=not writes)
+    return open_library(
+        config.data_dir,
+        config.database_url,
+        max_voices_per_guild=config.max_voices_per_guild,
+        read_only=not writes,
+    )
 
 
 # --- progress --------------------------------------------------------------------------------

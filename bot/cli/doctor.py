@@ -20,7 +20,7 @@ from bot.choices import BACKENDS
 from bot.cli.common import create_backend, terminal_message
 from bot.config import Config
 from bot.errors import BackendError, BackendNotDeployed, LibraryError
-from bot.store import SCHEMA_VERSION, Audit, Voice, VoiceStore
+from bot.store import Audit, Voice, VoiceLibrary, VoiceStore, open_library
 from bot.store.faults import DB_NAME
 from bot.store.health import holds_voices
 from bot.tts import readiness
@@ -43,8 +43,8 @@ def _voice(voice: Voice) -> str:
     return f"“{voice.name}” ({voice.id}, guild {voice.guild_id})"
 
 
-def _findings(found: Audit, store: VoiceStore) -> list[Check]:
-    if found.voices_dir_missing:
+def _findings(found: Audit, store: VoiceLibrary) -> list[Check]:
+    if found.voices_dir_missing and isinstance(store, VoiceStore):
         return [
             (
                 False,
@@ -75,14 +75,14 @@ def _findings(found: Audit, store: VoiceStore) -> list[Check]:
         found.files_missing,
         lambda v: (
             f"Voice {_voice(v)}: its reference and latent are missing or damaged in "
-            f"{store.folder(v.guild_id, v.id)}. Kept: restore that folder from a backup, or remove the voice "
+            f"{store.files_of(v)}. Kept: restore them from a backup, or remove the voice "
             f"with `voicebot delete --guild {v.guild_id} --voice '{v.name}'`."
         ),
     )
     checks += _each(
         found.no_reference,
         lambda v: (
-            f"Voice {_voice(v)}: its reference recording is missing from {store.folder(v.guild_id, v.id)}. "
+            f"Voice {_voice(v)}: its reference recording is missing from {store.files_of(v)}. "
             "It still speaks but can't be re-encoded after a model change: restore it from a backup."
         ),
     )
@@ -96,7 +96,7 @@ def _findings(found: Audit, store: VoiceStore) -> list[Check]:
     checks += _each(
         found.wrong_types,
         lambda row: (
-            f"In {store.data_dir / DB_NAME}, {row}. The bot leaves such a voice out (a server's settings "
+            f"In {store.where}, {row}. The bot leaves such a voice out (a server's settings "
             "or auto-read settings are refused) until the value is fixed: restore the library from a "
             "backup, or correct that value with `sqlite3`."
         ),
@@ -114,6 +114,8 @@ def _findings(found: Audit, store: VoiceStore) -> list[Check]:
 
 def check_library(config: Config) -> list[Check]:
     """The library's database and files, read-only: what is wrong and what a repair would do."""
+    if config.database_url:
+        return _check_postgres(config)
     data_dir = config.data_dir
     if not (data_dir / DB_NAME).exists():
         if holds_voices(data_dir / "voices"):
@@ -130,27 +132,46 @@ def check_library(config: Config) -> list[Check]:
         store = VoiceStore(data_dir, max_voices_per_guild=config.max_voices_per_guild, read_only=True)
     except LibraryError as exc:  # damaged, or written by a newer voicebot
         return [(False, exc.admin_message)]
+    return _check_opened(
+        store, f"stop the bot and restore {data_dir / DB_NAME} from a backup", f"under {data_dir}"
+    )
+
+
+def _check_postgres(config: Config) -> list[Check]:
+    from bot.store.postgres import PostgresVoiceStore
+
+    url = config.database_url or ""
+    try:
+        store = PostgresVoiceStore(
+            url, max_voices_per_guild=config.max_voices_per_guild, read_only=True, empty_ok=True
+        )
+    except LibraryError as exc:  # unreachable, or written by a newer voicebot
+        return [(False, exc.admin_message)]
+    if store.schema_on_disk == 0:
+        store.close()
+        return [(True, f"PostgreSQL library {store.where}: reachable; set up on the bot's first start.")]
+    return _check_opened(store, f"restore {store.where} from a pg_dump backup", f"in {store.where}")
+
+
+def _check_opened(store: VoiceLibrary, restore: str, where: str) -> list[Check]:
     try:
         integrity = store.integrity_check()
         if integrity != "ok":
-            restore = f"stop the bot and restore {data_dir / DB_NAME} from a backup"
             return [(False, f"Database integrity: {integrity} — {restore}.")]
         checks = [
             (True, "Database integrity: ok."),
-            (True, f"Schema version {store.schema_on_disk} (this bot: {SCHEMA_VERSION})."),
+            (True, f"Schema version {store.schema_on_disk} (this bot: {store.schema_latest})."),
         ]
-        if store.schema_on_disk < SCHEMA_VERSION:
+        if store.schema_on_disk < store.schema_latest:
             checks[-1] = (
                 True,
-                f"Schema version {store.schema_on_disk}, older than this bot's {SCHEMA_VERSION}: the bot's "
-                "next start (or `voicebot doctor --repair`) upgrades it; doctor changed nothing.",
+                f"Schema version {store.schema_on_disk}, older than this bot's {store.schema_latest}: the "
+                "bot's next start (or `voicebot doctor --repair`) upgrades it; doctor changed nothing.",
             )
         found = store.audit()
         checks += _findings(found, store)
         guilds = len({v.guild_id for v in store.all_voices()})
-        checks.append(
-            (True, f"{plural(found.voices, 'voice')} in {plural(guilds, 'guild')} under {data_dir}.")
-        )
+        checks.append((True, f"{plural(found.voices, 'voice')} in {plural(guilds, 'guild')} {where}."))
         return checks
     except LibraryError as exc:
         return [(False, exc.admin_message)]
@@ -160,11 +181,16 @@ def check_library(config: Config) -> list[Check]:
 
 async def repair_library(config: Config) -> list[Check]:
     """Tidy interrupted writes and temporary folders, re-encode damaged latents; what was done."""
-    if not (config.data_dir / DB_NAME).exists():
+    if not config.database_url and not (config.data_dir / DB_NAME).exists():
         return []
     try:
         store = await asyncio.to_thread(
-            VoiceStore, config.data_dir, max_voices_per_guild=config.max_voices_per_guild, sweep=False
+            lambda: open_library(
+                config.data_dir,
+                config.database_url,
+                max_voices_per_guild=config.max_voices_per_guild,
+                sweep=False,
+            )
         )
     except LibraryError as exc:
         return [(False, f"Can't repair: {exc.admin_message}")]
@@ -196,7 +222,7 @@ async def repair_library(config: Config) -> list[Check]:
     return checks
 
 
-async def _reencode(config: Config, store: VoiceStore, pending: list[Voice]) -> list[Check]:
+async def _reencode(config: Config, store: VoiceLibrary, pending: list[Voice]) -> list[Check]:
     from bot.cloning import reencode_pending
 
     try:

@@ -149,6 +149,22 @@ class LibraryBusy(LibraryError):
         self.path, self.waited_s = path, waited_s
 
 
+class LibraryUnreachable(LibraryError):
+    """The library's PostgreSQL server can't be reached (down, restarting, a network fault). The call
+    was retried once on a fresh connection where that was safe; nothing was half written, as every
+    write is one transaction."""
+
+    exit_code = 69  # EX_UNAVAILABLE
+
+    def __init__(self, where: object, detail: str) -> None:
+        super().__init__(
+            "The bot can't reach its voice library right now, so nothing was changed. Try again in a moment.",
+            f"The voice library's database {where} can't be reached ({detail}). Check that PostgreSQL is "
+            "running and reachable, then try again; nothing was changed.",
+        )
+        self.where, self.detail = where, detail
+
+
 class LibraryTooNew(LibraryError):
     exit_code = 65  # EX_DATAERR
 

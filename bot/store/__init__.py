@@ -1,39 +1,65 @@
-"""The voice library: SQLite (via sqlite-utils) plus each voice's files under the data directory.
+"""The voice library: every server's voices, settings, usage, dictionary and auto-read rules.
 
-    data/voicebot.db                                   voices, settings, usage, schema version (WAL mode)
-    data/voices/<guild_id>/<voice_id>/reference.flac   the upload, kept to re-encode after a model change
-    data/voices/<guild_id>/<voice_id>/latent.npy       float16 [T, 80]
-    data/voices/.staging/<voice_id>/                   an add being written
+One API (`VoiceLibrary`, module `library`), two engines:
+- `VoiceStore` (module `sqlite`): a SQLite file and a voices folder in the data folder; the default,
+  for one bot process and its CLI on one machine.
+- `PostgresVoiceStore` (module `postgres`): one PostgreSQL database, recordings and latents included,
+  shared by any number of bot processes, the CLI and later API processes on any machines.
+`open_library` picks one from `VOICEBOT_DATABASE_URL` (unset: SQLite).
 
 Every row carries `guild_id` and every lookup is scoped by it: another server's voice is "not found".
+Limits that must hold across processes (voice slots, look-alike names, a full dictionary) are checked in
+the same transaction that takes them, under a lock every writer of that guild takes. A reference
+recording is never deleted by a repair: a voice whose latent is missing is re-encoded from it.
 
-An add reserves its row first ('adding', under SQLite's write lock, so the name and the voice limit hold
-across processes), writes its files into staging, renames them into place, then marks the row 'ready'.
-A delete marks the row 'deleting', removes the files, then the row. So a crash at any moment leaves only
-unsettled rows and staged folders, which the start-up sweep finishes or undoes without walking every
-voice. A reference recording is never deleted by a repair: a voice whose latent is missing is re-encoded
-from it (`bot.cloning.reencode_pending`), and rows whose files are gone are kept and reported by
-`voicebot doctor`. Read-only opens (`sweep=False`) tidy nothing.
+Modules, by concern: `voice` (the Voice row), `engine` (what both engines provide), `library` (the API,
+written once), `settings` (guild settings, defaults, usage), `reading` (the dictionary and auto-read),
+`sql` (statements both engines share), `sqlite` + `schema` + `files` + `health` (the SQLite engine, its
+tables, its files and its sweep/audit), `postgres` + `pg_schema` (the PostgreSQL engine and its
+tables), `faults` (failures as typed errors), `aio` (methods as coroutines).
 
-Modules, by concern: `library` (the VoiceStore façade and its voices), `settings` (guild settings,
-defaults, usage), `schema` (tables, migrations), `files` (on-disk layout and atomic writes), `health`
-(sweep and audit), `faults` (disk and SQLite failures as typed errors), `reading` (the dictionary and
-auto-read), `aio` (the async façade).
-
-Synchronous by design, so one lock guards the connection: the CLI and the tests call it directly. Async
-code uses its async façade `store.aio` (an `AsyncVoiceStore`, module `aio`): `await store.aio.get(g, n)`
-runs `store.get(g, n)` in a worker thread, same arguments, same result, same errors.
+Synchronous by design: the CLI and the tests call it directly. Async code uses `library.aio`: `await
+library.aio.get(g, n)` runs `library.get(g, n)` in a worker thread, same arguments, result and errors.
 """
+
+from __future__ import annotations
+
+from pathlib import Path
 
 from bot.choices import FILE_FORMATS, MODES
 from bot.names import MAX_NAME_LENGTH, clean_name, name_key
-from bot.store.aio import AsyncVoiceStore
 from bot.store.files import LATENT, REFERENCE
 from bot.store.health import Audit, SweepReport
-from bot.store.library import Voice, VoiceStore
+from bot.store.library import AsyncVoiceLibrary, VoiceLibrary
 from bot.store.reading import AutoReadSettings
 from bot.store.schema import MIGRATIONS, SCHEMA_VERSION
 from bot.store.settings import GuildSettings
+from bot.store.sqlite import VoiceStore
+from bot.store.voice import Voice
+
+
+def open_library(
+    data_dir: str | Path,
+    database_url: str | None = None,
+    *,
+    max_voices_per_guild: int = 25,
+    sweep: bool = True,
+    read_only: bool = False,
+    busy_timeout_s: float | None = None,
+) -> VoiceLibrary:
+    """The library at `database_url` (PostgreSQL) when one is given, else the SQLite one in `data_dir`."""
+    options = {
+        "max_voices_per_guild": max_voices_per_guild,
+        "sweep": sweep,
+        "read_only": read_only,
+        "busy_timeout_s": busy_timeout_s,
+    }
+    if database_url:
+        from bot.store.postgres import PostgresVoiceStore  # psycopg only where PostgreSQL is used
+
+        return PostgresVoiceStore(database_url, **options)  # type: ignore[arg-type]
+    return VoiceStore(data_dir, **options)  # type: ignore[arg-type]
+
 
 __all__ = [
     "FILE_FORMATS",
@@ -43,13 +69,15 @@ __all__ = [
     "MODES",
     "REFERENCE",
     "SCHEMA_VERSION",
-    "AsyncVoiceStore",
+    "AsyncVoiceLibrary",
     "Audit",
     "AutoReadSettings",
     "GuildSettings",
     "SweepReport",
     "Voice",
+    "VoiceLibrary",
     "VoiceStore",
     "clean_name",
     "name_key",
+    "open_library",
 ]

@@ -104,6 +104,10 @@ class CallsInFlight:
                     self._running -= 1
                     self._idle.notify_all()
 
+    def depth(self) -> int:
+        """How many library calls this thread is inside (a call's own nested calls count)."""
+        return int(getattr(self._depth, "n", 0))
+
     def close(self, timeout_s: float) -> bool:
         """Refuse new calls and wait for those running (other than the caller's own) to return; False
         if some still run after `timeout_s`."""
@@ -113,24 +117,26 @@ class CallsInFlight:
             return self._idle.wait_for(lambda: self._running <= own, timeout_s)
 
 
-class _HasDataDir(Protocol):
-    data_dir: Path
-    busy_timeout_s: float
-    calls: CallsInFlight
-
-
-S = TypeVar("S", bound=_HasDataDir)
 P = ParamSpec("P")
 R = TypeVar("R")
 
 
+class _Guarded(Protocol):
+    calls: CallsInFlight
+
+    def _guard(self, call: Callable[[], R]) -> R: ...
+
+
+S = TypeVar("S", bound=_Guarded)
+
+
 def guarded(method: Callable[Concatenate[S, P], R]) -> Callable[Concatenate[S, P], R]:
-    """A store method whose disk and database failures surface as LibraryError, and which the store
-    waits for before it closes."""
+    """A library method whose engine's failures surface as LibraryError, and which the library waits
+    for before it closes."""
 
     @functools.wraps(method)
     def wrapper(self: S, *args: P.args, **kwargs: P.kwargs) -> R:
-        with self.calls.running(), translated(self.data_dir, self.busy_timeout_s):
-            return method(self, *args, **kwargs)
+        with self.calls.running():
+            return self._guard(functools.partial(method, self, *args, **kwargs))
 
     return wrapper

@@ -68,6 +68,23 @@ def read_latent(path: Path) -> np.ndarray:
         raise DamagedLatent(str(exc)) from exc
 
 
+def read_latent_bytes(data: bytes) -> np.ndarray:
+    """A latent kept as .npy bytes (a database row); DamagedLatent if they are not a usable one."""
+    try:
+        return check_latent(np.load(io.BytesIO(data), allow_pickle=False))
+    except (ValueError, EOFError, OSError) as exc:
+        raise DamagedLatent(str(exc)) from exc
+
+
+def latent_bytes_problem(data: bytes) -> str | None:
+    """Why the latent kept as `data` can't be used (every value checked), or None."""
+    try:
+        read_latent_bytes(data)
+    except DamagedLatent as exc:
+        return f"damaged ({exc})"
+    return None
+
+
 def latent_problem(path: Path, *, values: bool = False) -> str | None:
     """Why the latent at `path` can't be used, judged from its header and size (cheap enough for any
     pass over every voice), and with `values` from every value too (NaN or infinite: doctor's audit);

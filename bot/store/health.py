@@ -16,9 +16,10 @@ from typing import TYPE_CHECKING
 
 from bot.store.files import LATENT, LEGACY_TMP_PREFIX, REFERENCE, STAGING, latent_problem
 from bot.store.schema import rows_with_wrong_types
+from bot.store.voice import Voice
 
-if TYPE_CHECKING:
-    from bot.store.library import Voice, VoiceStore
+if TYPE_CHECKING:  # the one engine that keeps files in folders: it calls these, they only read it
+    from bot.store.sqlite import VoiceStore
 
 log = logging.getLogger(__name__)
 
@@ -129,8 +130,9 @@ class Audit:
 
 def audit(store: VoiceStore) -> Audit:
     voices = store.all_voices()
-    found = Audit(voices=len(voices), look_alikes=store.look_alikes())
-    found.wrong_types = rows_with_wrong_types(store.db)
+    found = Audit(
+        voices=len(voices), look_alikes=store.look_alikes(), wrong_types=rows_with_wrong_types(store.db)
+    )
     found.unsettled = [
         (state, guild_id, voice_id)
         for voice_id, guild_id, state in store.db.execute(

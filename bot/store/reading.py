@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable
 from dataclasses import dataclass, fields, replace
-from pathlib import Path
 from typing import Any
-
-import sqlite_utils
 
 from bot import pronunciation
 from bot.autoread import ReadRules, WhoSpoke
 from bot.errors import DictionaryEntryNotFound, DictionaryFull
-from bot.store.faults import CallsInFlight, guarded
+from bot.store import sql
+from bot.store.engine import Engine
+from bot.store.faults import guarded
 from bot.store.settings import checked
 
 # Settings stored as 0/1 columns.
@@ -50,29 +47,19 @@ class AutoReadSettings:
         )
 
 
-class Reading:
-    """VoiceStore's part for the dictionary and auto-read, over the connection VoiceStore owns."""
-
-    data_dir: Path
-    busy_timeout_s: float
-    calls: CallsInFlight
-
-    @property
-    def db(self) -> sqlite_utils.Database:  # VoiceStore's: this thread's connection
-        raise NotImplementedError
-
-    transaction: Callable[[], contextlib.AbstractContextManager[sqlite_utils.Database]]
+class Reading(Engine):
+    """The library's part for the dictionary and auto-read."""
 
     # --- pronunciation dictionary ---------------------------------------------------------------
 
     @guarded
     def dictionary(self, guild_id: int) -> dict[str, str]:
         """Word → spoken as, in alphabetical order of the word."""
-        rows = self.db.execute(
-            "select word, spoken from pronunciations where guild_id = ? and typeof(word) = 'text' "
-            "and typeof(spoken) = 'text' order by word_key",
+        rows = self._rows(
+            "SELECT word, spoken FROM pronunciations WHERE guild_id = ? "
+            f"AND {self._has_type('word', 'text')} AND {self._has_type('spoken', 'text')} ORDER BY word_key",
             [guild_id],
-        ).fetchall()
+        )
         return dict(rows)
 
     @guarded
@@ -81,41 +68,43 @@ class Reading:
         and its spoken form as stored, and what the word was said as before (None: it is new)."""
         word, spoken = pronunciation.clean_entry(word, spoken)
         key = pronunciation.key(word)
-        with self.transaction() as db:
-            existing = db.execute(
-                "select spoken from pronunciations where guild_id = ? and word_key = ?", [guild_id, key]
+        with self.transaction(lock=("dictionary", guild_id)) as tx:
+            existing = tx.execute(
+                "SELECT spoken FROM pronunciations WHERE guild_id = ? AND word_key = ?", [guild_id, key]
             ).fetchone()
-            count = db.execute(
-                "select count(*) from pronunciations where guild_id = ?", [guild_id]
+            count = tx.execute(
+                "SELECT count(*) FROM pronunciations WHERE guild_id = ?", [guild_id]
             ).fetchone()[0]
             if not existing and count >= pronunciation.MAX_ENTRIES:
                 raise DictionaryFull(pronunciation.MAX_ENTRIES)
-            db.table("pronunciations").upsert(
+            sql.upsert(
+                tx,
+                "pronunciations",
                 {"guild_id": guild_id, "word_key": key, "word": word, "spoken": spoken},
-                pk=("guild_id", "word_key"),
+                ["guild_id", "word_key"],
             )
         return word, spoken, None if existing is None else str(existing[0])
 
     @guarded
     def remove_pronunciation(self, guild_id: int, word: str) -> str:
         key = pronunciation.key(word)
-        with self.transaction() as db:
-            row = db.execute(
-                "select word from pronunciations where guild_id = ? and word_key = ?", [guild_id, key]
+        with self.transaction() as tx:
+            row = tx.execute(
+                "SELECT word FROM pronunciations WHERE guild_id = ? AND word_key = ?", [guild_id, key]
             ).fetchone()
             if row is None:
                 raise DictionaryEntryNotFound(word[:64])
-            db.execute("delete from pronunciations where guild_id = ? and word_key = ?", [guild_id, key])
+            tx.execute("DELETE FROM pronunciations WHERE guild_id = ? AND word_key = ?", [guild_id, key])
         return str(row[0])
 
     # --- auto-read ------------------------------------------------------------------------------
 
     @guarded
     def autoread_settings(self, guild_id: int) -> AutoReadSettings:
-        rows = list(self.db.table("autoread_settings").rows_where("guild_id = ?", [guild_id]))
+        rows = self._records("SELECT * FROM autoread_settings WHERE guild_id = ?", [guild_id])
         if not rows:
             return AutoReadSettings(guild_id)
-        checked(self.data_dir, "autoread_settings", rows[0])
+        checked(self.where, "autoread_settings", rows[0])
         values: dict[str, Any] = {
             k: (bool(v) if k in _FLAGS else v) for k, v in rows[0].items() if v is not None
         }
@@ -126,19 +115,18 @@ class Reading:
         updated = replace(self.autoread_settings(guild_id), **changes)  # type: ignore[arg-type]
         WhoSpoke(updated.who_spoke)  # refuse an unknown mode before storing it
         row = {f.name: getattr(updated, f.name) for f in fields(updated)}
-        with self.transaction() as db:
-            db.table("autoread_settings").upsert(
-                {k: int(v) if k in _FLAGS else v for k, v in row.items()}, pk="guild_id"
+        with self.transaction() as tx:
+            sql.upsert(
+                tx,
+                "autoread_settings",
+                {k: int(v) if k in _FLAGS else v for k, v in row.items()},
+                ["guild_id"],
             )
         return updated
 
     @guarded
     def autoread_channels(self, guild_id: int) -> set[int]:
-        rows = self.db.execute(
-            "select channel_id from autoread_channels where guild_id = ? and typeof(channel_id) = 'integer'",
-            [guild_id],
-        )
-        return {int(r[0]) for r in rows}
+        return set(self._ids("autoread_channels", "channel_id", guild_id))
 
     @guarded
     def set_autoread_channel(self, guild_id: int, channel_id: int, on: bool) -> bool:
@@ -147,11 +135,7 @@ class Reading:
 
     @guarded
     def autoread_members(self, guild_id: int) -> set[int]:
-        rows = self.db.execute(
-            "select user_id from autoread_members where guild_id = ? and typeof(user_id) = 'integer'",
-            [guild_id],
-        )
-        return {int(r[0]) for r in rows}
+        return set(self._ids("autoread_members", "user_id", guild_id))
 
     @guarded
     def set_autoread_member(self, guild_id: int, user_id: int, on: bool) -> bool:
@@ -159,23 +143,24 @@ class Reading:
 
     @guarded
     def autoread_ignored_roles(self, guild_id: int) -> frozenset[int]:
-        rows = self.db.execute(
-            "select role_id from autoread_ignored_roles where guild_id = ? and typeof(role_id) = 'integer'",
-            [guild_id],
-        )
-        return frozenset(int(r[0]) for r in rows)
+        return frozenset(self._ids("autoread_ignored_roles", "role_id", guild_id))
 
     @guarded
     def set_autoread_ignored_role(self, guild_id: int, role_id: int, on: bool) -> bool:
         return self._set_member_of("autoread_ignored_roles", "role_id", guild_id, role_id, on)
 
+    def _ids(self, table: str, column: str, guild_id: int) -> list[int]:
+        typed = self._has_type(column, "integer")
+        rows = self._rows(f"SELECT {column} FROM {table} WHERE guild_id = ? AND {typed}", [guild_id])
+        return [int(r[0]) for r in rows]
+
     def _set_member_of(self, table: str, column: str, guild_id: int, value: int, on: bool) -> bool:
-        with self.transaction() as db:
-            present = db.execute(
-                f"select 1 from {table} where guild_id = ? and {column} = ?", [guild_id, value]
+        with self.transaction(lock=(table, guild_id)) as tx:
+            present = tx.execute(
+                f"SELECT 1 FROM {table} WHERE guild_id = ? AND {column} = ?", [guild_id, value]
             ).fetchone()
             if on and not present:
-                db.table(table).insert({"guild_id": guild_id, column: value})
+                sql.insert(tx, table, {"guild_id": guild_id, column: value})
             elif not on and present:
-                db.execute(f"delete from {table} where guild_id = ? and {column} = ?", [guild_id, value])
+                tx.execute(f"DELETE FROM {table} WHERE guild_id = ? AND {column} = ?", [guild_id, value])
             return bool(on) != bool(present)

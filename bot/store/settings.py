@@ -2,30 +2,28 @@
 
 from __future__ import annotations
 
-import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
-
-import sqlite_utils
 
 from bot.choices import DEFAULT_FILE_FORMAT, DEFAULT_MODE, FILE_FORMATS, MODES
 from bot.errors import LibraryDamaged, VoiceNotFound
-from bot.store.faults import DB_NAME, CallsInFlight, guarded
+from bot.store import sql
+from bot.store.engine import Engine
+from bot.store.faults import guarded
 from bot.store.schema import wrong_value
 
 if TYPE_CHECKING:
-    from bot.store.library import Voice
+    from bot.store.voice import Voice
 
 
-def checked(data_dir: Path, table: str, row: dict[str, Any]) -> dict[str, Any]:
+def checked(where: str, table: str, row: dict[str, Any]) -> dict[str, Any]:
     """`row` as read, or LibraryDamaged naming what it holds that it shouldn't (a server's settings
     can't be guessed: a quota read as "none" would lift it)."""
     problem = wrong_value(table, row)
     if problem is not None:
-        raise LibraryDamaged(data_dir / DB_NAME, f"{table} of guild {row.get('guild_id')!r}: {problem}")
+        raise LibraryDamaged(where, f"{table} of guild {row.get('guild_id')!r}: {problem}")
     return row
 
 
@@ -42,19 +40,9 @@ class GuildSettings:
     file_format: str = DEFAULT_FILE_FORMAT
 
 
-class SettingsAndUsage:
-    """VoiceStore's part for settings and usage. It works over what VoiceStore owns: the connection,
-    `transaction()`, and `get` / `get_by_id` for the voices a default points at."""
+class SettingsAndUsage(Engine):
+    """The library's part for settings and usage; `get` / `get_by_id` are the library's own."""
 
-    data_dir: Path
-    busy_timeout_s: float
-    calls: CallsInFlight
-
-    @property
-    def db(self) -> sqlite_utils.Database:  # VoiceStore's: this thread's connection
-        raise NotImplementedError
-
-    transaction: Callable[[], contextlib.AbstractContextManager[sqlite_utils.Database]]
     get: Callable[[int, str], Voice]
     get_by_id: Callable[[int, str], Voice]
 
@@ -62,10 +50,10 @@ class SettingsAndUsage:
 
     @guarded
     def settings(self, guild_id: int) -> GuildSettings:
-        rows = list(self.db.table("guild_settings").rows_where("guild_id = ?", [guild_id]))
+        rows = self._records("SELECT * FROM guild_settings WHERE guild_id = ?", [guild_id])
         if not rows:
             return GuildSettings(guild_id)
-        checked(self.data_dir, "guild_settings", rows[0])
+        checked(self.where, "guild_settings", rows[0])
         row = {k: v for k, v in rows[0].items() if v is not None}
         return GuildSettings(**row)
 
@@ -74,40 +62,42 @@ class SettingsAndUsage:
         current = self.settings(guild_id).__dict__ | changes
         if current["default_mode"] not in MODES or current["file_format"] not in FILE_FORMATS:
             raise ValueError(f"bad settings: {changes}")
-        with self.transaction() as db:
-            db.table("guild_settings").upsert(current, pk="guild_id")
+        with self.transaction() as tx:
+            sql.upsert(tx, "guild_settings", current, ["guild_id"])
         return self.settings(guild_id)
 
     @guarded
     def default_voice(self, guild_id: int, user_id: int) -> Voice | None:
-        rows = list(
-            self.db.table("user_defaults").rows_where("guild_id = ? and user_id = ?", [guild_id, user_id])
+        voice_id = self._value(
+            "SELECT voice_id FROM user_defaults WHERE guild_id = ? AND user_id = ?", [guild_id, user_id]
         )
-        if not rows:
+        if voice_id is None:
             return None
         try:
-            return self.get_by_id(guild_id, rows[0]["voice_id"])
+            return self.get_by_id(guild_id, voice_id)
         except VoiceNotFound:
             return None
 
     @guarded
     def set_default_voice(self, guild_id: int, user_id: int, name: str) -> Voice:
         voice = self.get(guild_id, name)
-        with self.transaction() as db:
-            db.table("user_defaults").upsert(
+        with self.transaction() as tx:
+            sql.upsert(
+                tx,
+                "user_defaults",
                 {"guild_id": guild_id, "user_id": user_id, "voice_id": voice.id},
-                pk=("guild_id", "user_id"),
+                ["guild_id", "user_id"],
             )
         return voice
 
     @guarded
     def last_say_at(self, guild_id: int, user_id: int) -> float | None:
-        row = self.db.execute(
-            "select max(at) from usage where guild_id = ? and user_id = ? and kind = 'say' "
-            "and typeof(at) in ('integer', 'real')",
+        last = self._value(
+            "SELECT max(at) FROM usage WHERE guild_id = ? AND user_id = ? AND kind = 'say' "
+            f"AND {self._has_type('at', 'number')}",
             [guild_id, user_id],
-        ).fetchone()
-        return row[0]
+        )
+        return None if last is None else float(last)
 
     # --- usage ----------------------------------------------------------------------------------
 
@@ -123,8 +113,10 @@ class SettingsAndUsage:
         at: float | None = None,
     ) -> None:
         """One delivery; `at` (default now) is when it was delivered, for one recorded late."""
-        with self.transaction() as db:
-            db.table("usage").insert(
+        with self.transaction() as tx:
+            sql.insert(
+                tx,
+                "usage",
                 {
                     "guild_id": guild_id,
                     "user_id": user_id,
@@ -132,7 +124,7 @@ class SettingsAndUsage:
                     "kind": kind,
                     "audio_seconds": audio_seconds,
                     "gpu_seconds": gpu_seconds,
-                }
+                },
             )
 
     @guarded
@@ -140,7 +132,4 @@ class SettingsAndUsage:
         where, args = "guild_id = ? and at >= ?", [guild_id, since]
         if user_id is not None:
             where, args = where + " and user_id = ?", [*args, user_id]
-        row = self.db.execute(
-            f"select coalesce(sum(audio_seconds), 0) from usage where {where}", args
-        ).fetchone()
-        return float(row[0])
+        return float(self._value(f"SELECT coalesce(sum(audio_seconds), 0) FROM usage WHERE {where}", args))
