@@ -25,7 +25,7 @@ from discord.ext import commands
 from bot import autoread, delivery, mentions, speech
 from bot.errors import InvalidInput, NoDefaultVoice, VoiceBotError, VoiceNotFound
 from bot.playback import Outcome, QueueItem
-from bot.store import AutoReadSettings, GuildSettings, Voice, VoiceStore
+from bot.store import AutoReadSettings, GuildSettings, Voice, VoiceLibrary
 from cogs.common import answer, bot_of, defer_private, guild_id_of, voice_names
 
 if TYPE_CHECKING:
@@ -66,14 +66,14 @@ class Waiting:
         self.last_speaker: int | None = None
 
 
-def own_default_voice(store: VoiceStore, guild_id: int, user_id: int) -> Voice | None:
+def own_default_voice(store: VoiceLibrary, guild_id: int, user_id: int) -> Voice | None:
     """The member's default voice if it is their own (they own it, or it was cloned from them):
     auto-read promises to read a member in their own voice, never as someone else."""
     voice = store.default_voice(guild_id, user_id)
     return voice if voice is not None and voice.is_own_voice_of(user_id) else None
 
 
-def snapshot(store: VoiceStore, guild_id: int, author_id: int) -> Snapshot:
+def snapshot(store: VoiceLibrary, guild_id: int, author_id: int) -> Snapshot:
     """In a thread: everything auto-read needs from the library for one message."""
     settings = store.autoread_settings(guild_id)
     voice = own_default_voice(store, guild_id, author_id)
