@@ -78,6 +78,7 @@ class VoiceBot(commands.Bot):
         self._given_backend = backend
         self.sync_on_start = sync_on_start
         self.sync_only = sync_only
+        self.holder = "bot"  # this process's role, for what it holds in the library (bot.limits)
         self.store: VoiceLibrary
         self.limits: Limits
         self.backend: TTSBackend
@@ -95,8 +96,9 @@ class VoiceBot(commands.Bot):
             self.config.database_url,
             max_voices_per_guild=self.config.max_voices_per_guild,
         )
-        self.limits = Limits(self.store)
+        self.limits = Limits(self.store, holder=self.holder)
         if not self.sync_only:  # `voicebot sync` needs only the command tree: no backend, no repairs
+            await self.limits.start()
             self._start_speech()
         from bot.playback import Playback
 
@@ -194,6 +196,8 @@ class VoiceBot(commands.Bot):
         await self.encoder.close()
         if getattr(self, "backend", None) is not None:
             await self.backend.close()
+        if getattr(self, "limits", None) is not None:
+            await self.limits.released()
         if getattr(self, "store", None) is not None:
             await self.store.aio.close()
 

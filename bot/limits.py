@@ -4,15 +4,16 @@ A request reserves the most speech it can deliver (`bot.speech.longest_seconds`:
 window, since a chunk's audio can be many times its text's estimate) and its member's cooldown slot
 before any GPU time is spent; it settles with the seconds actually delivered (a file that reached
 Discord, audio that was heard), or is released on failure, which charges nothing and starts no cooldown.
-Checks and reservations happen under one lock per server, so simultaneous requests can't all pass the
-same check.
 
-The counts of what was delivered live in the store (they survive a restart). If the store can't take
-the write when a request settles (a full disk, a library locked by another process), the delivery still
-counts: it is held here, in the quota and the cooldown alike, and written by a later settle. Whatever
-happens, settling releases the reservation, so a failed write never leaves a member "slowed down" or
-the seconds held until a restart. What is in flight lives here, in the one bot process that serves a
-server.
+Reservations and what was delivered live in the library (`bot.store.quotas`): the check and the
+reservation are one transaction under the server's lock there, so no two requests pass the same check,
+whichever processes they are in (two bot processes, the CLI, an API process). A request the library
+can't take a reservation for is refused with the library's own message.
+
+If the library can't take the write when a request settles (a full disk, a database gone for a
+moment), the delivery still counts: it is held here, in the quota and the cooldown alike, and written by
+a later settle. Whatever happens, settling releases the reservation, so a failed write never leaves a
+member "slowed down" or the seconds held until a restart.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from bot.errors import CooldownActive, LibraryError, QuotaExhausted
+from bot.errors import LibraryError
 from bot.store import GuildSettings, VoiceLibrary
 
 log = logging.getLogger(__name__)
@@ -36,12 +37,13 @@ class Reservation:
     user_id: int
     seconds: float  # the most speech it can deliver, held against the daily quota until settled
     started_at: float  # time.time()
+    id: str = ""  # the library's reservation
     done: bool = False
 
 
 @dataclass(frozen=True)
 class Delivered:
-    """Speech that reached members but is not in the store yet (its write failed)."""
+    """Speech that reached members but is not in the library yet (its write failed)."""
 
     guild_id: int
     user_id: int
@@ -57,15 +59,27 @@ def utc_midnight(now: float) -> float:
 
 
 class Limits:
-    def __init__(self, store: VoiceLibrary, *, clock: Callable[[], float] = time.time) -> None:
-        self.store, self._clock = store, clock
+    """This process's side of the limits. `holder` names the process's role (the same after a restart),
+    so reservations a killed run left are cleared when it starts again (`start`)."""
+
+    def __init__(
+        self, store: VoiceLibrary, *, clock: Callable[[], float] = time.time, holder: str = "bot"
+    ) -> None:
+        self.store, self._clock, self.holder = store, clock, holder
         self._locks: dict[int, asyncio.Lock] = {}  # per server: one server's checks never wait on another's
-        self._in_flight: dict[tuple[int, int], int] = {}  # (guild, member) → requests not yet settled
-        self._reserved: dict[int, float] = {}  # guild → seconds reserved by requests in flight
-        self._unrecorded: list[Delivered] = []  # delivered, waiting for the store to take the write
+        self._reserved: dict[int, float] = {}  # guild → seconds reserved by this process's requests
+        self._unrecorded: list[Delivered] = []  # delivered, waiting for the library to take the write
         self._writing = asyncio.Lock()  # one writer of `_unrecorded` at a time: each is written once
+        self._releasing: set[asyncio.Task[None]] = set()  # releases on their way to the library
+
+    async def start(self) -> None:
+        """Clear what an earlier run of this holder left when it died (it delivers nothing now)."""
+        cleared = await self.store.aio.clear_reservations(self.holder)
+        if cleared:
+            log.warning("Cleared %d speech reservations an earlier run of %s left", cleared, self.holder)
 
     def reserved_seconds(self, guild_id: int) -> float:
+        """Seconds this process's requests in flight hold (the library knows every process's)."""
         return self._reserved.get(guild_id, 0.0)
 
     def unrecorded(self, guild_id: int) -> list[Delivered]:
@@ -74,83 +88,105 @@ class Limits:
     async def reserve(self, settings: GuildSettings, user_id: int, seconds: float) -> Reservation:
         """Hold `seconds` (the most the request can deliver) of today's quota and the member's cooldown,
         or refuse with why."""
-        guild_id, key = settings.guild_id, (settings.guild_id, user_id)
+        guild_id = settings.guild_id
         async with self._locks.setdefault(guild_id, asyncio.Lock()):
+            await self.released()
             await self._write_unrecorded()
             now = self._clock()
-            if settings.cooldown_s:
-                if self._in_flight.get(key):
-                    raise CooldownActive(settings.cooldown_s)
-                # Counted from when the last delivery was settled (recorded in the store, or held here).
-                last = await self.store.aio.last_say_at(guild_id, user_id)
-                held_here = [d.at for d in self.unrecorded(guild_id) if d.user_id == user_id]
-                last = max([t for t in (last, *held_here) if t is not None], default=None)
-                if last is not None and now - last < settings.cooldown_s:
-                    raise CooldownActive(settings.cooldown_s - (now - last))
-            if settings.daily_quota_s:
-                since = utc_midnight(now)
-                used = await self.store.aio.audio_seconds_since(guild_id, since)
-                used += sum(d.audio_seconds for d in self.unrecorded(guild_id) if d.at >= since)
-                held = used + self.reserved_seconds(guild_id)
-                if held + seconds > settings.daily_quota_s:
-                    raise QuotaExhausted(held, settings.daily_quota_s, seconds)
-            self._in_flight[key] = self._in_flight.get(key, 0) + 1
+            since = utc_midnight(now)
+            held_here = self.unrecorded(guild_id)
+            reservation_id = await self.store.aio.reserve_speech(
+                guild_id,
+                user_id,
+                seconds,
+                cooldown_s=settings.cooldown_s,
+                daily_quota_s=settings.daily_quota_s,
+                now=now,
+                day_start=since,
+                holder=self.holder,
+                unrecorded_seconds=sum(d.audio_seconds for d in held_here if d.at >= since),
+                unrecorded_last_at=max((d.at for d in held_here if d.user_id == user_id), default=None),
+            )
             self._reserved[guild_id] = self.reserved_seconds(guild_id) + seconds
-            return Reservation(guild_id, user_id, seconds, now)
+            return Reservation(guild_id, user_id, seconds, now, reservation_id)
 
     async def settle(self, reservation: Reservation, delivered_s: float, *, gpu_seconds: float = 0.0) -> None:
         """The request delivered `delivered_s` of speech: charge that, and start the cooldown. Never
-        fails for the store's sake: the delivery happened, so it counts (see the module docstring)."""
+        fails for the library's sake: the delivery happened, so it counts (see the module docstring)."""
         if reservation.done:
             return
+        reservation.done = True  # settled once, however many times this is called
         try:
+            await self.store.aio.settle_speech(
+                reservation.id,
+                reservation.guild_id,
+                reservation.user_id,
+                audio_seconds=delivered_s,
+                gpu_seconds=gpu_seconds,
+                at=self._clock(),
+            )
+        except LibraryError as exc:
             if delivered_s > 0:
                 self._unrecorded.append(
                     Delivered(
                         reservation.guild_id, reservation.user_id, self._clock(), delivered_s, gpu_seconds
                     )
                 )
-                await self._write_unrecorded()
+            log.error(
+                "Usage of %.1f s in guild %s not recorded yet (%d waiting): %s",
+                delivered_s,
+                reservation.guild_id,
+                len(self._unrecorded),
+                exc.admin_message,
+            )
+            self._release_in_library(reservation)
         finally:
-            self.release(reservation)
+            self._let_go_here(reservation)
 
     async def _write_unrecorded(self) -> None:
-        """Write what was delivered but not recorded yet, oldest first; keep what the store refuses."""
+        """Write what was delivered but not recorded yet, oldest first; keep what the library refuses."""
         async with self._writing:
-            await self._write_each()
-
-    async def _write_each(self) -> None:
-        while self._unrecorded:
-            delivered = self._unrecorded[0]
-            try:
-                await self.store.aio.record_usage(
-                    delivered.guild_id,
-                    delivered.user_id,
-                    kind="say",
-                    audio_seconds=delivered.audio_seconds,
-                    gpu_seconds=delivered.gpu_seconds,
-                    at=delivered.at,
-                )
-            except LibraryError as exc:
-                log.error(
-                    "Usage of %.1f s in guild %s not recorded yet (%d waiting): %s",
-                    delivered.audio_seconds,
-                    delivered.guild_id,
-                    len(self._unrecorded),
-                    exc.admin_message,
-                )
-                return
-            self._unrecorded.pop(0)
+            while self._unrecorded:
+                delivered = self._unrecorded[0]
+                try:
+                    await self.store.aio.record_usage(
+                        delivered.guild_id,
+                        delivered.user_id,
+                        kind="say",
+                        audio_seconds=delivered.audio_seconds,
+                        gpu_seconds=delivered.gpu_seconds,
+                        at=delivered.at,
+                    )
+                except LibraryError:
+                    return  # still waiting; logged when it was held
+                self._unrecorded.pop(0)
 
     def release(self, reservation: Reservation) -> None:
-        """The request failed or was refused later on: nothing charged, no cooldown started."""
+        """The request failed or was refused later on: nothing charged, no cooldown started. Callable
+        from any `finally`: the library's side is let go of in the background (`released()` waits)."""
         if reservation.done:
             return
         reservation.done = True
-        key = (reservation.guild_id, reservation.user_id)
-        self._in_flight[key] -= 1
-        if not self._in_flight[key]:
-            del self._in_flight[key]
-        left = self._reserved.pop(reservation.guild_id) - reservation.seconds
+        self._let_go_here(reservation)
+        self._release_in_library(reservation)
+
+    async def released(self) -> None:
+        """Wait until every release this process made has reached the library."""
+        while self._releasing:
+            await asyncio.gather(*self._releasing, return_exceptions=True)
+
+    def _let_go_here(self, reservation: Reservation) -> None:
+        left = self._reserved.pop(reservation.guild_id, 0.0) - reservation.seconds
         if left > 1e-9:
             self._reserved[reservation.guild_id] = left
+
+    def _release_in_library(self, reservation: Reservation) -> None:
+        async def release() -> None:
+            try:
+                await self.store.aio.release_speech(reservation.id, reservation.guild_id)
+            except LibraryError as exc:  # it ends with its lease, or when this process starts again
+                log.error("Reservation %s not released yet: %s", reservation.id, exc.admin_message)
+
+        task = asyncio.get_running_loop().create_task(release())
+        self._releasing.add(task)
+        task.add_done_callback(self._releasing.discard)

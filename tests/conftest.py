@@ -58,6 +58,7 @@ SLOW_MODULES = {
     "test_modal_app",
     "test_playback",
     "test_store_limits",
+    "test_limits_processes",
 }
 
 

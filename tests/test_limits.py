@@ -9,21 +9,22 @@ import pytest
 
 from bot.errors import CooldownActive, QuotaExhausted
 from bot.limits import Limits, utc_midnight
-from bot.store import GuildSettings, VoiceStore
+from bot.store import GuildSettings, VoiceLibrary, open_library
 from tests.test_store import add
 
 NOON = 1_800_000_000.0 - 1_800_000_000.0 % 86_400 + 43_200  # 12:00 UTC on some day
 
 
-@pytest.fixture
-def store(tmp_path):
-    store = VoiceStore(tmp_path)
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request, tmp_path):
+    url = request.getfixturevalue("postgres_url") if request.param == "postgresql" else None
+    store = open_library(tmp_path, url)
     yield store
     store.close()
 
 
-def _usage(store: VoiceStore) -> list[tuple[int, float]]:
-    return store.db.execute("select user_id, audio_seconds from usage").fetchall()
+def _usage(store: VoiceLibrary, columns: str = "user_id, audio_seconds") -> list[tuple]:
+    return store._rows(f"SELECT {columns} FROM usage ORDER BY id")
 
 
 async def test_a_quota_is_held_by_requests_in_flight_and_charged_with_what_was_delivered(store):
@@ -36,7 +37,9 @@ async def test_a_quota_is_held_by_requests_in_flight_and_charged_with_what_was_d
     assert limits.reserved_seconds(1) == 60.0
     await limits.settle(first, 31.5)
     limits.release(second)  # its upload failed
+    await limits.released()
     assert _usage(store) == [(10, 31.5)] and limits.reserved_seconds(1) == 0
+    assert store.reserved_speech(1) == 0  # in the library too: no process sees the seconds held
     await limits.settle(first, 31.5)  # settling twice charges once
     assert len(_usage(store)) == 1
 
@@ -68,6 +71,39 @@ async def test_a_cooldown_starts_only_when_something_was_delivered(store):
         await limits.reserve(cooldown, 10, 2.0)
 
 
+async def test_a_restarted_process_clears_what_its_killed_run_held(store):
+    """A process killed mid-request leaves its reservation; its next start lets go of it, and another
+    process's reservations stay."""
+    cooldown = GuildSettings(1, cooldown_s=60.0, daily_quota_s=60.0)
+    killed = Limits(store, holder="shards 0-1 of 4")
+    other = Limits(store, holder="shards 2-3 of 4")
+    await killed.reserve(cooldown, 10, 30.0)  # never settled: the process died
+    kept = await other.reserve(cooldown, 11, 20.0)
+    assert store.reserved_speech(1) == 50.0
+    restarted = Limits(store, holder="shards 0-1 of 4")
+    with pytest.raises(CooldownActive):
+        await restarted.reserve(cooldown, 10, 5.0)  # before the start: still held
+    await restarted.start()
+    assert store.reserved_speech(1) == 20.0
+    await restarted.settle(await restarted.reserve(cooldown, 10, 5.0), 4.0)
+    await other.settle(kept, 19.0)
+    assert sorted(_usage(store)) == [(10, 4.0), (11, 19.0)] and store.reserved_speech(1) == 0
+
+
+async def test_a_reservation_ends_with_its_lease(store):
+    from bot.store.quotas import RESERVATION_LEASE_S
+
+    now = [NOON]
+    quota = GuildSettings(1, daily_quota_s=60.0, cooldown_s=10.0)
+    lost = Limits(store, clock=lambda: now[0], holder="gone")
+    await lost.reserve(quota, 10, 50.0)
+    later = Limits(store, clock=lambda: now[0], holder="here")
+    with pytest.raises(QuotaExhausted):
+        await later.reserve(quota, 11, 20.0)
+    now[0] += RESERVATION_LEASE_S + 1
+    assert (await later.reserve(quota, 10, 20.0)).seconds == 20.0
+
+
 def test_the_quota_day_starts_at_midnight_utc():
     assert utc_midnight(NOON) == NOON - 43_200
     assert utc_midnight(NOON - 43_200) == NOON - 43_200
@@ -80,14 +116,17 @@ async def test_a_failed_usage_write_lets_go_of_the_reservation_and_still_counts(
     limits = Limits(store, clock=lambda: now[0])
     settings = GuildSettings(1, daily_quota_s=60.0, cooldown_s=30.0)
     disk_full = True
-    record_usage = store.record_usage
 
-    def full_disk_record_usage(*args, **kwargs):
-        if disk_full:
-            raise LibraryFull(store.data_dir)
-        return record_usage(*args, **kwargs)
+    def failing_while_full(write):
+        def write_unless_full(*args, **kwargs):
+            if disk_full:
+                raise LibraryFull(store.where)
+            return write(*args, **kwargs)
 
-    monkeypatch.setattr(store, "record_usage", full_disk_record_usage)
+        return write_unless_full
+
+    for write in ("record_usage", "settle_speech"):  # the writes of what was delivered
+        monkeypatch.setattr(store, write, failing_while_full(getattr(store, write)))
     spoke = await limits.reserve(settings, 10, 20.0)
     await limits.settle(spoke, 15.0)  # the write fails: settling says nothing, and lets go
     assert spoke.done and limits.reserved_seconds(1) == 0 and _usage(store) == []
@@ -102,7 +141,7 @@ async def test_a_failed_usage_write_lets_go_of_the_reservation_and_still_counts(
 
     disk_full = False
     limits.release(await limits.reserve(settings, 12, 1.0))  # the next check writes what was held
-    assert store.db.execute("select user_id, audio_seconds, at from usage").fetchall() == [(10, 15.0, NOON)]
+    assert _usage(store, "user_id, audio_seconds, at") == [(10, 15.0, NOON)]
     assert limits.unrecorded(1) == []
 
 

@@ -23,6 +23,7 @@ from bot.errors import LibraryDamaged, VoiceLimitReached, VoiceNameTaken, VoiceN
 from bot.store import files, health
 from bot.store.aio import in_thread
 from bot.store.faults import guarded
+from bot.store.quotas import SpeechQuotas
 from bot.store.reading import Reading
 from bot.store.schema import wrong_value
 from bot.store.settings import SettingsAndUsage
@@ -33,7 +34,7 @@ log = logging.getLogger("bot.store")
 T = TypeVar("T")
 
 
-class VoiceLibrary(SettingsAndUsage, Reading):
+class VoiceLibrary(SettingsAndUsage, Reading, SpeechQuotas):
     """The library, whichever engine keeps it. Synchronous: the CLI and the tests call it directly;
     async code calls `await library.aio.get(...)`, the same method run in a worker thread."""
 
@@ -335,6 +336,11 @@ class AsyncVoiceLibrary:
     last_say_at = in_thread(VoiceLibrary.last_say_at)
     record_usage = in_thread(VoiceLibrary.record_usage)
     audio_seconds_since = in_thread(VoiceLibrary.audio_seconds_since)
+    reserve_speech = in_thread(VoiceLibrary.reserve_speech)
+    settle_speech = in_thread(VoiceLibrary.settle_speech)
+    release_speech = in_thread(VoiceLibrary.release_speech)
+    reserved_speech = in_thread(VoiceLibrary.reserved_speech)
+    clear_reservations = in_thread(VoiceLibrary.clear_reservations)
 
     # reading: the dictionary and auto-read
     dictionary = in_thread(VoiceLibrary.dictionary)

@@ -103,7 +103,22 @@ CREATE TABLE autoread_settings (
 );
 """
 
-MIGRATIONS: list[str] = [_VERSION_1]
+# Speech reserved by requests in flight (bot.store.quotas): the daily quota and cooldowns hold across
+# every process.
+_VERSION_2 = """
+CREATE TABLE reservations (
+    id text PRIMARY KEY,
+    guild_id bigint NOT NULL,
+    user_id bigint NOT NULL,
+    seconds double precision NOT NULL,
+    expires_at double precision NOT NULL,
+    holder text NOT NULL
+);
+CREATE INDEX reservations_by_guild ON reservations (guild_id, user_id);
+CREATE INDEX reservations_by_holder ON reservations (holder);
+"""
+
+MIGRATIONS: list[str] = [_VERSION_1, _VERSION_2]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -145,6 +145,17 @@ def _migrate_6(db: sqlite_utils.Database) -> None:
     db.execute("ALTER TABLE voices ADD COLUMN speaker_id INTEGER")
 
 
+def _migrate_7(db: sqlite_utils.Database) -> None:
+    """Speech reserved by requests in flight (bot.store.quotas), shared by every process: the daily quota
+    and the cooldown hold across them."""
+    db.execute(
+        "CREATE TABLE reservations (id TEXT PRIMARY KEY, guild_id INTEGER NOT NULL, "
+        "user_id INTEGER NOT NULL, seconds REAL NOT NULL, expires_at REAL NOT NULL, holder TEXT NOT NULL)"
+    )
+    db.execute("CREATE INDEX reservations_by_guild ON reservations (guild_id, user_id)")
+    db.execute("CREATE INDEX reservations_by_holder ON reservations (holder)")
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _migrate_1,
     _migrate_2,
@@ -152,6 +163,7 @@ MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _migrate_4,
     _migrate_5,
     _migrate_6,
+    _migrate_7,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
