@@ -37,7 +37,7 @@ class Reservation:
     user_id: int
     seconds: float  # the most speech it can deliver, held against the daily quota until settled
     started_at: float  # time.time()
-    id: str = ""  # the library's reservation
+    id: str = ""  # the library's reservation; "" where the server has no quota or cooldown to hold
     done: bool = False
 
 
@@ -89,6 +89,9 @@ class Limits:
         """Hold `seconds` (the most the request can deliver) of today's quota and the member's cooldown,
         or refuse with why."""
         guild_id = settings.guild_id
+        if not settings.cooldown_s and not settings.daily_quota_s:  # nothing to hold: no library write
+            self._reserved[guild_id] = self.reserved_seconds(guild_id) + seconds
+            return Reservation(guild_id, user_id, seconds, self._clock())
         async with self._locks.setdefault(guild_id, asyncio.Lock()):
             await self.released()
             await self._write_unrecorded()
@@ -117,6 +120,15 @@ class Limits:
             return
         reservation.done = True  # settled once, however many times this is called
         try:
+            if not reservation.id:  # reserved nothing in the library: only what was delivered to write
+                if delivered_s > 0:
+                    self._unrecorded.append(
+                        Delivered(
+                            reservation.guild_id, reservation.user_id, self._clock(), delivered_s, gpu_seconds
+                        )
+                    )
+                    await self._write_unrecorded()
+                return
             await self.store.aio.settle_speech(
                 reservation.id,
                 reservation.guild_id,
@@ -157,8 +169,15 @@ class Limits:
                         gpu_seconds=delivered.gpu_seconds,
                         at=delivered.at,
                     )
-                except LibraryError:
-                    return  # still waiting; logged when it was held
+                except LibraryError as exc:
+                    log.warning(
+                        "Usage of %.1f s in guild %s not recorded yet (%d waiting): %s",
+                        delivered.audio_seconds,
+                        delivered.guild_id,
+                        len(self._unrecorded),
+                        exc.admin_message,
+                    )
+                    return
                 self._unrecorded.pop(0)
 
     def release(self, reservation: Reservation) -> None:
@@ -168,7 +187,8 @@ class Limits:
             return
         reservation.done = True
         self._let_go_here(reservation)
-        self._release_in_library(reservation)
+        if reservation.id:
+            self._release_in_library(reservation)
 
     async def released(self) -> None:
         """Wait until every release this process made has reached the library."""

@@ -188,9 +188,13 @@ class PostgresVoiceStore(VoiceLibrary):
     def _counted(self) -> None:
         self._local.statements = getattr(self._local, "statements", 0) + 1
 
-    def _execute(self, statement: str, parameters: Sequence[Any] = ()) -> psycopg.Cursor[Any]:
+    def _execute(
+        self, statement: str, parameters: Sequence[Any] = (), *, binary: bool = False
+    ) -> psycopg.Cursor[Any]:
+        """`binary`: results in PostgreSQL's binary format, for recordings and latents (text would
+        send each byte as two hex digits)."""
         self._counted()
-        return self._connection().execute(_pg(statement), list(parameters))
+        return self._connection().execute(_pg(statement), list(parameters), binary=binary)
 
     def _has_type(self, column: str, kind: str) -> str:
         return f"{column} IS NOT NULL"  # the column's type holds: PostgreSQL refuses anything else
@@ -291,7 +295,9 @@ class PostgresVoiceStore(VoiceLibrary):
     @guarded
     def load_latent(self, voice: Voice) -> np.ndarray:
         row = self._execute(
-            "SELECT latent, octet_length(reference) > 0 FROM voice_files WHERE voice_id = ?", [voice.id]
+            "SELECT latent, octet_length(reference) > 0 FROM voice_files WHERE voice_id = ?",
+            [voice.id],
+            binary=True,
         ).fetchone()
         try:
             if row is None:
@@ -306,7 +312,9 @@ class PostgresVoiceStore(VoiceLibrary):
 
     @guarded
     def read_reference(self, voice: Voice) -> bytes:
-        row = self._execute("SELECT reference FROM voice_files WHERE voice_id = ?", [voice.id]).fetchone()
+        row = self._execute(
+            "SELECT reference FROM voice_files WHERE voice_id = ?", [voice.id], binary=True
+        ).fetchone()
         data = b"" if row is None else bytes(row[0])
         if hashlib.sha256(data).hexdigest() != voice.sha256:
             if not self._voices("id = ? AND state = 'ready'", [voice.id]):
