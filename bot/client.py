@@ -12,6 +12,7 @@ import hashlib
 import json
 import logging
 import signal
+from collections.abc import Sequence
 from typing import Any
 
 import aiohttp
@@ -25,6 +26,7 @@ from bot.config import Config, ConfigError
 from bot.discord_compat import gateway_closed
 from bot.encoder import Encoder
 from bot.limits import Limits
+from bot.restarts import tell_cut_short
 from bot.store import VoiceLibrary, open_library
 from bot.tts import TTSBackend, create_backend
 
@@ -58,6 +60,7 @@ class VoiceBot(commands.Bot):
         sync_on_start: bool = True,
         sync_only: bool = False,
         message_content: bool = False,
+        **discord_options: Any,
     ) -> None:
         intents = discord.Intents.none()
         intents.guilds = True
@@ -73,6 +76,7 @@ class VoiceBot(commands.Bot):
             help_command=None,
             connector=connector,
             guild_ready_timeout=0.5,
+            **discord_options,
         )
         self.config = config
         self._given_backend = backend
@@ -90,6 +94,8 @@ class VoiceBot(commands.Bot):
         self._heartbeat: asyncio.Task[None] | None = None
 
     async def setup_hook(self) -> None:
+        # the command-sync marker and the health beat live here, even with the library in PostgreSQL
+        await asyncio.to_thread(self.config.data_dir.mkdir, parents=True, exist_ok=True)
         self.store = await asyncio.to_thread(
             open_library,
             self.config.data_dir,
@@ -98,7 +104,12 @@ class VoiceBot(commands.Bot):
         )
         self.limits = Limits(self.store, holder=self.holder)
         if not self.sync_only:  # `voicebot sync` needs only the command tree: no backend, no repairs
-            await self.limits.start()
+            cut_short = await self.limits.start()
+            if cut_short:  # requests a killed run of this process was making: their members are told
+                told = await tell_cut_short(cut_short)
+                log.warning(
+                    "Told %d of %d members their request was cut short by a restart", told, len(cut_short)
+                )
             self._start_speech()
         from bot.playback import Playback
 
@@ -202,6 +213,41 @@ class VoiceBot(commands.Bot):
             await self.store.aio.close()
 
 
+def shard_label(shard_ids: Sequence[int], shard_count: int) -> str:
+    """ "shards 0-3 of 8": a process's role, the same after a restart (logs, what it holds in the
+    library)."""
+    first, last = min(shard_ids), max(shard_ids)
+    shards = f"shard {first}" if first == last else f"shards {first}-{last}"
+    return f"{shards} of {shard_count}"
+
+
+class ShardedVoiceBot(VoiceBot, commands.AutoShardedBot):
+    """The bot for a range of shards (`voicebot run --shards 0-3 --shard-count 8`): Discord sends this
+    process the events of the servers on those shards only, so each server's queue and voice connection
+    live here. Other processes run the other shards over the same library."""
+
+    def __init__(self, config: Config, *, shard_ids: Sequence[int], shard_count: int, **options: Any) -> None:
+        super().__init__(config, shard_ids=list(shard_ids), shard_count=shard_count, **options)
+        self.holder = shard_label(shard_ids, shard_count)
+        self._max_concurrency: int | None = None
+
+    async def before_identify_hook(self, shard_id: int | None, *, initial: bool = False) -> None:
+        """Take this shard's turn to IDENTIFY, shared with every process through the library: one per
+        concurrency bucket (`shard_id % max_concurrency`) per IDENTIFY window."""
+        if self._max_concurrency is None:
+            try:
+                self._max_concurrency = max(1, (await self.fetch_session_start_limits()).max_concurrency)
+            except discord.HTTPException:
+                self._max_concurrency = 1
+        bucket = (shard_id or 0) % self._max_concurrency
+        while True:
+            wait = await self.store.aio.claim_identify(bucket, self.config.identify_interval_s)
+            if wait <= 0:
+                break
+            await asyncio.sleep(wait)
+        log.info("Shard %s identifying (bucket %d)", shard_id, bucket)
+
+
 _closing: set[asyncio.Task] = set()  # held so a close under way isn't garbage-collected
 
 
@@ -222,13 +268,23 @@ def discord_token(config: Config) -> str:
     return config.discord_token
 
 
-async def run_bot(config: Config, *, sync_only: bool = False) -> None:
+async def run_bot(
+    config: Config, *, sync_only: bool = False, shards: tuple[Sequence[int], int] | None = None
+) -> None:
+    """Log in and serve until closed; `shards` (ids, count) runs that range of a sharded bot."""
     token = discord_token(config)
     point_at_discord(config)
     # Auto-read needs the Message Content intent; without it in the Portal, everything else still runs.
     for message_content in (not sync_only, False):
-        bot = VoiceBot(
-            config, sync_on_start=not sync_only, sync_only=sync_only, message_content=message_content
+        options: dict[str, Any] = {
+            "sync_on_start": not sync_only and (shards is None or 0 in shards[0]),  # one process syncs
+            "sync_only": sync_only,
+            "message_content": message_content,
+        }
+        bot = (
+            ShardedVoiceBot(config, shard_ids=shards[0], shard_count=shards[1], **options)
+            if shards
+            else VoiceBot(config, **options)
         )
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):

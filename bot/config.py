@@ -43,6 +43,7 @@ class Config:
     discord_api_base: str | None = None
     discord_gateway: str | None = None
     voice_tls_verify: bool = True
+    identify_interval_s: float = 5.5  # between two IDENTIFYs of one bucket (Discord's 5 s, and a margin)
 
     def with_overrides(self, **changes: object) -> Config:
         kept: dict[str, Any] = {k: v for k, v in changes.items() if v is not None}
@@ -67,6 +68,7 @@ _ENV = {
     "discord_api_base": "VOICEBOT_DISCORD_API_BASE",
     "discord_gateway": "VOICEBOT_DISCORD_GATEWAY",
     "voice_tls_verify": "VOICEBOT_VOICE_TLS_VERIFY",
+    "identify_interval_s": "VOICEBOT_IDENTIFY_INTERVAL",
 }
 
 _LIMITS: dict[str, tuple[float, float]] = {
@@ -75,6 +77,7 @@ _LIMITS: dict[str, tuple[float, float]] = {
     "max_voices_per_guild": (1, 1000),
     "max_reference_bytes": (64 * 1024, 500 * 1024 * 1024),
     "idle_leave_s": (5, 86_400),
+    "identify_interval_s": (0.1, 60),
 }
 
 

@@ -33,6 +33,10 @@ def stop_reconnecting(vc: discord.VoiceProtocol) -> None:
 
 
 def gateway_closed(client: discord.Client) -> bool:
-    """The client's gateway websocket is not open right now (not yet connected, or reconnecting)."""
+    """The client's gateway websocket is not open right now (not yet connected, or reconnecting); for
+    a client running several shards, any of theirs."""
+    if isinstance(client, discord.AutoShardedClient):
+        shards = client.shards
+        return not shards or any(shard.is_closed() for shard in shards.values())
     ws = getattr(client, "ws", None)
     return ws is None or not ws.open

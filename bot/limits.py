@@ -72,11 +72,13 @@ class Limits:
         self._writing = asyncio.Lock()  # one writer of `_unrecorded` at a time: each is written once
         self._releasing: set[asyncio.Task[None]] = set()  # releases on their way to the library
 
-    async def start(self) -> None:
-        """Clear what an earlier run of this holder left when it died (it delivers nothing now)."""
+    async def start(self) -> list[str]:
+        """Clear what an earlier run of this holder left when it died (it delivers nothing now); where
+        to tell the members whose requests it was making (`reply_to`), each once."""
         cleared = await self.store.aio.clear_reservations(self.holder)
         if cleared:
-            log.warning("Cleared %d speech reservations an earlier run of %s left", cleared, self.holder)
+            log.warning("Cleared %d speech reservations an earlier run of %s left", len(cleared), self.holder)
+        return [reply for reply in cleared if reply]
 
     def reserved_seconds(self, guild_id: int) -> float:
         """Seconds this process's requests in flight hold (the library knows every process's)."""
@@ -85,11 +87,14 @@ class Limits:
     def unrecorded(self, guild_id: int) -> list[Delivered]:
         return [d for d in self._unrecorded if d.guild_id == guild_id]
 
-    async def reserve(self, settings: GuildSettings, user_id: int, seconds: float) -> Reservation:
+    async def reserve(
+        self, settings: GuildSettings, user_id: int, seconds: float, *, reply_to: str | None = None
+    ) -> Reservation:
         """Hold `seconds` (the most the request can deliver) of today's quota and the member's cooldown,
-        or refuse with why."""
+        or refuse with why. `reply_to` ("application id:token" of the interaction) is kept with it, so
+        a process killed mid-request can tell the member after its restart."""
         guild_id = settings.guild_id
-        if not settings.cooldown_s and not settings.daily_quota_s:  # nothing to hold: no library write
+        if not settings.cooldown_s and not settings.daily_quota_s and not reply_to:  # nothing to keep
             self._reserved[guild_id] = self.reserved_seconds(guild_id) + seconds
             return Reservation(guild_id, user_id, seconds, self._clock())
         async with self._locks.setdefault(guild_id, asyncio.Lock()):
@@ -109,6 +114,7 @@ class Limits:
                 holder=self.holder,
                 unrecorded_seconds=sum(d.audio_seconds for d in held_here if d.at >= since),
                 unrecorded_last_at=max((d.at for d in held_here if d.user_id == user_id), default=None),
+                reply_to=reply_to,
             )
             self._reserved[guild_id] = self.reserved_seconds(guild_id) + seconds
             return Reservation(guild_id, user_id, seconds, now, reservation_id)

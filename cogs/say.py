@@ -119,7 +119,12 @@ class Say(commands.Cog):
         request = await asyncio.to_thread(
             self._plan, interaction, settings, words, voice, seed, force_speaker, names
         )
-        reservation = await bot.limits.reserve(settings, request.user_id, speech.longest_seconds(request))
+        reservation = await bot.limits.reserve(
+            settings,
+            request.user_id,
+            speech.longest_seconds(request),
+            reply_to=f"{interaction.application_id}:{interaction.token}",
+        )
         # From here delivery owns the reservation: settled with what members got, else released.
         if channel is None:
             await delivery.reply_with_file(

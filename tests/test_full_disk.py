@@ -1,6 +1,6 @@
 """A library on a disk that has filled up: one line saying so (exit 74), not SQLite's "disk I/O error".
 
-The first test fills a real filesystem (a 256 KiB tmpfs, which needs the right to mount: root, as the
+The first test fills a real filesystem (a 1 MiB tmpfs, which needs the right to mount: root, as the
 CI machine and the development machine run); the second checks the same decision on the error itself.
 """
 
@@ -26,7 +26,7 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
     mount = tmp_path / "disk"
     mount.mkdir()
     done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mount)], capture_output=True
+        ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)], capture_output=True
     )
     if done.returncode != 0:
         pytest.skip(f"can't mount a small tmpfs here: {done.stderr.decode().strip()}")

@@ -10,7 +10,7 @@ import logging
 from bot.cli.common import create_backend, library_exists, open_store
 from bot.cli.options import examples, json_option, library_command, speech_options
 from bot.config import Config, check
-from bot.errors import VoiceBotError
+from bot.errors import InvalidInput, VoiceBotError
 from bot.wording import plural
 
 log = logging.getLogger("bot.run")
@@ -60,11 +60,52 @@ async def cmd_doctor(args: argparse.Namespace, config: Config) -> int:
     return 0 if not problems else 1
 
 
+def _check_scale(args: argparse.Namespace) -> None:
+    """--shards with --shard-count, or --processes, never both; named before anything starts."""
+    from bot.launcher import parse_shards
+
+    if args.processes is not None:
+        if args.shards is not None:
+            raise InvalidInput(
+                "--processes and --shards don't go together: --processes picks each process's shards."
+            )
+        if not 1 <= args.processes <= 64:
+            raise InvalidInput(f"--processes is {args.processes}; allowed is 1 to 64.")
+        if args.shard_count is not None and args.shard_count < args.processes:
+            raise InvalidInput(
+                f"--shard-count {args.shard_count} is fewer than --processes {args.processes}."
+            )
+        return
+    if args.shards is None:
+        if args.shard_count is not None:
+            raise InvalidInput("--shard-count goes with --shards A-B (or --processes N).")
+        return
+    if args.shard_count is None:
+        raise InvalidInput(f"--shards {args.shards} needs --shard-count N, the bot's total number of shards.")
+    try:
+        args.shard_ids = parse_shards(args.shards)
+    except ValueError as exc:
+        raise InvalidInput(f"--shards: {exc}.") from None
+    if not 1 <= args.shard_count <= 10_000 or args.shard_ids[-1] >= args.shard_count:
+        raise InvalidInput(
+            f"--shards {args.shards} of --shard-count {args.shard_count}: shard ids run from 0 to "
+            f"{max(args.shard_count, 1) - 1}."
+        )
+
+
+def _name_the_process(label: str) -> None:
+    """Every log line says which process and which shards it comes from."""
+    for handler in logging.getLogger().handlers:
+        handler.setFormatter(
+            logging.Formatter(f"%(levelname)s [{label}, pid %(process)d] %(name)s: %(message)s")
+        )
+
+
 async def cmd_run(args: argparse.Namespace, config: Config) -> int:
-    from bot.client import discord_token, run_bot
+    from bot.client import discord_token, run_bot, shard_label
 
     # In the README's order: the Discord token, the settings, the library, then the speech set-up
-    discord_token(config)
+    token = discord_token(config)
     check(config)
 
     if library_exists(config):  # a damaged library is one line now, not a traceback after login
@@ -72,8 +113,19 @@ async def cmd_run(args: argparse.Namespace, config: Config) -> int:
         await asyncio.to_thread(store.close)
     await _check_speech(config)
     logging.getLogger().setLevel(logging.INFO)
+    if getattr(args, "processes", None):
+        from bot.launcher import launch
+
+        _name_the_process("launcher")
+        try:
+            return await launch(config, args.processes, token, args.shard_count)
+        except _discord_errors() as exc:
+            raise DiscordUnreachable(_api_base(config), _short(exc)) from None
+    shards = (args.shard_ids, args.shard_count) if getattr(args, "shards", None) else None
+    if shards:
+        _name_the_process(shard_label(*shards))
     try:
-        await run_bot(config)
+        await run_bot(config, shards=shards)
     except _discord_errors() as exc:
         raise DiscordUnreachable(_api_base(config), _short(exc)) from None
     return 0
@@ -133,10 +185,26 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
     run = commands.add_parser(
         "run",
         help="connect to Discord and serve the commands (Ctrl-C stops it)",
-        epilog=examples("voicebot run", "voicebot run --backend local --weights ./weights --device cuda"),
+        epilog=examples(
+            "voicebot run --backend local --weights ./weights --device cuda",
+            "voicebot run --processes 4",
+            "voicebot run --shards 0-3 --shard-count 8",
+        ),
     )
     speech_options(run)
-    library_command(run, cmd_run)  # checks its settings and speech set-up itself, in its own order
+    scale = run.add_argument_group(
+        "more than one process (the library in PostgreSQL, or SQLite on one machine)"
+    )
+    scale.add_argument("--shards", metavar="A-B", help="run these shards only, e.g. 0-3 (with --shard-count)")
+    scale.add_argument("--shard-count", type=int, metavar="N", help="the bot's total number of shards")
+    scale.add_argument(
+        "--processes",
+        type=int,
+        metavar="N",
+        help="run N processes, splitting Discord's recommended shards between them; restart any that dies",
+    )
+    # checks its settings and speech set-up itself, in its own order
+    library_command(run, cmd_run, check_args=_check_scale)
 
     sync = commands.add_parser(
         "sync",

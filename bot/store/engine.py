@@ -41,6 +41,10 @@ class Engine:
         whatever it is given, so a hand edit can leave text in a number column; PostgreSQL refuses."""
         raise NotImplementedError
 
+    def _database_now(self, tx: Transaction) -> float:
+        """Seconds since the epoch by the database's clock: one clock for every process using it."""
+        raise NotImplementedError
+
     def _guard(self, call: Callable[[], T]) -> T:
         """`call()`, its engine's failures raised as LibraryError."""
         raise NotImplementedError

@@ -26,6 +26,7 @@ from bot.store.faults import guarded
 from bot.store.quotas import SpeechQuotas
 from bot.store.reading import Reading
 from bot.store.schema import wrong_value
+from bot.store.sessions import Sessions
 from bot.store.settings import SettingsAndUsage
 from bot.store.sql import Transaction
 from bot.store.voice import COLUMNS, FIELDS, VOICE_ID, Voice, new_voice_id, now
@@ -34,7 +35,7 @@ log = logging.getLogger("bot.store")
 T = TypeVar("T")
 
 
-class VoiceLibrary(SettingsAndUsage, Reading, SpeechQuotas):
+class VoiceLibrary(SettingsAndUsage, Reading, SpeechQuotas, Sessions):
     """The library, whichever engine keeps it. Synchronous: the CLI and the tests call it directly;
     async code calls `await library.aio.get(...)`, the same method run in a worker thread."""
 
@@ -341,6 +342,7 @@ class AsyncVoiceLibrary:
     release_speech = in_thread(VoiceLibrary.release_speech)
     reserved_speech = in_thread(VoiceLibrary.reserved_speech)
     clear_reservations = in_thread(VoiceLibrary.clear_reservations)
+    claim_identify = in_thread(VoiceLibrary.claim_identify)
 
     # reading: the dictionary and auto-read
     dictionary = in_thread(VoiceLibrary.dictionary)

@@ -112,13 +112,19 @@ CREATE TABLE reservations (
     user_id bigint NOT NULL,
     seconds double precision NOT NULL,
     expires_at double precision NOT NULL,
-    holder text NOT NULL
+    holder text NOT NULL,
+    reply_to text
 );
 CREATE INDEX reservations_by_guild ON reservations (guild_id, user_id);
 CREATE INDEX reservations_by_holder ON reservations (holder);
 """
 
-MIGRATIONS: list[str] = [_VERSION_1, _VERSION_2]
+# When each IDENTIFY bucket last started a Discord session (bot.store.sessions).
+_VERSION_3 = """
+CREATE TABLE identify_slots (bucket integer PRIMARY KEY, claimed_at double precision NOT NULL);
+"""
+
+MIGRATIONS: list[str] = [_VERSION_1, _VERSION_2, _VERSION_3]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -199,6 +199,9 @@ class PostgresVoiceStore(VoiceLibrary):
     def _has_type(self, column: str, kind: str) -> str:
         return f"{column} IS NOT NULL"  # the column's type holds: PostgreSQL refuses anything else
 
+    def _database_now(self, tx: sql.Transaction) -> float:
+        return float(tx.execute("SELECT extract(epoch FROM clock_timestamp())").fetchone()[0])
+
     @contextlib.contextmanager
     def transaction(self, *, lock: tuple[str, int] | None = None) -> Iterator[_Transaction]:
         self._counted()
@@ -288,6 +291,9 @@ class PostgresVoiceStore(VoiceLibrary):
 
     def _remove_voice(self, voice: Voice) -> None:
         with self.transaction() as tx:
+            # The voice's row first, as `replace_latent` locks it: taking its recording's row first
+            # deadlocked with a latent swap under way (one of them then failed as "busy").
+            tx.execute("SELECT id FROM voices WHERE id = ? FOR UPDATE", [voice.id])
             tx.execute("DELETE FROM user_defaults WHERE voice_id = ?", [voice.id])
             tx.execute("DELETE FROM voice_files WHERE voice_id = ?", [voice.id])
             tx.execute("DELETE FROM voices WHERE id = ?", [voice.id])

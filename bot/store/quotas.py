@@ -38,10 +38,12 @@ class SpeechQuotas(Engine):
         holder: str,
         unrecorded_seconds: float = 0.0,
         unrecorded_last_at: float | None = None,
+        reply_to: str | None = None,
     ) -> str:
         """Reserve `seconds` of today's quota and the member's cooldown slot; the reservation's id, or
         CooldownActive / QuotaExhausted saying why not. `unrecorded_*` is speech this process delivered
-        but could not write yet: it counts as if it had been."""
+        but could not write yet: it counts as if it had been. `reply_to` is where the request's answer
+        goes (an interaction's "application id:token"), for a process restarted before it was answered."""
         with self.transaction(lock=("limits", guild_id)) as tx:
             tx.execute("DELETE FROM reservations WHERE guild_id = ? AND expires_at < ?", [guild_id, now])
             if cooldown_s:
@@ -80,6 +82,7 @@ class SpeechQuotas(Engine):
                     "seconds": seconds,
                     "expires_at": now + RESERVATION_LEASE_S,
                     "holder": holder,
+                    "reply_to": reply_to,
                 },
             )
         return reservation_id
@@ -126,7 +129,10 @@ class SpeechQuotas(Engine):
         )
 
     @guarded
-    def clear_reservations(self, holder: str) -> int:
-        """Forget the reservations an earlier run of `holder` left when it died; how many."""
+    def clear_reservations(self, holder: str) -> list[str | None]:
+        """Forget the reservations an earlier run of `holder` left when it died; the `reply_to` of each
+        (None where it had none), so their requests can be told."""
         with self.transaction() as tx:
-            return int(tx.execute("DELETE FROM reservations WHERE holder = ?", [holder]).rowcount or 0)
+            rows = tx.execute("SELECT reply_to FROM reservations WHERE holder = ?", [holder]).fetchall()
+            tx.execute("DELETE FROM reservations WHERE holder = ?", [holder])
+        return [row[0] for row in rows]

@@ -150,10 +150,17 @@ def _migrate_7(db: sqlite_utils.Database) -> None:
     and the cooldown hold across them."""
     db.execute(
         "CREATE TABLE reservations (id TEXT PRIMARY KEY, guild_id INTEGER NOT NULL, "
-        "user_id INTEGER NOT NULL, seconds REAL NOT NULL, expires_at REAL NOT NULL, holder TEXT NOT NULL)"
+        "user_id INTEGER NOT NULL, seconds REAL NOT NULL, expires_at REAL NOT NULL, holder TEXT NOT NULL, "
+        "reply_to TEXT)"
     )
     db.execute("CREATE INDEX reservations_by_guild ON reservations (guild_id, user_id)")
     db.execute("CREATE INDEX reservations_by_holder ON reservations (holder)")
+
+
+def _migrate_8(db: sqlite_utils.Database) -> None:
+    """When each IDENTIFY bucket last started a Discord session (bot.store.sessions): processes that
+    run shards of one bot take turns, as Discord allows one IDENTIFY per bucket every 5 seconds."""
+    db.execute("CREATE TABLE identify_slots (bucket INTEGER PRIMARY KEY, claimed_at REAL NOT NULL)")
 
 
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
@@ -164,6 +171,7 @@ MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _migrate_5,
     _migrate_6,
     _migrate_7,
+    _migrate_8,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -22,6 +22,7 @@ import logging
 import secrets
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -110,6 +111,9 @@ class VoiceStore(VoiceLibrary):
 
     def _has_type(self, column: str, kind: str) -> str:
         return f"typeof({column}) IN {_TYPES[kind]}"
+
+    def _database_now(self, tx: sql.Transaction) -> float:
+        return time.time()  # every process using this file runs on this machine
 
     def _guard(self, call: Callable[[], T]) -> T:
         with translated(self.data_dir, self.busy_timeout_s):
