@@ -73,9 +73,11 @@ def test_build_context_leaves_out_secrets_data_and_weights() -> None:
 def test_compose_services_build_the_images_and_keep_data_in_a_named_volume() -> None:
     compose = yaml.safe_load((ROOT / "compose.yaml").read_text())
     services = compose["services"]
-    assert set(services) == {"bot", "bot-gpu"}
+    assert set(services) == {"bot", "bot-gpu", "postgres", "bot-scaled"}
     declared = set(compose["volumes"])
     for name, service in services.items():
+        if name == "postgres":
+            continue
         build = service["build"]
         dockerfile = build.get("dockerfile", "Dockerfile") if isinstance(build, dict) else "Dockerfile"
         assert (ROOT / dockerfile).is_file(), name
@@ -99,7 +101,19 @@ def _default_bytes(value: object) -> int:
     return int(size.group(1)) * {"": 1, "k": 2**10, "m": 2**20, "g": 2**30}[size.group(2)]
 
 
-@pytest.mark.parametrize("name", ["bot", "bot-gpu"])
+def test_the_scale_profile_runs_several_processes_over_postgresql() -> None:
+    services = yaml.safe_load((ROOT / "compose.yaml").read_text())["services"]
+    scaled, postgres = services["bot-scaled"], services["postgres"]
+    assert scaled["profiles"] == postgres["profiles"] == ["scale"]
+    assert scaled["command"][:2] == ["run", "--processes"]
+    assert scaled["environment"]["VOICEBOT_DATABASE_URL"].startswith("postgresql://voicebot:")
+    assert "@postgres:5432/voicebot" in scaled["environment"]["VOICEBOT_DATABASE_URL"]
+    assert scaled["depends_on"]["postgres"]["condition"] == "service_healthy"
+    assert "pg_isready" in postgres["healthcheck"]["test"]
+    assert any(v.endswith(":/var/lib/postgresql/data") for v in postgres["volumes"])
+
+
+@pytest.mark.parametrize("name", ["bot", "bot-gpu", "bot-scaled"])
 def test_compose_service_runs_read_only_without_capabilities_and_with_limits(name: str) -> None:
     service = yaml.safe_load((ROOT / "compose.yaml").read_text())["services"][name]
     assert service["read_only"] is True
