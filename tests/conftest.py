@@ -3,12 +3,15 @@ PostgreSQL server (started once per run, only if a test asks for it)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
+from bot.store import VoiceLibrary
+from tests.engines import ENGINES, open_at
 from tests.media import speech_like
 from tests.postgres import PostgresServer
 
@@ -43,6 +46,38 @@ def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Postgr
 def postgres_url(postgres_server: PostgresServer) -> Iterator[str]:
     """`postgresql://…` of an empty database of this test's own."""
     yield from postgres_server.database()
+
+
+@pytest.fixture(params=ENGINES)
+def engine(request: pytest.FixtureRequest) -> str:
+    """The engine this run of the test keeps its library in: its id reads `test_x[sqlite]` or
+    `test_x[postgresql]`."""
+    return str(request.param)
+
+
+@pytest.fixture
+def library_at(engine: str, request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Where this test's library lives: a data folder under tmp_path (SQLite), or an empty database of
+    its own (PostgreSQL; the server starts only for tests that run there)."""
+    if engine == "postgresql":
+        return str(request.getfixturevalue("postgres_url"))
+    return str(tmp_path / "data")
+
+
+@pytest.fixture
+def open_test_library(library_at: str) -> Iterator[Callable[..., VoiceLibrary]]:
+    """`open_test_library(**options)`: this test's library, the same one at each call (a restart
+    opens it again), with `open_library`'s options. Whatever is still open at the end is closed."""
+    opened: list[VoiceLibrary] = []
+
+    def open_test_library(**options: Any) -> VoiceLibrary:
+        library = open_at(library_at, **options)
+        opened.append(library)
+        return library
+
+    yield open_test_library
+    for library in opened:
+        library.close()
 
 
 # Modules that start processes, a real bot on the loopback Discord, or the tiny model's sampler many

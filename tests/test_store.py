@@ -1,4 +1,8 @@
-"""VoiceStore: rows and files together, guild isolation, names, limits, migrations and the sweep."""
+"""The voice library: rows and files together, guild isolation, names, limits, migrations and the sweep.
+
+What a user can see through the API runs on both engines (`[sqlite]`, `[postgresql]`); the SQLite
+engine's own mechanics (its files, WAL, page limits, fsync, the start-up sweep) are tested on it alone.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,7 @@ import os
 import sqlite3
 
 import numpy as np
+import psycopg
 import pytest
 
 from bot.errors import (
@@ -17,12 +22,13 @@ from bot.errors import (
     VoiceNameTaken,
     VoiceNotFound,
 )
-from bot.store import SCHEMA_VERSION, SweepReport, VoiceStore, clean_name
+from bot.store import SCHEMA_VERSION, SweepReport, VoiceLibrary, VoiceStore, clean_name
+from tests.engines import execute, stored_reference, voices_with_files
 
 LATENT = np.arange(8 * 80, dtype=np.float16).reshape(8, 80)
 
 
-def add(store: VoiceStore, guild: int, name: str, **kw) -> object:
+def add(store: VoiceLibrary, guild: int, name: str, **kw) -> object:
     values = dict(
         owner_id=7,
         reference_flac=b"fLaC-bytes",
@@ -37,43 +43,49 @@ def add(store: VoiceStore, guild: int, name: str, **kw) -> object:
 
 
 @pytest.fixture
-def store(tmp_path):
+def store(open_test_library):
+    return open_test_library(max_voices_per_guild=3)
+
+
+@pytest.fixture
+def sqlite_store(tmp_path):
     s = VoiceStore(tmp_path, max_voices_per_guild=3)
     yield s
     s.close()
 
 
-def test_a_voice_is_a_row_plus_two_files(store, tmp_path):
+def test_a_voice_is_a_row_plus_two_files(store, engine):
+    """A row in `voices`, plus its recording and latent: two files in the voice's folder (SQLite), or
+    the two columns of its `voice_files` row (PostgreSQL)."""
     voice = add(store, 1, "Ada")
-    folder = tmp_path / "voices" / "1" / voice.id
-    assert sorted(p.name for p in folder.iterdir()) == ["latent.npy", "reference.flac"]
-    assert (folder / "reference.flac").read_bytes() == b"fLaC-bytes"
+    if engine == "sqlite":
+        folder = store.folder(1, voice.id)
+        assert sorted(p.name for p in folder.iterdir()) == ["latent.npy", "reference.flac"]
+    else:
+        assert execute(store, "select voice_id from voice_files") == [(voice.id,)]
+    assert stored_reference(store, voice) == b"fLaC-bytes" == store.read_reference(voice)
     np.testing.assert_array_equal(store.load_latent(voice), LATENT)
-    row = (
-        sqlite3.connect(tmp_path / "voicebot.db")
-        .execute(
-            "select guild_id, name, name_key, owner_id, duration_s, revision, consent_by, source from voices"
-        )
-        .fetchall()
-    )
+    columns = "guild_id, name, name_key, owner_id, duration_s, revision, consent_by, source"
+    row = execute(store, f"select {columns} from voices")
     assert row == [(1, "Ada", "ada", 7, 6.25, "echo-abc", 7, "test")]
     assert len(voice.sha256) == 64 and voice.created_at.endswith("+00:00")
 
 
-def test_wal_mode_and_schema_version(store, tmp_path):
+def test_wal_mode_and_schema_version(sqlite_store, tmp_path):
+    store = sqlite_store
     conn = sqlite3.connect(tmp_path / "voicebot.db")
     assert conn.execute("pragma journal_mode").fetchone()[0] == "wal"
     assert conn.execute("pragma user_version").fetchone()[0] == SCHEMA_VERSION == store.schema_version()
     assert {"voices", "usage"} <= {r[0] for r in conn.execute("select name from sqlite_master")}
 
 
-def test_reopening_keeps_everything(tmp_path):
-    with_voice = VoiceStore(tmp_path)
+def test_reopening_keeps_everything(open_test_library):
+    with_voice = open_test_library()
     voice = add(with_voice, 1, "Ada")
     with_voice.close()
-    again = VoiceStore(tmp_path)
+    again = open_test_library()
     assert again.get(1, "ada") == voice and not again.last_sweep
-    again.close()
+    np.testing.assert_array_equal(again.load_latent(voice), LATENT)
 
 
 def test_another_guilds_voice_is_simply_not_found(store):
@@ -104,17 +116,17 @@ def test_bad_names_are_refused(store, name):
     assert store.list(1) == []
 
 
-def test_names_are_tidied(store):
+def test_names_are_tidied():
     assert clean_name("  Old   Captain_1 ") == "Old Captain_1"
     assert clean_name("Zoë-Ünal") == "Zoë-Ünal"
 
 
-def test_the_limit_per_guild(store, tmp_path):
-    for name in ("a", "b", "c"):
-        add(store, 1, name)
+def test_the_limit_per_guild(store):
+    kept = {add(store, 1, name).id for name in ("a", "b", "c")}
     with pytest.raises(VoiceLimitReached, match="limit of 3"):
         add(store, 1, "d")
-    assert len(list((tmp_path / "voices" / "1").iterdir())) == 3
+    assert voices_with_files(store, 1) == kept and store.count(1) == 3
+    assert add(store, 2, "d").name == "d"  # the limit is per guild
 
 
 def test_voices_are_listed_alphabetically_as_people_read_them(store):
@@ -135,7 +147,7 @@ def test_a_voice_can_be_named_by_its_id_in_its_own_guild_only(store):
     assert store.delete(1, ada.id) == ada and store.find(1, "Ada") is None
 
 
-def test_rename_and_delete(store, tmp_path):
+def test_rename_and_delete(store):
     voice = add(store, 1, "Ada")
     add(store, 1, "Bob")
     with pytest.raises(VoiceNameTaken):
@@ -144,7 +156,7 @@ def test_rename_and_delete(store, tmp_path):
     assert renamed.id == voice.id and store.find(1, "Ada") is None
     store.delete(1, "ada lovelace")
     assert [v.name for v in store.list(1)] == ["Bob"]
-    assert not (tmp_path / "voices" / "1" / voice.id).exists()
+    assert voice.id not in voices_with_files(store, 1)  # its recording and latent went with it
 
 
 def test_sweep_undoes_interrupted_adds_finishes_deletes_and_touches_nothing_else(tmp_path):
@@ -173,18 +185,30 @@ def test_sweep_undoes_interrupted_adds_finishes_deletes_and_touches_nothing_else
     again.close()
 
 
-def test_a_failed_insert_leaves_no_files(store, tmp_path, monkeypatch):
+def test_a_failed_insert_leaves_no_files(store, engine, monkeypatch):
+    """The database failing as the voice is written: nothing of it is kept."""
+    if engine == "sqlite":
+        failure, seen = sqlite3.OperationalError("disk I/O error"), sqlite3.OperationalError
+    else:  # the server's disk full mid-write; the library says so as LibraryFull
+        failure, seen = psycopg.errors.DiskFull("could not extend file"), LibraryFull
+
     def boom(*a, **k):
-        raise sqlite3.OperationalError("disk I/O error")
+        raise failure
 
     monkeypatch.setattr("bot.store.sql.insert", boom)
-    with pytest.raises(sqlite3.OperationalError):
+    with pytest.raises(seen):
         add(store, 1, "Ada")
-    assert [p for p in (tmp_path / "voices").rglob("*") if p.is_file()] == []
-    assert store.db.execute("select count(*) from voices").fetchone()[0] == 0
+    monkeypatch.undo()
+    assert voices_with_files(store, 1) == set()
+    if engine == "sqlite":
+        assert [p for p in store.voices_dir.rglob("*") if p.is_file()] == []
+    assert execute(store, "select count(*) from voices") == [(0,)]
+    assert add(store, 1, "Ada").name == "Ada"  # name and slot are free
 
 
-def test_a_failed_file_write_releases_the_reserved_row(store, tmp_path, monkeypatch):
+def test_a_failed_file_write_releases_the_reserved_row(sqlite_store, tmp_path, monkeypatch):
+    store = sqlite_store
+
     def boom(fd: int) -> None:
         raise OSError(errno.EIO, "I/O error")
 
@@ -197,7 +221,9 @@ def test_a_failed_file_write_releases_the_reserved_row(store, tmp_path, monkeypa
     assert add(store, 1, "Ada").name == "Ada"  # name and slot are free again
 
 
-def test_a_full_database_is_library_full_and_leaves_nothing(store, tmp_path):
+def test_a_full_database_is_library_full_and_leaves_nothing(sqlite_store, tmp_path):
+    store = sqlite_store
+
     pages = store.db.execute("pragma page_count").fetchone()[0]
     store.db.execute(f"pragma max_page_count = {pages}")  # SQLite's own "database or disk is full"
     with pytest.raises(LibraryFull, match="disk is full"):
@@ -226,24 +252,26 @@ def test_usage_is_summed_per_guild_and_user(store):
     assert store.audio_seconds_since(1, 1e12) == 0.0
 
 
-def test_a_newer_schema_is_refused(tmp_path):
-    VoiceStore(tmp_path).close()
-    conn = sqlite3.connect(tmp_path / "voicebot.db")
-    conn.execute(f"pragma user_version = {SCHEMA_VERSION + 1}")
-    conn.close()
+def test_a_newer_schema_is_refused(open_test_library, engine):
+    library = open_test_library()
+    latest = library.schema_latest
+    if engine == "sqlite":
+        assert latest == SCHEMA_VERSION
+        execute(library, f"pragma user_version = {latest + 1}")
+    else:
+        execute(library, "insert into schema_version (version) values (?)", [latest + 1])
+    library.close()
     with pytest.raises(LibraryTooNew, match="newer version") as refused:
-        VoiceStore(tmp_path)
-    assert f"schema {SCHEMA_VERSION + 1}, newer than this voicebot knows ({SCHEMA_VERSION})" in (
-        refused.value.admin_message
-    )
+        open_test_library()
+    assert f"schema {latest + 1}, newer than this voicebot knows ({latest})" in refused.value.admin_message
     with pytest.raises(LibraryTooNew):
-        VoiceStore(tmp_path, read_only=True)
+        open_test_library(read_only=True)
 
 
-def test_guild_settings_default_then_persist(store, tmp_path):
+def test_guild_settings_default_then_persist(store, open_test_library):
     assert store.settings(1).default_mode == "auto" and store.settings(1).daily_quota_s is None
     store.update_settings(1, cooldown_s=30.0, daily_quota_s=600.0, file_format="mp3", clone_role_id=99)
-    again = VoiceStore(tmp_path)
+    again = open_test_library()
     settings = again.settings(1)
     assert (settings.cooldown_s, settings.daily_quota_s, settings.file_format, settings.clone_role_id) == (
         30.0,
@@ -255,7 +283,7 @@ def test_guild_settings_default_then_persist(store, tmp_path):
     assert again.update_settings(1, clone_role_id=None).clone_role_id is None
     with pytest.raises(ValueError):
         again.update_settings(1, default_mode="shout")
-    again.close()
+    assert again.settings(1).default_mode == "auto"  # nothing of a refused change is kept
 
 
 def test_default_voice_per_user_and_guild_and_gone_with_the_voice(store):
@@ -267,7 +295,7 @@ def test_default_voice_per_user_and_guild_and_gone_with_the_voice(store):
         store.set_default_voice(2, 10, "Ada")  # another guild's voice can't be anyone's default
     store.delete(1, "Ada")
     assert store.default_voice(1, 10) is None
-    assert store.db.execute("select count(*) from user_defaults").fetchone()[0] == 0
+    assert execute(store, "select count(*) from user_defaults") == [(0,)]
 
 
 def test_last_say_is_per_guild_and_user(store):

@@ -1,4 +1,5 @@
-"""store.aio: the VoiceStore's async façade gives the sync methods' results and errors, off the loop."""
+"""library.aio: the library's async façade gives the sync methods' results and errors, off the loop, on
+both engines."""
 
 from __future__ import annotations
 
@@ -12,18 +13,17 @@ import pytest
 
 from bot.errors import VoiceNameTaken, VoiceNotFound
 from bot.store import AsyncVoiceLibrary, VoiceLibrary, VoiceStore
+from bot.store.postgres import PostgresVoiceStore
 
 LATENT = np.arange(8 * 80, dtype=np.float16).reshape(8, 80)
 
 
 @pytest.fixture
-def store(tmp_path):
-    s = VoiceStore(tmp_path, max_voices_per_guild=3)
-    yield s
-    s.close()
+def store(open_test_library):
+    return open_test_library(max_voices_per_guild=3)
 
 
-async def add(store: VoiceStore, guild: int, name: str) -> object:
+async def add(store: VoiceLibrary, guild: int, name: str) -> object:
     return await store.aio.add(
         guild,
         name,
@@ -71,8 +71,6 @@ async def test_each_call_runs_in_a_worker_thread_not_on_the_event_loop(store, mo
 
 
 def test_the_façade_keeps_the_sync_signatures():
-    from bot.store.postgres import PostgresVoiceStore
-
     for name, method in vars(AsyncVoiceLibrary).items():
         if name.startswith("_") or not callable(method):
             continue
@@ -115,5 +113,7 @@ async def test_closing_waits_for_a_call_whose_task_was_cancelled(store, monkeypa
     release.set()
     await asyncio.wait_for(closing, 10)
     assert outcome == [[]]
+    # A call after closing is refused, not run on a closed connection; either engine raises the same
+    # "closed" error (bot.store.faults.CallsInFlight's), before it reaches its database.
     with pytest.raises(sqlite3.ProgrammingError, match="closed"):
-        store.count(1)  # a call after closing is refused, not run on a closed connection
+        store.count(1)

@@ -1,18 +1,16 @@
-"""The dictionary and auto-read settings as the library keeps them, per server."""
+"""The dictionary and auto-read settings as the library keeps them, per server, on both engines."""
 
 from __future__ import annotations
 
 import pytest
 
 from bot.errors import DictionaryEntryNotFound, DictionaryFull, InvalidDictionaryEntry
-from bot.store import AutoReadSettings, VoiceStore
+from bot.store import AutoReadSettings
 
 
 @pytest.fixture
-def store(tmp_path):
-    store = VoiceStore(tmp_path)
-    yield store
-    store.close()
+def store(open_test_library):
+    return open_test_library()
 
 
 def test_dictionary_entries_are_per_server_replaced_by_word_and_removed(store):
@@ -38,7 +36,8 @@ def test_a_full_dictionary_refuses_new_words_but_accepts_changes(store, monkeypa
     with pytest.raises(DictionaryFull):
         store.add_pronunciation(1, "c1", "z")
     store.add_pronunciation(1, "A1", "changed")
-    assert store.dictionary(1)["A1"] == "changed"
+    assert store.dictionary(1) == {"A1": "changed", "b1": "y"}
+    assert store.add_pronunciation(2, "c1", "z") == ("c1", "z", None)  # full per server
 
 
 def test_autoread_channels_members_roles_and_settings(store):

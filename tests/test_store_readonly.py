@@ -1,5 +1,6 @@
-"""Commands that promise to change nothing (doctor, voices, export, info, listing) leave an older library
-exactly as they found it: they read an upgraded copy in memory; a writing command migrates the file."""
+"""Commands that promise to change nothing (doctor, voices, export, info, listing) open the library
+read-only: on either engine they read what a writer kept. An older SQLite library is left exactly as
+they found it (they read an upgraded copy in memory); a writing command migrates the file."""
 
 from __future__ import annotations
 
@@ -8,11 +9,14 @@ import sqlite3
 from pathlib import Path
 
 import numpy as np
+import pytest
 import sqlite_utils
 
 from bot.cli import main
+from bot.errors import LibraryReadOnly
 from bot.store import MIGRATIONS, SCHEMA_VERSION, VoiceStore
 from bot.store.files import latent_bytes
+from tests.test_store import LATENT, add
 
 OLD = 3
 
@@ -82,3 +86,36 @@ def test_a_read_only_store_reads_an_older_library_through_an_upgraded_copy(tmp_p
     finally:
         store.close()
     assert state_of(db_file) == before
+
+
+def test_a_read_only_library_reads_what_a_writer_kept(open_test_library, engine):
+    writer = open_test_library()
+    ada = add(writer, 1, "Ada")
+    writer.update_settings(1, cooldown_s=5.0)
+    writer.add_pronunciation(1, "GIF", "jiff")
+    writer.set_autoread_channel(1, 10, True)
+    writer.close()
+
+    reader = open_test_library(read_only=True)
+    assert reader.schema_on_disk == reader.schema_latest == reader.schema_version()
+    assert reader.list(1) == [ada] and reader.get(1, "ada") == ada and reader.count(1) == 1
+    np.testing.assert_array_equal(reader.load_latent(ada), LATENT)
+    assert reader.read_reference(ada) == b"fLaC-bytes"
+    assert reader.settings(1).cooldown_s == 5.0 and reader.dictionary(1) == {"GIF": "jiff"}
+    assert reader.autoread_channels(1) == {10} and not reader.last_sweep
+    if engine == "postgresql":
+        # Its sessions are read-only: a write is refused as LibraryReadOnly, with nothing changed. (A
+        # read-only SQLite library promises no sweep, repair or migration as it opens; the commands that
+        # open it so make no write.)
+        writes = [
+            lambda: add(reader, 1, "Bob"),
+            lambda: reader.rename(1, "Ada", "Grace"),
+            lambda: reader.delete(1, "Ada"),
+            lambda: reader.update_settings(1, cooldown_s=1.0),
+            lambda: reader.add_pronunciation(1, "SQL", "sequel"),
+        ]
+        for write in writes:
+            with pytest.raises(LibraryReadOnly):
+                write()
+        assert reader.list(1) == [ada] and reader.settings(1).cooldown_s == 5.0
+        assert reader.dictionary(1) == {"GIF": "jiff"}

@@ -1,9 +1,17 @@
 """Repairs never lose a voice: a reference is never deleted, missing files are reported, reads repair
-nothing, and the start-up sweep touches only what a crash can leave (never every voice's folder)."""
+nothing, and the start-up sweep touches only what a crash can leave (never every voice's folder).
+
+A voice's damage as a user meets it (a latent lost or garbled, a recording gone, an add killed mid-way,
+a voice deleted while the repairer works) is tested on both engines: files on disk for SQLite, the
+`voice_files` row for PostgreSQL (tests/engines.py damages either). The SQLite engine's folders, staging
+and sweep are tested on it alone.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import os
 import shutil
 import sqlite3
@@ -16,9 +24,21 @@ import numpy as np
 import pytest
 
 from bot.cli import main
-from bot.errors import VoiceNameTaken
-from bot.store import VoiceStore
+from bot.errors import VoiceDeleted, VoiceNameTaken, VoiceNeedsRepair
+from bot.store import VoiceLibrary, VoiceStore
+from bot.store.files import latent_bytes
 from tests import media
+from tests.engines import (
+    execute,
+    has_files,
+    lose_files,
+    lose_latent,
+    lose_reference,
+    set_latent,
+    stored_reference,
+    voices_with_files,
+    where_of,
+)
 from tests.test_store import LATENT, add
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -36,9 +56,20 @@ def snapshot(data: Path) -> tuple[dict[str, bytes], list[tuple]]:
     return files, rows
 
 
+def library_snapshot(library: VoiceLibrary) -> object:
+    """Everything kept of the library's voices: their rows, recordings and latents."""
+    if isinstance(library, VoiceStore):
+        return snapshot(library.data_dir)
+    return (
+        execute(library, "select * from voices order by id"),
+        execute(library, "select * from voice_files order by voice_id"),
+    )
+
+
 @pytest.fixture
 def cli(tmp_path, monkeypatch, capsys):
     monkeypatch.delenv("DISCORD_TOKEN", raising=False)
+    monkeypatch.delenv("VOICEBOT_DATABASE_URL", raising=False)
     monkeypatch.setenv("MODAL_CONFIG_PATH", str(tmp_path / "no-modal.toml"))
     monkeypatch.chdir(tmp_path)
 
@@ -50,36 +81,85 @@ def cli(tmp_path, monkeypatch, capsys):
     return invoke
 
 
-def test_a_voice_missing_its_latent_keeps_its_reference_and_its_row(tmp_path):
-    from bot.errors import VoiceNeedsRepair
+@pytest.fixture
+def library_cli(engine, library_at, tmp_path, monkeypatch, capsys):
+    """`voicebot` commands on this test's library: `--data-dir` (SQLite) or VOICEBOT_DATABASE_URL."""
+    monkeypatch.delenv("DISCORD_TOKEN", raising=False)
+    monkeypatch.setenv("MODAL_CONFIG_PATH", str(tmp_path / "no-modal.toml"))
+    monkeypatch.chdir(tmp_path)
+    if engine == "postgresql":
+        monkeypatch.setenv("VOICEBOT_DATABASE_URL", library_at)
+        data_dir = str(tmp_path / "unused")
+    else:
+        monkeypatch.delenv("VOICEBOT_DATABASE_URL", raising=False)
+        data_dir = library_at
 
-    store = VoiceStore(tmp_path)
+    def invoke(*args: str) -> tuple[int, str, str]:
+        code = main([args[0], "--data-dir", data_dir, *args[1:]])
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return invoke
+
+
+def test_a_voice_missing_its_latent_keeps_its_reference_and_its_row(open_test_library):
+    store = open_test_library()
     voice = add(store, 1, "Ada")
-    folder = tmp_path / "voices" / "1" / voice.id
-    (folder / "latent.npy").unlink()
+    lose_latent(store, voice)
     store.close()
 
-    again = VoiceStore(tmp_path)  # a start-up, sweep and all
+    again = open_test_library()  # a start-up, sweep and all
     assert [v.id for v in again.list(1)] == [voice.id]
-    assert (folder / "reference.flac").read_bytes() == b"fLaC-bytes"
+    assert stored_reference(again, voice) == b"fLaC-bytes"
     with pytest.raises(VoiceNeedsRepair, match="“Ada”") as caught:
         again.load_latent(voice)
     assert "voicebot doctor --repair" in caught.value.admin_message
     assert [v.id for v in again.needing_reencode()] == [voice.id]  # marked for the re-encoder
-    again.close()
+    assert stored_reference(again, voice) == b"fLaC-bytes" == again.read_reference(voice)
 
 
 @pytest.mark.parametrize("damage", [b"", b"garbage" * 10, b"\x93NUMPY\x01\x00" + b"x" * 50])
-def test_a_garbled_latent_is_a_typed_error_not_a_numpy_traceback(tmp_path, damage):
-    from bot.errors import VoiceNeedsRepair
-
-    store = VoiceStore(tmp_path)
+def test_a_garbled_latent_is_a_typed_error_not_a_numpy_traceback(open_test_library, damage):
+    store = open_test_library()
     voice = add(store, 1, "Ada")
-    (tmp_path / "voices" / "1" / voice.id / "latent.npy").write_bytes(damage)
-    with pytest.raises(VoiceNeedsRepair, match="“Ada”"):
+    set_latent(store, voice, damage)
+    with pytest.raises(VoiceNeedsRepair, match="“Ada”") as caught:
         store.load_latent(voice)
-    assert (tmp_path / "voices" / "1" / voice.id / "reference.flac").exists()
-    store.close()
+    assert "reference recording is intact" in caught.value.admin_message
+    assert stored_reference(store, voice) == b"fLaC-bytes"
+    assert [v.id for v in store.needing_reencode()] == [voice.id]
+
+
+def test_the_audit_names_what_each_damaged_voice_needs(open_test_library):
+    """What `voicebot doctor` reports: a latent lost, garbled or holding NaN with the recording kept is
+    re-encodable; a lost recording leaves a voice that speaks but can't be re-encoded; with both gone
+    it needs a backup. Reading it changes nothing."""
+    store = open_test_library()
+    fine, lost, garbled, nan, no_reference, gone = (
+        add(store, 1, name) for name in ("Fine", "Lost", "Garbled", "Nan", "Unrecorded", "Gone")
+    )
+    lose_latent(store, lost)
+    set_latent(store, garbled, b"garbage" * 10)
+    with_nan = LATENT.copy()
+    with_nan[3, 5] = np.nan
+    set_latent(store, nan, latent_bytes(with_nan))
+    lose_reference(store, no_reference)
+    lose_files(store, gone)
+    before = library_snapshot(store)
+
+    found = store.audit()
+    assert found.voices == 6 and not found.look_alikes
+    assert sorted(v.name for v, _ in found.reencodable) == ["Garbled", "Lost", "Nan"]
+    assert all(problem.startswith(("missing", "damaged")) for _, problem in found.reencodable)
+    assert [v.name for v in found.no_reference] == ["Unrecorded"]
+    assert [v.name for v in found.files_missing] == ["Gone"]
+    assert found.repairable
+    assert library_snapshot(store) == before
+    np.testing.assert_array_equal(store.load_latent(fine), LATENT)
+    np.testing.assert_array_equal(store.load_latent(no_reference), LATENT)  # it still speaks
+    with pytest.raises(VoiceNeedsRepair) as caught:
+        store.read_reference(no_reference)
+    assert "lost its reference recording" in caught.value.admin_message
 
 
 def test_a_missing_voices_folder_deletes_nothing(tmp_path, cli):
@@ -110,16 +190,17 @@ def test_a_missing_voices_folder_deletes_nothing(tmp_path, cli):
     assert snapshot(tmp_path) == before
 
 
-def test_a_voice_whose_files_are_all_gone_is_kept(tmp_path):
-    store = VoiceStore(tmp_path)
+def test_a_voice_whose_files_are_all_gone_is_kept(open_test_library):
+    store = open_test_library()
     voice = add(store, 1, "Ada")
-    (tmp_path / "voices" / "1" / voice.id / "latent.npy").unlink()
-    (tmp_path / "voices" / "1" / voice.id / "reference.flac").unlink()
-    (tmp_path / "voices" / "1" / voice.id).rmdir()
+    lose_files(store, voice)
     store.close()
-    again = VoiceStore(tmp_path)
+    again = open_test_library()
     assert [v.id for v in again.list(1)] == [voice.id]
-    again.close()
+    with pytest.raises(VoiceNeedsRepair) as caught:
+        again.load_latent(voice)
+    assert "lost its reference recording" in caught.value.admin_message
+    assert again.needing_reencode() == []  # nothing to re-encode from: not marked
 
 
 def test_read_only_commands_repair_nothing(tmp_path, cli):
@@ -184,51 +265,77 @@ def test_the_start_up_sweep_does_the_same_work_for_3_or_300_voices(tmp_path, mon
 KILLED_MID_ADD = """
 import os, sys
 import numpy as np
-from bot.store import VoiceStore
-store = VoiceStore(sys.argv[1])
-real_rename = os.rename
-def rename_then_die(source, target, *args, **kwargs):
-    if sys.argv[2] == "after":
-        real_rename(source, target)
+from bot.store import VoiceStore, sql
+from tests.engines import open_at
+store = open_at(sys.argv[1])
+def die():
     os._exit(9)  # as SIGKILL would: no clean-up runs
-os.rename = os.replace = rename_then_die
+if isinstance(store, VoiceStore):  # killed as the staged folder is renamed into place
+    real_rename = os.rename
+    def rename_then_die(source, target, *args, **kwargs):
+        if sys.argv[2] == "after":
+            real_rename(source, target)
+        die()
+    os.rename = os.replace = rename_then_die
+elif sys.argv[2] == "before":  # PostgreSQL: mid-transaction, its row written but not its recording
+    real_insert = sql.insert
+    def insert_or_die(tx, table, row):
+        if table == "voice_files":
+            die()
+        real_insert(tx, table, row)
+    sql.insert = insert_or_die
+else:  # PostgreSQL: right after the add's transaction committed
+    real_store_voice = store._store_voice
+    def store_voice_then_die(*args):
+        real_store_voice(*args)
+        die()
+    store._store_voice = store_voice_then_die
 store.add(1, "Ada", owner_id=1, reference_flac=b"fLaC-new", latent=np.ones((4, 80), np.float16),
           duration_s=6.0, revision="r", consent_by=1, source="crash")
 """
 
 
-def _killed_mid_add(data: Path, moment: str) -> None:
+def _killed_mid_add(library: VoiceLibrary, moment: str) -> None:
+    """A `voicebot clone` adding “Ada” to `library`'s guild 1, killed before its recording is kept
+    for good (`before`: SQLite's staged folder not yet in place, PostgreSQL's transaction not yet
+    committed) or just after (`after`)."""
     env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
-    code = subprocess.run([sys.executable, "-c", KILLED_MID_ADD, str(data), moment], cwd=ROOT, env=env)
+    where = where_of(library)
+    code = subprocess.run([sys.executable, "-c", KILLED_MID_ADD, where, moment], cwd=ROOT, env=env)
     assert code.returncode == 9
 
 
-def test_an_add_killed_before_its_files_were_in_place_is_undone_at_the_next_start(tmp_path):
-    store = VoiceStore(tmp_path)
+def test_an_add_killed_before_its_files_were_in_place_is_undone_at_the_next_start(open_test_library, engine):
+    store = open_test_library()
     kept = add(store, 1, "Kept")
     store.close()
-    _killed_mid_add(tmp_path, "before")
+    _killed_mid_add(store, "before")
 
-    again = VoiceStore(tmp_path)
+    again = open_test_library()
     assert [v.name for v in again.list(1)] == ["Kept"]
-    leftovers = [p for p in (tmp_path / "voices").rglob("*") if p.is_dir() and p.name != kept.id]
-    assert [p.name for p in leftovers if any(p.iterdir())] == ["1"]  # only the guild folder holds anything
+    assert voices_with_files(again, 1) == {kept.id}
+    assert execute(again, "select name from voices") == [("Kept",)]  # no row reserved or left behind
+    if engine == "sqlite":
+        voices = again.voices_dir
+        leftovers = [p for p in voices.rglob("*") if p.is_dir() and p.name != kept.id]
+        assert [p.name for p in leftovers if any(p.iterdir())] == ["1"]  # only the guild folder holds any
     assert add(again, 1, "Ada").name == "Ada"  # the name and the slot are free again
-    again.close()
 
 
-def test_an_add_killed_after_its_files_were_in_place_is_completed_not_deleted(tmp_path):
-    store = VoiceStore(tmp_path)
+def test_an_add_killed_after_its_files_were_in_place_is_completed_not_deleted(open_test_library, engine):
+    store = open_test_library()
     add(store, 1, "Kept")
     store.close()
-    _killed_mid_add(tmp_path, "after")
+    _killed_mid_add(store, "after")
 
-    again = VoiceStore(tmp_path)
-    assert again.last_sweep.finished_adds == 1 and not again.last_sweep.undone_adds
+    again = open_test_library()
+    if engine == "sqlite":  # its row was still 'adding': the start-up sweep completes it
+        assert again.last_sweep.finished_adds == 1 and not again.last_sweep.undone_adds
+    else:  # PostgreSQL: the add was one transaction, committed whole; nothing was left to complete
+        assert not again.last_sweep
     ada = again.get(1, "Ada")
-    assert (tmp_path / "voices" / "1" / ada.id / "reference.flac").read_bytes() == b"fLaC-new"
+    assert stored_reference(again, ada) == b"fLaC-new" == again.read_reference(ada)
     assert again.load_latent(ada).shape == (4, 80)
-    again.close()
 
 
 def test_a_backup_taken_as_the_readme_says_mid_add_restores_the_recording(tmp_path):
@@ -279,20 +386,20 @@ class FakeBackend:
         return SpeakerLatent(np.full((8, 80), 0.5, np.float16), "echo-new")
 
 
-def _real_voice(store: VoiceStore, guild: int, name: str):
+def _real_voice(store: VoiceLibrary, guild: int, name: str):
     from bot import audio
 
     flac = audio.encode(media.speech_like(6.0), "flac")
     return add(store, guild, name, reference_flac=flac)
 
 
-async def test_reencode_pending_rebuilds_a_missing_latent_from_the_kept_reference(tmp_path):
+async def test_reencode_pending_rebuilds_a_missing_latent_from_the_kept_reference(open_test_library):
     from bot.cloning import reencode_pending
-    from bot.errors import VoiceNeedsRepair
 
-    store = VoiceStore(tmp_path)
+    store = open_test_library()
     ada, bob = _real_voice(store, 1, "Ada"), _real_voice(store, 1, "Bob")
-    (tmp_path / "voices" / "1" / ada.id / "latent.npy").unlink()
+    reference = stored_reference(store, ada)
+    lose_latent(store, ada)
     with pytest.raises(VoiceNeedsRepair):
         store.load_latent(ada)
     backend = FakeBackend()
@@ -301,80 +408,98 @@ async def test_reencode_pending_rebuilds_a_missing_latent_from_the_kept_referenc
     np.testing.assert_array_equal(store.load_latent(ada), np.full((8, 80), 0.5, np.float16))
     assert store.get(1, "Ada").revision == "echo-new" and store.get(1, "Bob").revision == "echo-abc"
     assert store.needing_reencode() == [] and store.load_latent(bob).shape == LATENT.shape
-    store.close()
+    assert stored_reference(store, ada) == reference  # re-encoded from it, and kept
 
 
-def test_doctor_reports_what_a_repair_would_do_and_changes_nothing(tmp_path, cli):
-    store = VoiceStore(tmp_path)
+def kept_references(library: VoiceLibrary) -> dict[object, bytes]:
+    """Every recording the library keeps: by path under voices/ (SQLite, a stray folder's included), by
+    voice (PostgreSQL)."""
+    if isinstance(library, VoiceStore):
+        return {p: p.read_bytes() for p in library.voices_dir.rglob("reference.flac")}
+    return {row[0]: bytes(row[1]) for row in execute(library, "select voice_id, reference from voice_files")}
+
+
+def test_doctor_reports_what_a_repair_would_do_and_changes_nothing(open_test_library, engine, library_cli):
+    store = open_test_library()
     no_latent = _real_voice(store, 1, "Latentless")
     gone = add(store, 1, "Gone")
     add(store, 2, "Fine")
+    lose_latent(store, no_latent)
+    lose_files(store, gone)
     store.close()
-    (tmp_path / "voices" / "1" / no_latent.id / "latent.npy").unlink()
-    folder = tmp_path / "voices" / "1" / gone.id
-    for p in folder.iterdir():
-        p.unlink()
-    folder.rmdir()
-    (tmp_path / "voices" / "5" / "0123456789abcdef").mkdir(parents=True)
-    (tmp_path / "voices" / "5" / "0123456789abcdef" / "reference.flac").write_bytes(b"fLaC-stray")
-    before = snapshot(tmp_path)
+    if engine == "sqlite":  # a folder no row knows: only files on a disk can outlive their row
+        stray = store.voices_dir / "5" / "0123456789abcdef"
+        stray.mkdir(parents=True)
+        (stray / "reference.flac").write_bytes(b"fLaC-stray")
+    before = library_snapshot(store)
 
-    code, out, err = cli("doctor", "--backend", "modal")
+    code, out, err = library_cli("doctor", "--backend", "modal")
     assert code == 1 and err == ""
     assert "“Latentless”" in out and "re-encode" in out
     assert "“Gone”" in out and "backup" in out
-    assert "0123456789abcdef" in out
-    assert snapshot(tmp_path) == before  # doctor without --repair changes nothing
+    assert ("0123456789abcdef" in out) == (engine == "sqlite")
+    assert library_snapshot(store) == before  # doctor without --repair changes nothing
 
 
-def test_doctor_repair_reencodes_and_tidies_but_deletes_no_reference(tmp_path, cli, tiny_model_dir):
-    store = VoiceStore(tmp_path)
+def test_doctor_repair_reencodes_and_tidies_but_deletes_no_reference(
+    open_test_library, engine, library_cli, tiny_model_dir
+):
+    """Re-encodes a lost latent from its recording, on either engine. On SQLite it also settles what a
+    crash left (PostgreSQL never leaves any: each write is one transaction)."""
+    store = open_test_library()
     no_latent = _real_voice(store, 1, "Latentless")
     gone = add(store, 1, "Gone")
-    interrupted = add(store, 2, "Interrupted")
     complete = add(store, 2, "Complete")
-    store.db.execute("update voices set state = 'adding' where id in (?, ?)", [interrupted.id, complete.id])
+    lose_latent(store, no_latent)
+    lose_files(store, gone)
+    if engine == "sqlite":
+        interrupted = add(store, 2, "Interrupted")
+        store.db.execute(
+            "update voices set state = 'adding' where id in (?, ?)", [interrupted.id, complete.id]
+        )
     store.close()
-    # Killed before its staged folder was renamed into place: never whole, never confirmed.
-    staged = tmp_path / "voices" / ".staging" / interrupted.id
-    staged.parent.mkdir(exist_ok=True)
-    (tmp_path / "voices" / "2" / interrupted.id).rename(staged)
-    (tmp_path / "voices" / "1" / no_latent.id / "latent.npy").unlink()
-    folder = tmp_path / "voices" / "1" / gone.id
-    for p in folder.iterdir():
-        p.unlink()
-    folder.rmdir()
-    (tmp_path / "voices" / "1" / ".tmp-deadbeef").mkdir()  # where older versions staged an add
-    (tmp_path / "voices" / "5" / "0123456789abcdef").mkdir(parents=True)
-    (tmp_path / "voices" / "5" / "0123456789abcdef" / "reference.flac").write_bytes(b"fLaC-stray")
-    references = {p: p.read_bytes() for p in (tmp_path / "voices").rglob("reference.flac")}
-    references.pop(staged / "reference.flac")  # never committed
+    if engine == "sqlite":
+        voices = store.voices_dir
+        # Killed before its staged folder was renamed into place: never whole, never confirmed.
+        staged = voices / ".staging" / interrupted.id
+        staged.parent.mkdir(exist_ok=True)
+        (voices / "2" / interrupted.id).rename(staged)
+        (voices / "1" / ".tmp-deadbeef").mkdir()  # where older versions staged an add
+        (voices / "5" / "0123456789abcdef").mkdir(parents=True)
+        (voices / "5" / "0123456789abcdef" / "reference.flac").write_bytes(b"fLaC-stray")
+    references = kept_references(store)
+    if engine == "sqlite":
+        references.pop(staged / "reference.flac")  # never committed
 
     local = ["--backend", "local", "--weights", str(tiny_model_dir), "--device", "cpu"]
-    code, out, err = cli("doctor", "--repair", *local)
+    code, out, err = library_cli("doctor", "--repair", *local)
     assert err == "" and "Re-encoded voice “Latentless”" in out, out
-    assert "undid 1 interrupted add, completed 1 add whose files were in place" in out, out
-    assert "removed 1 temporary folder." in out, out
-    assert not staged.exists()
-    assert {p: p.read_bytes() for p in references} == references  # every kept recording is still there
-    assert not (tmp_path / "voices" / "1" / ".tmp-deadbeef").exists()
+    if engine == "sqlite":
+        assert "undid 1 interrupted add, completed 1 add whose files were in place" in out, out
+        assert "removed 1 temporary folder." in out, out
+        assert not staged.exists()
+        assert not (voices / "1" / ".tmp-deadbeef").exists()
+    else:
+        assert "Repaired:" not in out, out  # nothing half written to tidy
+    kept = kept_references(store)
+    assert {k: kept[k] for k in references} == references  # every kept recording is still there
 
-    again = VoiceStore(tmp_path, sweep=False)
+    again = open_test_library(sweep=False)
     assert again.load_latent(no_latent).shape[1] == 80
     assert again.get(1, "Latentless").revision.startswith("echo-")
     assert {v.name for v in again.list(1)} == {"Latentless", "Gone"}
     assert [v.name for v in again.list(2)] == ["Complete"]
     again.close()
-    code, out, _ = cli("doctor", *local)  # what is left needs a person: the voice with no files, the stray
+    code, out, _ = library_cli("doctor", *local)  # what is left needs a person: the voice with no files …
     assert code == 1
-    assert "“Gone”" in out and "0123456789abcdef" in out and "re-encode" not in out
+    assert "“Gone”" in out and "re-encode" not in out
+    assert ("0123456789abcdef" in out) == (engine == "sqlite")  # … and, on SQLite, the stray folder
 
 
-async def test_the_bots_repairer_rebuilds_a_voice_marked_while_it_runs(tmp_path):
+async def test_the_bots_repairer_rebuilds_a_voice_marked_while_it_runs(open_test_library):
     from bot.cloning import keep_voices_encoded
-    from bot.errors import VoiceNeedsRepair
 
-    store = VoiceStore(tmp_path)
+    store = open_test_library()
     ada = _real_voice(store, 1, "Ada")
     loop = asyncio.get_running_loop()
     rounds: asyncio.Queue[int] = asyncio.Queue()
@@ -389,7 +514,7 @@ async def test_the_bots_repairer_rebuilds_a_voice_marked_while_it_runs(tmp_path)
     backend = FakeBackend()
     repairer = asyncio.create_task(keep_voices_encoded(store, backend, every_s=0))
     assert await rounds.get() == 0
-    (tmp_path / "voices" / "1" / ada.id / "latent.npy").unlink()
+    await asyncio.to_thread(lose_latent, store, ada)
     with pytest.raises(VoiceNeedsRepair):
         await asyncio.to_thread(store.load_latent, ada)  # a /say meets the damage and marks the voice
     while await rounds.get() == 0:
@@ -398,7 +523,6 @@ async def test_the_bots_repairer_rebuilds_a_voice_marked_while_it_runs(tmp_path)
     repairer.cancel()
     np.testing.assert_array_equal(store.load_latent(ada), np.full((8, 80), 0.5, np.float16))
     assert backend.encoded and store.get(1, "Ada").revision == "echo-new"
-    store.close()
 
 
 def test_an_emptied_database_beside_voices_is_refused_not_started_afresh(tmp_path):
@@ -438,10 +562,10 @@ def test_doctor_repair_leaves_a_write_in_flight_alone(tmp_path, cli, monkeypatch
 
 
 @pytest.mark.parametrize("moment", ["before", "after"])
-def test_an_add_killed_in_another_process_does_not_hold_its_name_until_a_restart(tmp_path, moment):
-    running = VoiceStore(tmp_path)  # the bot, open all along
+def test_an_add_killed_in_another_process_does_not_hold_its_name_until_a_restart(open_test_library, moment):
+    running = open_test_library()  # the bot, open all along
     add(running, 1, "Kept")
-    _killed_mid_add(tmp_path, moment)  # a `voicebot clone` killed mid-way
+    _killed_mid_add(running, moment)  # a `voicebot clone` killed mid-way
     if moment == "before":  # never whole: the name and the slot are free at once
         assert running.check_can_add(1, "Ada") == "Ada"
         assert add(running, 1, "Ada", reference_flac=b"fLaC-again").name == "Ada"
@@ -451,13 +575,13 @@ def test_an_add_killed_in_another_process_does_not_hold_its_name_until_a_restart
         with pytest.raises(VoiceNameTaken):
             add(running, 1, "Ada")
         assert running.read_reference(running.get(1, "Ada")) == b"fLaC-new"
-    running.close()
+    assert running.count(1) == 2
 
 
 class DeletingBackend(FakeBackend):
     """Deletes the voice it is encoding, as a member's /voice delete would while the repairer works."""
 
-    def __init__(self, store: VoiceStore, name: str) -> None:
+    def __init__(self, store: VoiceLibrary, name: str) -> None:
         super().__init__()
         self.store, self.name = store, name
 
@@ -469,20 +593,90 @@ class DeletingBackend(FakeBackend):
 
 
 @pytest.mark.parametrize("which", ["being encoded", "waiting its turn"])
-async def test_a_voice_deleted_while_the_repairer_works_is_passed_over_and_the_rest_rebuilt(tmp_path, which):
+async def test_a_voice_deleted_while_the_repairer_works_is_passed_over_and_the_rest_rebuilt(
+    open_test_library, which
+):
     from bot.cloning import reencode_pending
 
-    store = VoiceStore(tmp_path)
+    store = open_test_library()
     for voice in (_real_voice(store, 1, "Ada"), _real_voice(store, 1, "Bob")):
-        (tmp_path / "voices" / "1" / voice.id / "latent.npy").unlink()
+        lose_latent(store, voice)
         store.mark_needs_reencode(voice)
     first, second = store.needing_reencode()
     deleted, kept = (first, second) if which == "being encoded" else (second, first)
     repairs = await reencode_pending(store, DeletingBackend(store, deleted.name))
     assert [v.name for v in repairs.done] == [kept.name] and not repairs.failed
-    assert not (tmp_path / "voices" / "1" / deleted.id).exists()  # no latent written into a deleted voice
+    assert not has_files(store, deleted)  # no latent written into a deleted voice
     assert [v.name for v in store.list(1)] == [kept.name] and store.needing_reencode() == []
-    store.close()
+    np.testing.assert_array_equal(store.load_latent(kept), np.full((8, 80), 0.5, np.float16))
+
+
+def test_a_voice_deleted_while_its_latent_is_swapped_is_gone_and_the_swap_says_so(open_test_library):
+    """A member deletes a voice while the repairer swaps in its new latent, the two writes overlapping
+    at each moment of the delete in turn: the delete goes through, the swap either came first or is
+    told the voice is gone (VoiceDeleted), neither is ever refused as "busy", and no latent is left
+    behind for the deleted voice."""
+    store = open_test_library()
+    transaction = store.transaction
+    pause_after = 0  # the deleter pauses after this many of its statements
+    mid_delete, may_go_on = threading.Event(), threading.Event()
+
+    class Pausing:  # the deleter's transaction, held open after its `pause_after`th statement
+        def __init__(self, tx, ran: list[str]):
+            self.tx, self.ran = tx, ran
+
+        def execute(self, statement, parameters=()):
+            result = self.tx.execute(statement, parameters)
+            self.ran.append(statement)
+            if len(self.ran) == pause_after:
+                mid_delete.set()
+                assert may_go_on.wait(30)
+            return result
+
+    ran: list[str] = []
+
+    @contextlib.contextmanager
+    def pausing_in_the_deleter(**kwargs):
+        with transaction(**kwargs) as tx:
+            yield Pausing(tx, ran) if threading.current_thread().name == "deleter" else tx
+
+    store.transaction = pausing_in_the_deleter
+    outcomes: dict[str, object] = {}
+
+    def run(name: str, call) -> threading.Thread:
+        def attempt() -> None:
+            try:
+                outcomes[name] = call()
+            except Exception as exc:
+                outcomes[name] = exc
+
+        thread = threading.Thread(target=attempt, name=name)
+        thread.start()
+        return thread
+
+    while True:
+        pause_after += 1
+        ran.clear()
+        outcomes.clear()
+        mid_delete.clear()
+        may_go_on.clear()
+        voice = add(store, 1, f"Ada{pause_after}")
+        deleter = run("deleter", functools.partial(store.delete, 1, voice.name))
+        while not mid_delete.wait(0.01) and deleter.is_alive():
+            pass
+        if not mid_delete.is_set():  # the delete ran to its end without reaching that statement
+            break
+        swapper = run("swapper", functools.partial(store.replace_latent, voice, LATENT + 1, "echo-new"))
+        swapper.join(1.0)  # the swap waits for the delete's write, or came first
+        may_go_on.set()
+        deleter.join(30)
+        swapper.join(30)
+        moment = (pause_after, ran[pause_after - 1])  # which statement the delete was paused after
+        assert outcomes["deleter"] == voice, moment
+        swapped = outcomes["swapper"]
+        assert isinstance(swapped, VoiceDeleted) or getattr(swapped, "revision", "") == "echo-new", moment
+        assert store.list(1) == [] and not has_files(store, voice), moment
+    assert outcomes["deleter"] == voice and pause_after > 2  # every statement of a delete was a moment
 
 
 async def test_a_latent_that_is_a_folder_is_rebuilt_without_stopping_the_round(tmp_path):
@@ -519,10 +713,10 @@ def test_doctor_repair_reports_a_latent_that_is_a_folder_instead_of_exiting_74(t
     assert VoiceStore(tmp_path, read_only=True).load_latent(ada).shape[1] == 80
 
 
-async def test_the_repairer_keeps_running_after_a_round_fails_unexpectedly(tmp_path):
+async def test_the_repairer_keeps_running_after_a_round_fails_unexpectedly(open_test_library):
     from bot.cloning import keep_voices_encoded
 
-    store = VoiceStore(tmp_path)
+    store = open_test_library()
     rounds = 0
     looked = store.needing_reencode
     second_round = asyncio.Event()
@@ -538,6 +732,5 @@ async def test_the_repairer_keeps_running_after_a_round_fails_unexpectedly(tmp_p
     store.needing_reencode = needing_reencode
     repairer = asyncio.create_task(keep_voices_encoded(store, FakeBackend(), every_s=0))
     await asyncio.wait_for(second_round.wait(), 30)
-    assert not repairer.done()
+    assert not repairer.done() and rounds >= 2
     repairer.cancel()
-    store.close()
