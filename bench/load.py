@@ -97,12 +97,22 @@ class PacedReplayBackend:
 # --- the bot's process --------------------------------------------------------------------------
 
 
-def _bot_process(config: dict[str, Any], backend: dict[str, Any], conn: Connection) -> None:
-    asyncio.run(_run_bot(config, backend, conn))
+def _bot_process(
+    config: dict[str, Any],
+    backend: dict[str, Any],
+    conn: Connection,
+    shards: tuple[list[int], int] | None = None,
+) -> None:
+    asyncio.run(_run_bot(config, backend, conn, shards))
 
 
-async def _run_bot(config_fields: dict[str, Any], backend_options: dict[str, Any], conn: Connection) -> None:
-    from bot.client import VoiceBot, point_at_discord
+async def _run_bot(
+    config_fields: dict[str, Any],
+    backend_options: dict[str, Any],
+    conn: Connection,
+    shards: tuple[list[int], int] | None = None,
+) -> None:
+    from bot.client import ShardedVoiceBot, VoiceBot, point_at_discord
     from bot.config import Config
 
     config = Config(**config_fields)
@@ -120,7 +130,12 @@ async def _run_bot(config_fields: dict[str, Any], backend_options: dict[str, Any
     told = asyncio.Event()
     loop.add_reader(conn.fileno(), told.set)
     backend = PacedReplayBackend(**backend_options)
-    bot = VoiceBot(config, backend=backend)
+    if shards:
+        bot: VoiceBot = ShardedVoiceBot(
+            config, backend=backend, shard_ids=shards[0], shard_count=shards[1], sync_on_start=0 in shards[0]
+        )
+    else:
+        bot = VoiceBot(config, backend=backend)
     watcher = loop.create_task(watch_the_loop())
     runner = loop.create_task(bot.start(config.discord_token or ""))
     while not bot.is_ready():
@@ -190,14 +205,17 @@ class TreeSampler:
     def __init__(self, root: int) -> None:
         self.root = root
         self.peak_rss = self.peak_pss = 0
-        self.cpu_s = 0.0
+        self.cpu_s = 0.0  # used since sampling began (the start-up's own CPU is not counted)
+        self._cpu_before: float | None = None
         self._stop = asyncio.Event()
 
     async def run(self) -> None:
         while not self._stop.is_set():
             rss, pss, cpu = await asyncio.to_thread(lambda: _memory_and_cpu(_descendants(self.root)))
             self.peak_rss, self.peak_pss = max(self.peak_rss, rss), max(self.peak_pss, pss)
-            self.cpu_s = max(self.cpu_s, cpu)
+            if self._cpu_before is None:
+                self._cpu_before = cpu
+            self.cpu_s = max(self.cpu_s, cpu - self._cpu_before)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), RSS_EVERY_S)
 
@@ -220,19 +238,31 @@ def _p99(values: list[float]) -> float:
 
 
 async def burst(
-    *, requests: int = 200, guilds: int = 50, in_flight: int = 32, chunk_s: float = 0.5
+    *,
+    requests: int = 200,
+    guilds: int = 50,
+    in_flight: int = 32,
+    chunk_s: float = 0.5,
+    processes: int = 1,
+    database_url: str | None = None,
 ) -> dict[str, Any]:
-    """One burst, as described in the module docstring; returns its figures."""
+    """One burst, as described in the module docstring; returns its figures. `processes` > 1 runs
+    that many bot processes, one shard each, over the library at `database_url` (PostgreSQL) or the
+    data folder's; the replay backend's `in_flight` slots are split between them (one GPU's worth)."""
     from bot import text
-    from bot.store import VoiceStore
+    from bot.store import open_library
     from tests.fakediscord import FakeDiscord
 
     chunks = len(text.prepare(MESSAGE))
     with tempfile.TemporaryDirectory(prefix="bench-load-") as tmp:
         async with FakeDiscord(patch_discord=False, ack_deadline=None) as fake:
-            servers = [fake.add_guild(f"Server {n}") for n in range(guilds)]
+            fake.sharding.shards = processes
+            servers = [
+                fake.add_guild(f"Server {n}", shard=(n % processes, processes) if processes > 1 else None)
+                for n in range(guilds)
+            ]
             members = [fake.add_member(servers[n % guilds], f"Member {n}") for n in range(requests)]
-            store = VoiceStore(Path(tmp) / "data")
+            store = open_library(Path(tmp) / "data", database_url)
             for guild in servers:
                 store.add(
                     guild.id,
@@ -253,19 +283,28 @@ async def burst(
                 "discord_api_base": fake.api_base,
                 "discord_gateway": fake.gateway_url,
                 "voice_tls_verify": False,
+                "database_url": database_url,
+                "identify_interval_s": 0.1,
             }
-            backend = {"in_flight": in_flight, "chunk_s": chunk_s, "chunks": chunks}
-            ours, theirs = multiprocessing.Pipe()
-            bot = multiprocessing.get_context("spawn").Process(
-                target=_bot_process, args=(config, backend, theirs), name="bench-bot"
-            )
-            bot.start()
+            backend = {"in_flight": max(1, in_flight // processes), "chunk_s": chunk_s, "chunks": chunks}
+            pipes = [multiprocessing.Pipe() for _ in range(processes)]
+            bots = [
+                multiprocessing.get_context("spawn").Process(
+                    target=_bot_process,
+                    args=(config, backend, theirs, ([n], processes) if processes > 1 else None),
+                    name=f"bench-bot-{n}",
+                )
+                for n, (_, theirs) in enumerate(pipes)
+            ]
+            for bot in bots:
+                bot.start()
             loop = asyncio.get_running_loop()
             try:
-                await asyncio.wait_for(loop.run_in_executor(None, ours.recv), 120)  # "ready"
+                for ours, _ in pipes:
+                    await asyncio.wait_for(loop.run_in_executor(None, ours.recv), 120)  # "ready"
                 await fake.wait_for_commands("say", timeout=30)
-                sampler = TreeSampler(bot.pid)
-                sampling = loop.create_task(sampler.run())
+                samplers = [TreeSampler(bot.pid) for bot in bots]
+                samplings = [loop.create_task(sampler.run()) for sampler in samplers]
                 started = time.monotonic()
                 records = await asyncio.gather(
                     *(
@@ -282,14 +321,18 @@ async def burst(
                 await fake.wait_until(
                     lambda: all(any("🗣️" in (e.content or "") for e in r.edits) for r in records), timeout=60
                 )
-                sampler.stop()
-                await sampling
-                ours.send("stop")
-                report = await asyncio.wait_for(loop.run_in_executor(None, ours.recv), 60)
+                for sampler in samplers:
+                    sampler.stop()
+                await asyncio.gather(*samplings)
+                reports = []
+                for ours, _ in pipes:
+                    ours.send("stop")
+                    reports.append(await asyncio.wait_for(loop.run_in_executor(None, ours.recv), 60))
             finally:
-                await loop.run_in_executor(None, bot.join, 30)
-                if bot.is_alive():
-                    bot.kill()
+                for bot in bots:
+                    await loop.run_in_executor(None, bot.join, 30)
+                    if bot.is_alive():
+                        bot.kill()
             files = voice_messages()
             per_channel = {c.id: 0 for g in servers for c in g.channels.values() if c.type == 0}
             for message in files:
@@ -298,26 +341,33 @@ async def burst(
 
     makespan = finished - started
     ideal = math.ceil(requests / in_flight) * chunks * chunk_s
-    lags = [lag for at, lag in report["lags"] if started <= at <= finished]
+    lags = [lag for report in reports for at, lag in report["lags"] if started <= at <= finished]
     cores = _cores()
+    cpu_s = sum(sampler.cpu_s for sampler in samplers)
+    replied = [min(e.at for e in r.edits if "🗣️" in (e.content or "")) - started for r in records]
     return {
+        "processes": processes,
+        "library": "postgresql" if database_url else "sqlite",
         "requests": requests,
         "guilds": guilds,
         "in_flight": in_flight,
         "chunk_seconds": chunk_s,
         "chunks_per_request": chunks,
-        "chunks_made": report["chunks_made"],
+        "chunks_made": sum(report["chunks_made"] for report in reports),
         "speech_seconds_per_request": SPEECH_S,
         "makespan_s": round(makespan, 2),
         "ideal_s": round(ideal, 2),
         "ratio": round(makespan / ideal, 3),
+        "reply_p99_s": round(_p99(replied), 2),
         "loop_lag_p99_ms": round(1000 * _p99(lags), 1),
         "loop_lag_max_ms": round(1000 * max(lags, default=0.0), 1),
-        "peak_rss_mb": round(sampler.peak_rss / 2**20, 1),
-        "peak_pss_mb": round(sampler.peak_pss / 2**20, 1),
-        "bot_maxrss_mb": round(report["maxrss_kb"] / 1024, 1),
-        "cpu_s": round(sampler.cpu_s, 2),
-        "cpu_floor_s": round(sampler.cpu_s / cores, 2),
+        "peak_rss_mb": round(sum(sampler.peak_rss for sampler in samplers) / 2**20, 1),
+        "peak_rss_mb_per_process": [round(sampler.peak_rss / 2**20, 1) for sampler in samplers],
+        "peak_pss_mb": round(sum(sampler.peak_pss for sampler in samplers) / 2**20, 1),
+        "bot_maxrss_mb": round(max(report["maxrss_kb"] for report in reports) / 1024, 1),
+        "cpu_s": round(cpu_s, 2),
+        "cpu_s_per_say": round(cpu_s / requests, 4),
+        "cpu_floor_s": round(cpu_s / cores, 2),
         "cores": cores,
         "files": len(files),
         "files_per_channel": sorted(set(per_channel.values())),
