@@ -102,6 +102,8 @@ class VoiceStore(VoiceLibrary):
                 if self._closed:
                     raise sqlite3.ProgrammingError("the voice library is closed")
                 db = schema.connect(self._target, busy_timeout_s=self.busy_timeout_s, uri=self._uri)
+                if self.read_only:  # a write through it fails (LibraryReadOnly) before it changes anything
+                    db.execute("PRAGMA query_only = ON")
                 self._connections.append(db)
             self._local.db = db
         return db
