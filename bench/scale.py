@@ -1,6 +1,14 @@
-"""Scaling past one process: `python -m bench.scale [--runs N] [--guilds N]` prints JSON.
+"""Scaling past one process: `python -m bench.scale [--runs N] [--guilds N] [--part burst|store|all]`
+prints JSON.
 
-Measured here now:
+- `burst`: `bench.load`'s burst (200 `/say` from 50 servers, 32 in flight at the paced replay backend,
+  which is split between the processes: one GPU's worth) through 1 process on SQLite (today's default),
+  1 process on PostgreSQL, and 2 processes (one shard each) sharing PostgreSQL. Per configuration, the
+  median over runs of: throughput (`/say` per second of makespan), CPU-seconds per `/say` (bot processes
+  and their encoders, from the burst's start), the makespan against the burst's CPU floor (CPU-seconds ÷
+  cores: no machine this size can do better), p99 of the time from the burst's start to each reply
+  (`reply_p99_s`) and of the event loops' lag (`loop_lag_p99_ms`, the bot's own overhead on every
+  reply), and peak RSS per process. `two_vs_one` compares 2 processes with 1, both on PostgreSQL.
 - `say_path_reads`: the library reads one `/say` makes before any speech (the server's settings, the
   voice by name, its latent), p50/p99 in ms over many random lookups, SQLite versus PostgreSQL, on a
   library of 50 servers × 25 voices whose latents are the size a 30 s reference gives (644 × 80 float16,
@@ -123,26 +131,79 @@ def bulk_fill(url: str, guilds: int) -> None:
         conn.execute("ANALYZE")
 
 
+BURST_KEYS = (
+    "throughput_per_s",
+    "makespan_s",
+    "cpu_s_per_say",
+    "cpu_floor_s",
+    "makespan_over_cpu_floor",
+    "reply_p99_s",
+    "loop_lag_p99_ms",
+    "peak_rss_mb_max_process",
+)
+
+
+def burst_part(url: str, runs: int, database: Callable[[str], str]) -> dict[str, Any]:
+    import asyncio
+
+    import psycopg
+
+    from bench.load import burst
+
+    configs = {
+        "1_process_sqlite": (1, False),
+        "1_process_postgresql": (1, True),
+        "2_processes_postgresql": (2, True),
+    }
+    results: dict[str, list[dict[str, float]]] = {name: [] for name in configs}
+    for run in range(runs):
+        for name, (processes, on_postgres) in configs.items():
+            target = None
+            if on_postgres:
+                with psycopg.connect(url, autocommit=True) as conn:
+                    conn.execute(f"CREATE DATABASE burst_{run}_{processes}")
+                target = database(f"burst_{run}_{processes}")
+            figures = asyncio.run(burst(processes=processes, database_url=target))
+            figures["throughput_per_s"] = figures["requests"] / figures["makespan_s"]
+            figures["makespan_over_cpu_floor"] = figures["makespan_s"] / max(figures["cpu_floor_s"], 1e-9)
+            figures["peak_rss_mb_max_process"] = max(figures["peak_rss_mb_per_process"])
+            results[name].append({key: float(figures[key]) for key in BURST_KEYS})
+            print(json.dumps({"run": run, "config": name, **results[name][-1]}), file=sys.stderr, flush=True)
+    medians = {name: median_of(values) for name, values in results.items()}
+    one, two = medians["1_process_postgresql"], medians["2_processes_postgresql"]
+    medians["two_vs_one"] = {
+        "throughput_ratio": round(two["throughput_per_s"] / one["throughput_per_s"], 3),
+        "cpu_per_say_ratio": round(two["cpu_s_per_say"] / one["cpu_s_per_say"], 3),
+    }
+    return medians
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.scale", description=__doc__.split("\n")[0])
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--guilds", type=int, default=10_000, help="servers in the big PostgreSQL library")
+    parser.add_argument("--part", choices=("burst", "store", "all"), default="all")
     args = parser.parse_args(argv)
     report: dict[str, Any] = {"runs": args.runs}
     latent = np.random.default_rng(0).standard_normal((644, 80)).astype(np.float16)
     with tempfile.TemporaryDirectory() as tmp, postgres(Path(tmp)) as url:
         import psycopg
 
+        def database(name: str) -> str:
+            if "?" not in url:
+                return f"{url.rsplit('/', 1)[0]}/{name}"
+            before, query = url.split("?", 1)
+            return f"{before.rsplit('/', 1)[0]}/{name}?{query}"
+
+        if args.part in ("burst", "all"):
+            report["burst"] = burst_part(url, args.runs, database)
+        if args.part == "burst":
+            json.dump(report, sys.stdout, indent=2)
+            print()
+            return 0
         with psycopg.connect(url, autocommit=True) as conn:
             conn.execute("CREATE DATABASE say_path")
             conn.execute("CREATE DATABASE big_library")
-        base = url.rsplit("/", 1)[0] if "?" not in url else None
-
-        def database(name: str) -> str:
-            if base is not None:
-                return f"{base}/{name}"
-            before, query = url.split("?", 1)
-            return f"{before.rsplit('/', 1)[0]}/{name}?{query}"
 
         engines = {
             "sqlite": open_library(Path(tmp) / "data"),
