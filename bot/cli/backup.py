@@ -107,7 +107,8 @@ async def cmd_migrate(args: argparse.Namespace, config: Config) -> int:
         print_json(report.as_dict())
         return 0
     already = (
-        f" ({report.voices_already_there} were there from an earlier run)"
+        f" ({report.voices_already_there} {'was' if report.voices_already_there == 1 else 'were'} there "
+        "from an earlier run)"
         if report.voices_already_there
         else ""
     )

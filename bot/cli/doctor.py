@@ -410,7 +410,8 @@ async def diagnose(
     config: Config, *, repair: bool = False, discord_get: DiscordGet | None = None
 ) -> AsyncIterator[Finding]:
     if config.backend in BACKENDS:
-        yield Finding("ok", f"Configuration loaded: backend {config.backend}, data folder {config.data_dir}.")
+        library = "library in PostgreSQL" if config.database_url else f"data folder {config.data_dir}"
+        yield Finding("ok", f"Configuration loaded: backend {config.backend}, {library}.")
     else:
         allowed = " or ".join(BACKENDS)
         yield Finding("fix", f"VOICEBOT_BACKEND is {config.backend!r}.", f"set it to {allowed} in .env.")
