@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import aiohttp
+import discord
 
 from bot.client import shard_label
 from bot.config import Config, ConfigError
@@ -49,7 +50,7 @@ def shard_ranges(shard_count: int, processes: int) -> list[list[int]]:
 
 async def recommended_shards(config: Config, token: str) -> int:
     """Discord's recommended shard count for this bot (`GET /gateway/bot`)."""
-    base = (config.discord_api_base or "https://discord.com/api/v10").rstrip("/")
+    base = (config.discord_api_base or discord.http.Route.BASE).rstrip("/")
     async with (
         aiohttp.ClientSession() as http,
         http.get(f"{base}/gateway/bot", headers={"Authorization": f"Bot {token}"}) as response,

@@ -123,6 +123,15 @@ class Audit:
     look_alikes: list[list[Voice]] = field(default_factory=list)  # one guild, one name key
     wrong_types: list[str] = field(default_factory=list)  # rows holding a value of the wrong type
 
+    def note_files(self, voice: Voice, *, reference: bool, problem: str | None) -> None:
+        """File `voice` under what its recording (kept or not) and its latent's problem call for."""
+        if problem and reference:
+            self.reencodable.append((voice, problem))
+        elif problem:
+            self.files_missing.append(voice)
+        elif not reference:
+            self.no_reference.append(voice)
+
     @property
     def repairable(self) -> bool:
         return bool(self.unsettled or self.temporary or self.reencodable)
@@ -145,13 +154,7 @@ def audit(store: VoiceStore) -> Audit:
     for voice in voices:
         folder = store.folder(voice.guild_id, voice.id)
         reference = (folder / REFERENCE).is_file() and (folder / REFERENCE).stat().st_size > 0
-        problem = latent_problem(folder / LATENT, values=True)
-        if problem and reference:
-            found.reencodable.append((voice, problem))
-        elif problem:
-            found.files_missing.append(voice)
-        elif not reference:
-            found.no_reference.append(voice)
+        found.note_files(voice, reference=reference, problem=latent_problem(folder / LATENT, values=True))
     known = {(guild, voice_id) for voice_id, guild in store.db.execute("SELECT id, guild_id FROM voices")}
     for entry in sorted(store.voices_dir.iterdir()):
         if entry.name == STAGING:

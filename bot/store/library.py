@@ -19,7 +19,14 @@ from typing import TypeVar
 import numpy as np
 
 from bot import names
-from bot.errors import LibraryDamaged, VoiceLimitReached, VoiceNameTaken, VoiceNotFound
+from bot.errors import (
+    LibraryDamaged,
+    VoiceDeleted,
+    VoiceLimitReached,
+    VoiceNameTaken,
+    VoiceNeedsRepair,
+    VoiceNotFound,
+)
 from bot.store import files, health
 from bot.store.aio import in_thread
 from bot.store.faults import guarded
@@ -67,9 +74,19 @@ class VoiceLibrary(SettingsAndUsage, Reading, SpeechQuotas, Sessions):
         """The voice's latent, or VoiceNeedsRepair (marked for re-encoding) if it is missing or garbled."""
         raise NotImplementedError
 
+    def _reference_bytes(self, voice: Voice) -> bytes:
+        """The kept recording's bytes as stored; b"" when there are none."""
+        raise NotImplementedError
+
+    @guarded
     def read_reference(self, voice: Voice) -> bytes:
         """The kept reference recording, checked against the hash taken when it was cloned."""
-        raise NotImplementedError
+        data = self._reference_bytes(voice)
+        if hashlib.sha256(data).hexdigest() != voice.sha256:
+            if not self._voices("id = ? AND state = 'ready'", [voice.id]):
+                raise VoiceDeleted(voice.name)  # deleted since it was looked up: nothing is damaged
+            raise VoiceNeedsRepair(voice.name, voice.id, reference_kept=False)
+        return data
 
     def replace_latent(self, voice: Voice, latent: np.ndarray, revision: str) -> Voice:
         """A new latent from the kept reference (repair, or a model upgrade), swapped in atomically;

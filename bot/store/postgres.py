@@ -316,17 +316,11 @@ class PostgresVoiceStore(VoiceLibrary):
                 self.mark_needs_reencode(voice)
             raise VoiceNeedsRepair(voice.name, voice.id, reference_kept=reference_kept) from None
 
-    @guarded
-    def read_reference(self, voice: Voice) -> bytes:
+    def _reference_bytes(self, voice: Voice) -> bytes:
         row = self._execute(
             "SELECT reference FROM voice_files WHERE voice_id = ?", [voice.id], binary=True
         ).fetchone()
-        data = b"" if row is None else bytes(row[0])
-        if hashlib.sha256(data).hexdigest() != voice.sha256:
-            if not self._voices("id = ? AND state = 'ready'", [voice.id]):
-                raise VoiceDeleted(voice.name)  # deleted since it was looked up: nothing is damaged
-            raise VoiceNeedsRepair(voice.name, voice.id, reference_kept=False)
-        return data
+        return b"" if row is None else bytes(row[0])
 
     @guarded
     def replace_latent(self, voice: Voice, latent: np.ndarray, revision: str) -> Voice:
@@ -365,14 +359,8 @@ class PostgresVoiceStore(VoiceLibrary):
             row = self._execute(
                 "SELECT octet_length(reference) > 0, latent FROM voice_files WHERE voice_id = ?", [voice.id]
             ).fetchone()
-            reference = bool(row and row[0])
             problem = "missing" if row is None else files.latent_bytes_problem(bytes(row[1]))
-            if problem and reference:
-                found.reencodable.append((voice, problem))
-            elif problem:
-                found.files_missing.append(voice)
-            elif not reference:
-                found.no_reference.append(voice)
+            found.note_files(voice, reference=bool(row and row[0]), problem=problem)
         return found
 
     @guarded

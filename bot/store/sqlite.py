@@ -17,7 +17,6 @@ from __future__ import annotations
 import builtins
 import contextlib
 import fcntl
-import hashlib
 import logging
 import secrets
 import sqlite3
@@ -281,17 +280,11 @@ class VoiceStore(VoiceLibrary):
                 self.mark_needs_reencode(voice)
             raise VoiceNeedsRepair(voice.name, voice.id, reference_kept=reference_kept) from None
 
-    @guarded
-    def read_reference(self, voice: Voice) -> bytes:
+    def _reference_bytes(self, voice: Voice) -> bytes:
         try:
-            data = self.reference_path(voice).read_bytes()
+            return self.reference_path(voice).read_bytes()
         except FileNotFoundError:
-            data = b""
-        if hashlib.sha256(data).hexdigest() != voice.sha256:
-            if not self._voices("id = ? AND state = 'ready'", [voice.id]):
-                raise VoiceDeleted(voice.name)  # deleted since it was looked up: nothing is damaged
-            raise VoiceNeedsRepair(voice.name, voice.id, reference_kept=False)
-        return data
+            return b""
 
     @guarded
     def replace_latent(self, voice: Voice, latent: np.ndarray, revision: str) -> Voice:
