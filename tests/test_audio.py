@@ -1,4 +1,5 @@
-"""bot.audio: reference decoding and validation, stitching, encoding, voice messages, Opus packets."""
+"""bot.audio: reference decoding and validation, voice messages, and the bot's wording of a file too big
+(stitching, encoding and Opus packets are `modal_tts.output`'s: tests/test_output.py)."""
 
 from __future__ import annotations
 
@@ -10,11 +11,10 @@ import subprocess
 import sys
 import time
 import zipfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from functools import cache
 
 import av
-import mutagen
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -33,6 +33,7 @@ from bot.errors import (
     Undecodable,
 )
 from tests import media
+from tests.test_output import TAGS, best_correlation, envelope, speech
 
 SR = audio.SAMPLE_RATE
 MAX_BYTES = 20 * 1024 * 1024
@@ -47,24 +48,6 @@ def voice() -> np.ndarray:
 @cache
 def encoded(kind: str) -> bytes:
     return media.encode(voice(), kind)
-
-
-def envelope(pcm: np.ndarray, sample_rate: int, frame_s: float = 0.05) -> np.ndarray:
-    frame = round(frame_s * sample_rate)
-    n = len(pcm) // frame
-    return np.sqrt(np.mean(pcm[: n * frame].reshape(n, frame) ** 2, axis=1))
-
-
-def best_correlation(a: np.ndarray, b: np.ndarray, max_lag: int, min_lag: int = 0) -> float:
-    """Highest normalised correlation of `a` against `b` shifted by min_lag..max_lag samples
-    (positive: `b` lags behind `a`)."""
-    best = -1.0
-    for lag in range(min_lag, max_lag + 1):
-        x, y = (a, b[lag:]) if lag >= 0 else (a[-lag:], b)
-        n = min(len(x), len(y))
-        x, y = x[:n], y[:n]
-        best = max(best, float(np.dot(x, y) / (np.linalg.norm(x) * np.linalg.norm(y) + 1e-12)))
-    return best
 
 
 # --- load_reference: every accepted format ---------------------------------------------------
@@ -316,129 +299,6 @@ def test_damaged_files_only_ever_raise_bad_reference(
     assert audio.MIN_REFERENCE_S - 0.05 <= ref.duration_s <= audio.MAX_REFERENCE_S
 
 
-# --- stitch ----------------------------------------------------------------------------------
-
-
-def _voiced_spans(pcm: np.ndarray, frame_s: float = 0.005) -> list[tuple[float, float]]:
-    """(start, end) seconds of runs louder than 30 dB below the loudest frame."""
-    frame = round(frame_s * SR)
-    level = envelope(pcm, SR, frame_s)
-    loud = np.concatenate([[False], level > level.max() * 10 ** (-30 / 20), [False]])
-    edges = np.flatnonzero(np.diff(loud.astype(int)))
-    return [(s * frame / SR, e * frame / SR) for s, e in zip(edges[::2], edges[1::2], strict=True)]
-
-
-def test_stitch_joins_without_clicks() -> None:
-    # chunks that stop mid-waveform at full level, the worst case for a click
-    chunks = [
-        media.tone(0.7013, 200.0, amplitude=0.6),
-        media.tone(0.5031, 200.0, amplitude=0.6),
-        -media.tone(0.6007, 200.0, amplitude=0.6),
-    ]
-    out = audio.stitch(chunks)
-    steady_step = 2 * np.pi * 200.0 / SR * float(np.max(np.abs(out)))  # a sine's largest step
-    assert float(np.max(np.abs(np.diff(out)))) <= 1.1 * steady_step
-    assert abs(float(out[0])) < 1e-3 and abs(float(out[-1])) < 1e-3
-
-
-def test_stitch_trims_silence_and_leaves_a_short_pause() -> None:
-    floor = -65.0
-    first = np.concatenate(
-        [media.noise(0.8, dbfs=floor, seed=1), media.tone(1.0), media.noise(1.5, dbfs=floor, seed=2)]
-    )
-    second = np.concatenate(
-        [media.noise(0.6, dbfs=floor, seed=3), media.tone(0.8, 300.0), media.noise(0.05, dbfs=floor, seed=4)]
-    )
-    out = audio.stitch([first, second])
-
-    spans = _voiced_spans(out)
-    assert len(spans) == 2
-    (start1, end1), (start2, end2) = spans
-    assert start1 == pytest.approx(audio.EDGE_PAD_S, abs=0.015)
-    assert out.size / SR - end2 == pytest.approx(audio.EDGE_PAD_S, abs=0.015)
-    assert start2 - end1 == pytest.approx(audio.PAUSE_S, abs=0.02)
-    assert (end1 - start1, end2 - start2) == pytest.approx((1.0, 0.8), abs=0.02)
-    assert out.size / SR == pytest.approx(0.1 + 1.0 + 0.25 + 0.8 + 0.1, abs=0.03)
-
-
-@pytest.mark.parametrize("peak", [0.02, 0.3, 1.0])
-def test_stitch_meets_the_loudness_target(peak: float) -> None:
-    chunks = [media.speech_like(2.0, seed=s, peak=peak) for s in (1, 2)]
-    out = audio.stitch(chunks)
-    assert audio.speech_level_dbfs(out) == pytest.approx(audio.TARGET_SPEECH_DBFS, abs=1.0)
-    # cross-check with a plain RMS over the steady tone of a second input
-    tone_out = audio.stitch([media.tone(2.0, amplitude=peak)])
-    middle = tone_out[SR // 2 : -SR // 2]
-    rms_db = 20 * np.log10(np.sqrt(np.mean(middle.astype(np.float64) ** 2)))
-    assert rms_db == pytest.approx(audio.TARGET_SPEECH_DBFS, abs=1.0)
-
-
-def test_stitch_never_clips_even_with_spikes() -> None:
-    spiky = media.speech_like(3.0, seed=9, peak=0.3)
-    spiky[[20_000, 60_000, 100_000]] = [1.8, -2.5, 1.2]  # float PCM can exceed full scale
-    out = audio.stitch([spiky, spiky * 3])
-    ceiling = 10 ** (audio.PEAK_CEILING_DBFS / 20)
-    assert float(np.max(np.abs(out))) <= ceiling + 1e-6
-    assert audio.speech_level_dbfs(out) == pytest.approx(audio.TARGET_SPEECH_DBFS, abs=1.0)
-
-
-def test_stitch_is_pure_and_float32() -> None:
-    chunk = media.speech_like(1.5, seed=4, peak=0.9).astype(np.float64)
-    before = chunk.copy()
-    out = audio.stitch([chunk])
-    assert np.array_equal(chunk, before)
-    assert out.dtype == np.float32 and out.ndim == 1
-
-
-def test_stitch_of_nothing_audible_is_empty() -> None:
-    assert audio.stitch([]).size == 0
-    assert audio.stitch([np.zeros(SR, np.float32), media.noise(0.5, dbfs=-90.0)]).size == 0
-
-
-# --- encode and tags -------------------------------------------------------------------------
-
-TAGS = audio.Tags(title="Bonjour tout le monde", voice="Alice")
-
-
-@cache
-def speech() -> np.ndarray:
-    return audio.stitch([media.speech_like(4.0, seed=11)])
-
-
-@pytest.mark.parametrize(("fmt", "rate"), [("ogg", 48000), ("mp3", 44100), ("wav", 44100)])
-def test_encode_decodes_back_with_tags(fmt: str, rate: int) -> None:
-    pcm = speech()
-    data = audio.encode(pcm, fmt, tags=TAGS)
-
-    decoded, got_rate = media.decode(data)
-    assert (got_rate, decoded.shape[0]) == (rate, 1)
-    assert decoded.shape[1] / rate == pytest.approx(pcm.size / SR, abs=0.03)
-    original = media.resample(pcm, SR, rate)
-    assert best_correlation(original, decoded[0], max_lag=2000) >= 0.9
-
-    tags = mutagen.File(io.BytesIO(data)).tags
-    if fmt == "ogg":
-        assert tags["TITLE"] == [TAGS.title] and tags["ARTIST"] == ["Alice"]
-        assert tags["COMMENT"] == ["AI-generated speech (Echo-TTS)"]
-        assert tags["LICENSE"] == ["CC-BY-NC-SA-4.0"]
-    else:
-        assert str(tags["TIT2"]) == TAGS.title and str(tags["TPE1"]) == "Alice"
-        assert str(tags["COMM::eng"]) == "AI-generated speech (Echo-TTS)"
-        assert str(tags["TXXX:LICENSE"]) == "CC-BY-NC-SA-4.0"
-        assert tags["WCOP"].url == audio.LICENCE_URL
-    if fmt == "wav":  # and a RIFF INFO list, which most desktop players read
-        with av.open(io.BytesIO(data)) as container:
-            info = container.metadata
-        assert (info["title"], info["artist"], info["copyright"]) == (TAGS.title, "Alice", "CC-BY-NC-SA-4.0")
-
-
-def test_encode_rejects_unknown_format_and_empty_audio() -> None:
-    with pytest.raises(ValueError, match="aiff"):
-        audio.encode(speech(), "aiff")
-    with pytest.raises(ValueError, match="no audio"):
-        audio.encode(np.zeros(0, np.float32), "ogg")
-
-
 def test_flac_keeps_a_reference_losslessly_enough_to_reload() -> None:
     pcm = media.speech_like(6.0, seed=3) * 0.5
     data = audio.encode(pcm, "flac")
@@ -449,26 +309,6 @@ def test_flac_keeps_a_reference_losslessly_enough_to_reload() -> None:
     centred = pcm - pcm.mean()
     scale = np.abs(again.pcm).max() / np.abs(centred).max()
     assert np.abs(again.pcm - centred * scale).max() < 2e-3
-
-
-def _kbps(data: bytes, seconds: float) -> float:
-    return len(data) * 8 / seconds / 1000
-
-
-def test_fit_to_limit_steps_the_bitrate_down() -> None:
-    pcm, seconds = speech(), speech().size / SR
-    roomy = audio.fit_to_limit(pcm, "ogg", 10 * 1024 * 1024, TAGS)
-    assert _kbps(roomy, seconds) == pytest.approx(64, rel=0.25)
-
-    limit = int(40_000 * seconds / 8)  # room for ~40 kbit/s: 48k is too much, 32k fits
-    fitted = audio.fit_to_limit(pcm, "ogg", limit, TAGS)
-    assert len(fitted) <= limit
-    assert _kbps(fitted, seconds) == pytest.approx(32, rel=0.25)
-    assert mutagen.File(io.BytesIO(fitted)).tags["ARTIST"] == ["Alice"]
-    assert media.decode(fitted)[0].shape[1] / 48000 == pytest.approx(seconds, abs=0.03)
-
-    mp3 = audio.fit_to_limit(pcm, "mp3", int(70_000 * seconds / 8), TAGS)
-    assert _kbps(mp3, seconds) == pytest.approx(64, rel=0.2)
 
 
 def test_fit_to_limit_says_when_nothing_fits() -> None:
@@ -523,66 +363,6 @@ def test_voice_message_bundles_ogg_duration_and_waveform() -> None:
     assert message.duration_s == pytest.approx(audio.duration_seconds(speech()))
     assert message.duration_s == pytest.approx(media.decode(message.data)[0].shape[1] / 48000, abs=0.03)
     assert message.waveform == audio.voice_message_waveform(speech(), SR)
-
-
-# --- opus_packets ----------------------------------------------------------------------------
-
-
-def _toc_frame_ms(packet: bytes) -> tuple[float, int]:
-    """Frame duration (ms) and frame-count code from an Opus packet's TOC byte (RFC 6716 §3.1)."""
-    config, code = packet[0] >> 3, packet[0] & 3
-    if config < 12:
-        ms = (10, 20, 40, 60)[config % 4]
-    elif config < 16:
-        ms = (10, 20)[config % 2]
-    else:
-        ms = (2.5, 5, 10, 20)[config % 4]
-    return ms, code
-
-
-def test_opus_packets_are_single_20ms_frames_that_sound_like_the_input() -> None:
-    pcm = media.speech_like(3.0, seed=5)
-    chunks = [pcm[:SR], pcm[SR : 2 * SR + 123], pcm[2 * SR + 123 :]]
-    packets = list(audio.opus_packets(chunks))
-
-    assert all(_toc_frame_ms(p) == (20, 0) for p in packets)
-    each = media.decode_opus_packets_each(packets)
-    assert {e.shape for e in each} == {(2, audio.OPUS_FRAME_SAMPLES)}
-    assert len(packets) * 0.02 == pytest.approx(3.0, abs=0.05)
-
-    decoded = media.decode_opus_packets(packets)
-    assert np.allclose(decoded[0], decoded[1], atol=5e-3)  # mono copied to both channels
-    reference = media.resample(pcm, SR, 48000)
-    # at the same level, not FFmpeg's 3 dB quieter mono→stereo upmix
-    assert float(np.max(np.abs(decoded))) == pytest.approx(float(np.max(np.abs(pcm))), rel=0.15)
-    assert best_correlation(reference[: 2 * 48000], decoded[0], max_lag=1500) >= 0.9
-
-
-def test_opus_packets_stream_chunk_by_chunk() -> None:
-    consumed: list[int] = []
-
-    def chunks() -> Iterator[np.ndarray]:
-        for i in range(3):
-            consumed.append(i)
-            yield media.speech_like(1.0, seed=i)
-
-    packets = audio.opus_packets(chunks())
-    first = next(packets)
-    assert consumed == [0] and len(first) > 0
-    produced_before_second = 1
-    while len(consumed) == 1:
-        next(packets)
-        produced_before_second += 1
-    # nearly all of the first second came out before the second chunk was asked for
-    assert produced_before_second >= 47
-    assert produced_before_second + sum(1 for _ in packets) == pytest.approx(150, abs=2)
-
-
-def test_opus_packets_accept_other_rates_and_skip_empty_chunks() -> None:
-    pcm48 = media.speech_like(1.0, sample_rate=48000)
-    packets = list(audio.opus_packets([np.zeros(0, np.float32), pcm48], sample_rate=48000))
-    assert len(packets) == pytest.approx(50, abs=2)
-    assert {e.shape for e in media.decode_opus_packets_each(packets)} == {(2, 960)}
 
 
 # --- boundaries --------------------------------------------------------------------------------

@@ -7,11 +7,12 @@ Modules, by concern (import the names below from `bot.audio`; `bot.encoder`'s wo
 pickle these functions by reference, so each stays a module-level function):
 - `sniff`: which container an upload is, from its magic bytes, before FFmpeg sees it.
 - `decode`: `load_reference`, a bounded decode to mono 44.1 kHz plus length and silence checks.
-- `level`: `stitch` (trim, pause, crossfade), `speech_level_dbfs` and the peak limiter.
-- `encoding`: `encode` / `fit_to_limit` to Ogg/Opus, MP3, WAV or FLAC, with `Tags`.
+- `encoding`: the formats users may pick, and `fit_to_limit` raising the bot's `OutputTooLarge`.
 - `voice_messages`: `voice_message`, an Ogg/Opus file plus Discord's duration and waveform.
-- `opus`: `opus_packets`, raw 20 ms packets for live voice.
-- `pcm`: the sample rates and helpers the others share.
+- `sample`: a made-up voice-like recording to try the bot (and test it) with.
+
+Output (stitch and level, `encode` with `Tags`, `opus_packets`) is `modal_tts.output`, shared with the
+engine so that both sides make the same audio from one definition; its names are re-exported here.
 """
 
 from bot.audio.decode import (
@@ -23,33 +24,32 @@ from bot.audio.decode import (
     Reference,
     load_reference,
 )
-from bot.audio.encoding import (
-    AI_COMMENT,
-    BITRATE_LADDER,
-    FORMATS,
-    LICENCE,
-    LICENCE_URL,
-    Tags,
-    encode,
-    fit_to_limit,
-)
-from bot.audio.level import (
-    CROSSFADE_S,
-    EDGE_PAD_S,
-    PAUSE_S,
-    PEAK_CEILING_DBFS,
-    TARGET_SPEECH_DBFS,
-    speech_level_dbfs,
-    stitch,
-)
-from bot.audio.opus import opus_packets
-from bot.audio.pcm import OPUS_FRAME_SAMPLES, OPUS_RATE, SAMPLE_RATE
+from bot.audio.encoding import FORMATS, fit_to_limit
 from bot.audio.voice_messages import (
     VoiceMessage,
     duration_seconds,
     voice_message,
     voice_message_waveform,
     waveform_levels,
+)
+from modal_tts.output import (
+    AI_COMMENT,
+    BITRATE_LADDER,
+    CROSSFADE_S,
+    EDGE_PAD_S,
+    LICENCE,
+    LICENCE_URL,
+    OPUS_FRAME_SAMPLES,
+    OPUS_RATE,
+    PAUSE_S,
+    PEAK_CEILING_DBFS,
+    SAMPLE_RATE,
+    TARGET_SPEECH_DBFS,
+    Tags,
+    encode,
+    opus_packets,
+    speech_level_dbfs,
+    stitch,
 )
 
 __all__ = [

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 import av
 import numpy as np
 
-from bot.audio.pcm import SAMPLE_RATE, dbfs, frame_rms, peak
 from bot.audio.sniff import Kind, sniff
 from bot.errors import (
     FileTooLarge,
@@ -24,6 +23,7 @@ from bot.errors import (
     ReferenceTooShort,
     Undecodable,
 )
+from modal_tts.output.pcm import SAMPLE_RATE, dbfs, frame_rms, peak
 
 MIN_REFERENCE_S = 5.0
 MAX_REFERENCE_S = 300.0

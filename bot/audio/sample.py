@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bot.audio.encoding import encode
+from modal_tts.output import encode
 
 SAMPLE_RATE = 44100
 FORMATS_BY_SUFFIX = {".ogg": "ogg", ".opus": "ogg", ".mp3": "mp3", ".wav": "wav", ".flac": "flac"}

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from bot.audio.encoding import Tags, encode, fit_to_limit
-from bot.audio.pcm import SAMPLE_RATE
+from bot.audio.encoding import fit_to_limit
+from modal_tts.output import SAMPLE_RATE, Tags, encode
 
 
 @dataclass(frozen=True, eq=False)

@@ -4,10 +4,18 @@ Discord refused the upload, or `voicebot say --out` can't write there.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from bot.errors.base import InvalidInput, VoiceBotError, fmt_bytes, fmt_seconds
+
+if TYPE_CHECKING:
+    from modal_tts.output import errors as engine
 
 
 class OutputTooLarge(InvalidInput):
+    """The file doesn't fit the upload limit even at the lowest bitrate; `from_engine` maps the engine
+    side's `modal_tts.output.OutputTooLarge` (same fields, raised where this module can't be imported)."""
+
     def __init__(self, seconds: float, fmt: str, size: int, limit: int) -> None:
         super().__init__(
             f"That speech is {fmt_seconds(seconds)} long and even at the lowest quality its "
@@ -19,6 +27,10 @@ class OutputTooLarge(InvalidInput):
     def __reduce__(self) -> tuple[type, tuple[float, str, int, int]]:
         # Raised in the encoder's worker processes: it must cross back by pickle.
         return type(self), (self.seconds, self.fmt, self.size, self.limit)
+
+    @classmethod
+    def from_engine(cls, err: engine.OutputTooLarge) -> OutputTooLarge:
+        return cls(err.seconds, err.fmt, err.size, err.limit)
 
 
 class EncoderFailed(VoiceBotError):

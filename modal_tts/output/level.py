@@ -11,7 +11,7 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
-from bot.audio.pcm import SAMPLE_RATE, dbfs, frame_rms
+from modal_tts.output.pcm import SAMPLE_RATE, dbfs, frame_rms
 
 # stitch(): loudness target, limiter ceiling and timings.
 TARGET_SPEECH_DBFS = -20.0

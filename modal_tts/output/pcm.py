@@ -1,4 +1,4 @@
-"""What every audio module shares: the sample rates, level measures and PCM → PyAV frames."""
+"""What every output module shares: the sample rates, level measures and PCM → PyAV frames."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import av
 import numpy as np
 
-SAMPLE_RATE = 44100  # Echo's rate: references in, speech out
+from modal_tts.params import SAMPLE_RATE as SAMPLE_RATE  # Echo's rate: references in, speech out
 
 OPUS_RATE = 48000
 OPUS_FRAME_SAMPLES = 960  # one 20 ms Opus frame at 48 kHz, what Discord's voice gateway expects
@@ -34,6 +34,11 @@ def frame_rms(pcm: np.ndarray, frame: int) -> np.ndarray:
 def peak(pcm: np.ndarray) -> float:
     """Largest absolute sample, 0.0 for an empty clip."""
     return max(float(pcm.max()), -float(pcm.min())) if pcm.size else 0.0
+
+
+def clean(pcm: np.ndarray) -> np.ndarray:
+    """Mono float32 in [-1, 1] with NaN and infinities zeroed: what the encoders may be given."""
+    return np.clip(np.nan_to_num(np.asarray(pcm, dtype=np.float32).reshape(-1)), -1.0, 1.0)
 
 
 def av_frames(
