@@ -4,7 +4,12 @@ Without options: the tiny random-weight model on the CPU, through the same sched
 backend and the Modal class use, with default settings. Prints one JSON object:
 - `short_vs_full`: "Hello." (a window sized to it) against one full-window chunk: audio length and cost;
 - `first_chunk`: a 4-chunk request's time to its first chunk ÷ a 1-chunk request's total time;
-- `concurrent`: forward passes for 8 concurrent one-chunk requests ÷ for one.
+- `concurrent`: forward passes for 8 concurrent one-chunk requests ÷ for one;
+- `blocks`: time to first audio with the low-latency plan ÷ the same text's whole-plan time
+  (`first_audio_ratio`), for a full-window chunk and a sentence; and the compute (forward passes and
+  seconds) of a short text with early stop ÷ the same plan sampled to its end. Random weights never reach
+  Echo's end of speech, so for early stop the latents are made flat after the text's estimated speech
+  (`EndsSpeech`): what a real model does, at a known place.
 These are smoke figures on a CPU, not speed: they show the scheduling works as designed.
 
 `--gpu`: the one-shot GPU suite (≤ 7 minutes on an H100/H200), on the official sizes with random weights
@@ -25,11 +30,13 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from importlib import metadata
 from typing import Any
 
 import numpy as np
 
+from modal_tts import plans, windows
 from modal_tts.params import SAMPLE_RATE, SynthesisParams
 from modal_tts.prerequisites import engine_imports
 from modal_tts.windows import BUCKETS, window_for
@@ -37,9 +44,9 @@ from modal_tts.windows import BUCKETS, window_for
 with engine_imports("python -m modal_tts.bench"):
     import torch
 
-    from modal_tts.engine import OFFICIAL_ECHO_CONFIG, EchoEngine, Row, _drop_blockwise, build_dac
+    from modal_tts.engine import OFFICIAL_ECHO_CONFIG, EchoEngine, Row, build_dac
     from modal_tts.fastpath import BATCH_SIZES
-    from modal_tts.scheduler import Scheduler
+    from modal_tts.scheduler import Scheduler, run_inline
 
 HELLO = "[S1] Hello."
 FIRST_SENTENCE = "[S1] Here is the news for this evening."
@@ -59,8 +66,7 @@ def full_size_random_engine(device: str, dtype: torch.dtype | None = None) -> Ec
 
     torch.manual_seed(0)
     with torch.device(device):  # initialise on the target device: seconds on a GPU, not minutes
-        model = EchoDiT(**OFFICIAL_ECHO_CONFIG).eval()
-        _drop_blockwise(model)
+        model = EchoDiT(**OFFICIAL_ECHO_CONFIG).eval()  # with the blockwise modules, as released
         fish_ae = build_dac(None).eval()
         components, _ = torch.linalg.qr(torch.randn(fish_ae.latent_dim, 80))
         pca = PCAState(components.T.contiguous(), torch.zeros(fish_ae.latent_dim), 1.0)
@@ -118,6 +124,62 @@ def timed_requests(
     return results
 
 
+class EndsSpeech:
+    """An engine whose speech ends where the text's estimate says: its latents are flat (zero) from then
+    on, as Echo's are after the last word. Everything else is the wrapped engine's."""
+
+    def __init__(self, engine: EchoEngine, text: str) -> None:
+        self.engine = engine
+        self.end = windows.estimate_latents(text) + round(windows.LEAD_SECONDS * windows.LATENTS_PER_SECOND)
+
+    def sample_rows(self, rows: Any, params: SynthesisParams, window: int, **block: Any) -> Any:
+        latents = self.engine.sample_rows(rows, params, window, **block).clone()
+        latents[:, max(self.end - block.get("start", 0), 0) :] = 0.0
+        return latents
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.engine, name)
+
+
+def first_audio(engine: Any, text: str, latent: np.ndarray, params: SynthesisParams) -> tuple[float, float]:
+    """Seconds to the first piece of audio and to the last, for one chunk on the calling thread."""
+    started = time.perf_counter()
+    first = None
+    for piece in run_inline(engine, [text], latent, params, seed=0, pieces=True):
+        if piece.audio.size:
+            first = first or time.perf_counter() - started
+    return first or 0.0, time.perf_counter() - started
+
+
+def blocks(engine: EchoEngine, latent: np.ndarray, steps: int, repeats: int) -> dict[str, Any]:
+    """What block plans buy: first audio, and early stop's saving."""
+    whole = SynthesisParams(steps=steps, silence_guard_s=None)
+    low = replace(whole, block_plan=plans.LOW_LATENCY)
+    result: dict[str, Any] = {}
+    for name, text in (("full_window", LONG_CHUNK), ("sentence", FIRST_SENTENCE)):
+        first_audio(engine, text, latent, low)  # warm-up
+        low_first = statistics.median(first_audio(engine, text, latent, low)[0] for _ in range(repeats))
+        whole_s = statistics.median(first_audio(engine, text, latent, whole)[1] for _ in range(repeats))
+        result[name] = {
+            "low_latency_first_audio_s": round(low_first, 3),
+            "whole_plan_s": round(whole_s, 3),
+            "first_audio_ratio": round(low_first / whole_s, 3),
+        }
+    long_text = "[S1] " + "This sentence is long enough to be given all three blocks of the plan. " * 2
+    ends = EndsSpeech(engine, HELLO)
+    early_passes = _forward_passes(engine, lambda: first_audio(ends, long_text, latent, low))
+    full_passes = _forward_passes(engine, lambda: first_audio(engine, long_text, latent, low))
+    early_s = statistics.median(first_audio(ends, long_text, latent, low)[1] for _ in range(repeats))
+    full_s = statistics.median(first_audio(engine, long_text, latent, low)[1] for _ in range(repeats))
+    result["early_stop"] = {
+        "speech_ends_at_latent": ends.end,
+        "forward_passes": [early_passes, full_passes],
+        "passes_ratio": round(early_passes / full_passes, 3),
+        "seconds_ratio": round(early_s / full_s, 3),
+    }
+    return result
+
+
 def _forward_passes(engine: EchoEngine, fn: Callable[[], Any]) -> int:
     before = engine.forward_passes
     fn()
@@ -147,6 +209,7 @@ def scheduling(engine: EchoEngine, steps: int = 40, repeats: int = 3) -> dict[st
         eight = _forward_passes(engine, lambda: timed_requests(scheduler, [[HELLO]] * 8, latent, params))
     finally:
         scheduler.close()
+    block_figures = blocks(engine, latent, steps, repeats)
     return {
         "device": str(engine.device),
         "model": engine.revision,
@@ -170,6 +233,7 @@ def scheduling(engine: EchoEngine, steps: int = 40, repeats: int = 3) -> dict[st
             "ratio": round(eight / alone, 2),
         },
         "resampled_chunks": scheduler.planner.resampled,
+        "blocks": block_figures,
     }
 
 

@@ -21,6 +21,7 @@ import hashlib
 import itertools
 import json
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -86,8 +87,8 @@ OFFICIAL_ECHO_CONFIG: dict[str, Any] = dict(
     adaln_rank=256,
 )
 
-# Modules only the blockwise (continuation) sampler uses; the released checkpoint may carry them, we
-# never run them, and dropping them saves memory.
+# Modules only blockwise sampling uses (`modal_tts.plans`): the released checkpoint carries them; an
+# engine that never samples in blocks can drop them and save their memory.
 _BLOCKWISE_PREFIXES = ("latent_encoder.", "latent_norm")
 _BLOCKWISE_PARTS = (".wk_latent", ".wv_latent")
 
@@ -166,10 +167,13 @@ def _load_state(root: Path, name: str) -> dict[str, torch.Tensor]:
         raise WeightsError(f"Weights file {path} is unreadable: {exc}") from exc
 
 
-def _assign_state(module: torch.nn.Module, state: dict[str, torch.Tensor], path: Path) -> None:
-    """Load `state` into a meta-device module, insisting that every parameter and buffer is there."""
-    expected = {k: v for k, v in module.state_dict().items() if not _is_blockwise(k)}
-    state = {k: v for k, v in state.items() if not _is_blockwise(k)}
+def _assign_state(
+    module: torch.nn.Module, state: dict[str, torch.Tensor], path: Path, *, blockwise: bool = False
+) -> None:
+    """Load `state` into a meta-device module, insisting that every parameter and buffer is there
+    (the blockwise modules too when `blockwise`, else they are left out)."""
+    expected = {k: v for k, v in module.state_dict().items() if blockwise or not _is_blockwise(k)}
+    state = {k: v for k, v in state.items() if blockwise or not _is_blockwise(k)}
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
     wrong = [k for k in expected if k in state and tuple(state[k].shape) != tuple(expected[k].shape)]
@@ -234,14 +238,23 @@ class EchoEngine:
         self.forward_passes = 0  # DiT calls made: what batching saves, counted for benchmarks and tests
         self.shapes: FixedShapes | None = None  # pad every call to these (the fast path needs it)
         self.graphs: CudaGraphs | None = None
+        self.blockwise = hasattr(model, "latent_encoder")  # can sample after a latent prefix
 
     # --- loading ------------------------------------------------------------------------------
 
     @classmethod
-    def from_dir(cls, path: str | Path, device: str = "cpu", dtype: torch.dtype | None = None) -> EchoEngine:
+    def from_dir(
+        cls,
+        path: str | Path,
+        device: str = "cpu",
+        dtype: torch.dtype | None = None,
+        *,
+        blockwise: bool = True,
+    ) -> EchoEngine:
         """Load a weights directory. `dtype` is the DiT's: default bf16 on CUDA, float32 on CPU.
 
         The DAC and PCA stay float32: they are a small share of the time and bf16 audibly hurts them.
+        `blockwise=False` drops the latent-prefix modules: only the whole plan can run then.
         """
         root = Path(path)
         if not root.is_dir():
@@ -251,8 +264,9 @@ class EchoEngine:
         with torch.device("meta"):
             model = EchoDiT(**echo_cfg)
             fish_ae = build_dac(dac_cfg)
-        _assign_state(model, _load_state(root, ECHO_WEIGHTS), root / ECHO_WEIGHTS)
-        _drop_blockwise(model)
+        _assign_state(model, _load_state(root, ECHO_WEIGHTS), root / ECHO_WEIGHTS, blockwise=blockwise)
+        if not blockwise:
+            _drop_blockwise(model)
         _assign_state(fish_ae, _load_state(root, DAC_WEIGHTS), root / DAC_WEIGHTS)
         pca_raw = _load_state(root, PCA_STATE)
         try:
@@ -270,6 +284,7 @@ class EchoEngine:
                 f"model needs ({echo_cfg['latent_size']}, {dac_dim})."
             )
         engine = cls(model.eval(), fish_ae.eval(), pca, _revision(root), {"echo": echo_cfg, "dac": dac_cfg})
+        engine.blockwise = blockwise
         return engine.to(device, dtype)
 
     def to(self, device: str | torch.device, dtype: torch.dtype | None = None) -> EchoEngine:
@@ -428,16 +443,48 @@ class EchoEngine:
 
     # --- the scheduler's interface (modal_tts.scheduler.Engine) ---------------------------------------
 
-    def sample_rows(self, rows: Sequence[Row], params: SynthesisParams, window: int) -> torch.Tensor:
-        """Every row in one batched sampler call over `window` latents: [rows, window, 80]."""
+    def sample_rows(
+        self,
+        rows: Sequence[Row],
+        params: SynthesisParams,
+        window: int,
+        *,
+        start: int = 0,
+        steps: int | None = None,
+        prefixes: Sequence[torch.Tensor] | None = None,
+    ) -> torch.Tensor:
+        """Every row in one batched sampler call over `window` latents: [rows, window, 80].
+
+        A block after the first (`start` > 0) attends to each row's latents so far, `prefixes[i]`
+        ([1, start, 80], as `extend` returns them), and takes `steps` Euler steps if given.
+        """
         check_texts([r.text for r in rows])
         for r in rows:
             check_seed(r.seed)
         count = len(rows)
+        prefix = None
+        if start:
+            if not self.blockwise:
+                raise InvalidParams(
+                    "This engine was loaded without the blockwise modules; use the whole plan."
+                )
+            if prefixes is None or len(prefixes) != count or any(p.shape[1] != start for p in prefixes):
+                raise ValueError(f"each row needs its {start} latents so far")
+            prefix = torch.cat(list(prefixes)).to(self.device)
         if self.shapes is not None:  # pad to a captured batch size; spare rows repeat the first
-            rows = [*rows, *[rows[0]] * (self.shapes.rows_for(count) - count)]
+            spare = self.shapes.rows_for(count) - count
+            rows = [*rows, *[rows[0]] * spare]
+            if prefix is not None:
+                prefix = torch.cat([prefix, prefix[:1].expand(spare, -1, -1)])
         speaker, speaker_mask = self._speaker_batch([r.latent for r in rows])
-        return self._sample(rows, speaker, speaker_mask, params, window)[:count]
+        settings = params if steps is None else replace(params, steps=steps)
+        return self._sample(rows, speaker, speaker_mask, settings, window, start, prefix)[:count]
+
+    def extend(self, prefix: torch.Tensor | None, latents: torch.Tensor, index: int) -> torch.Tensor:
+        """Row `index`'s latents so far, [1, T, 80]: its `prefix` (None before the first block) and the
+        block just sampled."""
+        block = latents[index : index + 1]
+        return block if prefix is None else torch.cat([prefix.to(block.device), block], dim=1)
 
     def end_of_speech(self, latents: torch.Tensor, index: int) -> int:
         """Latents of speech in row `index` before it flattens out (the window's length if it never does)."""
@@ -473,11 +520,16 @@ class EchoEngine:
         speaker_mask: torch.Tensor,
         p: SynthesisParams,
         window: int,
+        start: int = 0,
+        prefix: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Echo's Euler sampler with independent text/speaker CFG, per-row initial noise.
 
         Mirrors `echo_tts.inference.sample_euler_cfg_independent_guidances` step for step (a test holds
-        the two to the same output); the only change is where the noise comes from.
+        the two to the same output); the only change is where the noise comes from. With a `prefix`
+        ([rows, start, 80]) it samples the block at positions `start`… attending to the prefix through
+        the latent KV cache, as echo's published blockwise sampler does; without one it is the plain
+        sampler exactly (the whole plan's output is today's).
         """
         model, device, dtype = self.model, self.device, self.model.dtype
         batch = len(rows)
@@ -502,8 +554,20 @@ class EchoEngine:
         kv_speaker_3 = echo._concat_kv_caches(kv_speaker, kv_speaker, kv_speaker)
         text_mask_3 = torch.cat([text_mask, torch.zeros_like(text_mask), text_mask])
         speaker_mask_3 = torch.cat([speaker_mask, speaker_mask, torch.zeros_like(speaker_mask)])
-        # Graphs exist for the captured batch sizes only; a bigger batch runs eager.
+        # The prefix's keys and values: the same for every step, and for the CFG copies (none of them
+        # masks the audio so far).
+        blocks: dict[str, Any] = {}
+        if prefix is not None:
+            kv_latent = model.get_kv_cache_latent(prefix.to(dtype))
+            blocks = {
+                "start_pos": start,
+                "kv_latent": kv_latent,
+                "kv_latent_3": echo._concat_kv_caches(kv_latent, kv_latent, kv_latent),
+            }
+        # Graphs exist for the captured batch sizes and first blocks only; the rest runs eager.
         graphs = self.graphs if self.graphs is not None and batch in self.graphs.shapes.batch_sizes else None
+        if prefix is not None:
+            graphs = None
         if graphs is not None:
             graphs.load(text_mask_3, speaker_mask_3, kv_text_3, kv_speaker_3)
 
@@ -518,6 +582,7 @@ class EchoEngine:
                         speaker_mask=speaker_mask_3,
                         kv_cache_text=kv_text_3,
                         kv_cache_speaker=kv_speaker_3,
+                        **_latent_inputs(blocks, 3),
                     )
                     .float()
                     .chunk(3, dim=0)
@@ -536,6 +601,7 @@ class EchoEngine:
                     speaker_mask=speaker_mask,
                     kv_cache_text=kv_text,
                     kv_cache_speaker=kv_speaker,
+                    **_latent_inputs(blocks, 1),
                 ).float()
             if p.rescale_k is not None and p.rescale_sigma is not None:
                 v_pred = echo._temporal_score_rescale(v_pred, x_t, t, p.rescale_k, p.rescale_sigma)
@@ -550,6 +616,15 @@ class EchoEngine:
                     graphs.load(text_mask_3, speaker_mask_3, kv_text_3, kv_speaker_3)
             x_t = x_t + v_pred * (t_next - t)
         return x_t
+
+
+def _latent_inputs(blocks: dict[str, Any], copies: int) -> dict[str, Any]:
+    """The forward's prefix arguments for a block after the first (nothing for a first block, so that
+    its call is exactly the plain sampler's)."""
+    if not blocks:
+        return {}
+    kv = blocks["kv_latent_3"] if copies == 3 else blocks["kv_latent"]
+    return {"start_pos": blocks["start_pos"], "kv_cache_latent": kv}
 
 
 def weights_present(path: str | Path) -> bool:

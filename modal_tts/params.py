@@ -13,7 +13,7 @@ known for. "Force speaker" (speaker_kv_scale, typically 1.5) is off by default a
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
 import numpy as np
@@ -26,6 +26,7 @@ MAX_SPEAKER_LATENT_LENGTH = 6400  # ≈ 297 s of reference audio
 SPEAKER_PATCH_SIZE = 4
 MAX_TEXT_BYTES = 767  # Echo reads 768 byte tokens and the first is its BOS: 767 bytes of text incl. "[S1] "
 MAX_SEED = 2**63 - 1
+BLOCK_PLANS = ("whole", "low-latency", "even")  # their blocks: `modal_tts.plans`
 
 
 class InvalidParams(ValueError):
@@ -51,7 +52,9 @@ _RANGES: dict[str, tuple[float, float, bool]] = {
     "speaker_kv_max_layers": (1, 64, True),
     "speaker_kv_min_t": (0.0, 1.0, True),
     "sequence_length": (SPEAKER_PATCH_SIZE, MAX_SEQUENCE_LENGTH, True),
+    "silence_guard_s": (0.2, 10.0, True),
 }
+_NAMES = {"block_plan"}  # settings that are names, checked by their own module
 _INTEGERS = {"steps", "speaker_kv_max_layers", "sequence_length"}
 
 
@@ -71,9 +74,20 @@ class SynthesisParams:
     speaker_kv_min_t: float | None = 0.9
     # Latents sampled per chunk; None: sized to each chunk's text (`modal_tts.windows`).
     sequence_length: int | None = None
+    # How a chunk is sampled: in one block, or in blocks heard as each is ready (`modal_tts.plans`).
+    block_plan: str = "whole"
+    # Echo sometimes leaves a long silence mid-sentence: a block with one this long (seconds) inside
+    # speech is sampled once more with new noise. None: off.
+    silence_guard_s: float | None = 1.0
 
     def __post_init__(self) -> None:
+        if self.block_plan not in BLOCK_PLANS:
+            raise InvalidParams(
+                f"block_plan is {self.block_plan!r}; allowed is one of {', '.join(BLOCK_PLANS)}."
+            )
         for f in fields(self):
+            if f.name in _NAMES:
+                continue
             value = getattr(self, f.name)
             low, high, allow_none = _RANGES[f.name]
             if value is None:
@@ -94,6 +108,11 @@ class SynthesisParams:
             raise InvalidParams("rescale_k and rescale_sigma must be set together or both left off.")
         if self.speaker_kv_scale is not None and self.speaker_kv_min_t is None:
             raise InvalidParams("speaker_kv_min_t is required when speaker_kv_scale is set.")
+
+    def sampler_settings(self) -> SynthesisParams:
+        """These settings less those that don't change a sampler call: rows with equal sampler settings
+        can share one (a block's size and steps come from the plan, not from here)."""
+        return replace(self, block_plan="whole", silence_guard_s=None)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -12,18 +12,29 @@ every sampler call, encoding and decode. What it runs next:
 - **Waiting:** a request's first chunk waits behind the batch that is running, plus at most one batch
   per other window that holds older first chunks (at most `len(windows.BUCKETS)`); rows that arrive
   together share one call, up to `max_batch_rows`.
-- **Cut speech:** a chunk whose speech was still going at the end of its window is sampled again, once,
-  at the next bucket with the same seed (`windows.was_cut`); the re-sample is counted.
+- **Blocks:** a chunk is sampled in the blocks of its request's plan (`modal_tts.plans`). A row is one
+  block of one chunk; rows share a sampler call when their block size, steps, start and sampler settings
+  match, across requests. After a block, the chunk's new audio is decoded and handed over at once (the
+  decoder is causal: it decodes the latents so far and keeps only the new samples), and the chunk's next
+  block joins the queue unless speech has ended (early stop) or the plan is done. A first block outranks
+  later blocks as a first chunk outranks later chunks.
+- **Cut speech:** a chunk of the whole plan whose speech was still going at the end of its window is
+  sampled again, once, at the next bucket with the same seed (`windows.was_cut`); the re-sample is
+  counted. Blockwise plans don't need this: their later blocks carry the speech on.
+- **Silence guard:** a block whose decoded audio holds a long silence inside speech (`modal_tts.silence`,
+  `params.silence_guard_s`) is sampled again, once, with new noise; counted too.
 - **Cancellation:** a cancelled request (`/stop`, a caller that went away) loses its waiting rows at
-  once, and its rows in the running batch are not decoded: it stops costing GPU after that batch.
+  once, and its rows in the running batch are not decoded: it stops costing GPU after that block.
 - **Isolation:** a request's speaker latent is checked when it arrives, so a damaged voice is refused
   alone; if a batch of several requests still fails, each request's rows run again on their own, so
   only the request that really fails gets the error.
 - **Busy:** past `max_waiting_rows` waiting rows a request is refused, unless nothing else waits: a
   request longer than the limit then runs alone rather than never.
 
-Chunks reach the caller in order; a later chunk that is ready early waits for the ones before it.
-Torch-free: the engine is reached through `sample_rows`, `end_of_speech` and `decode`.
+Chunks reach the caller in order, each as its pieces (one per block; `last` marks a chunk's end); a later
+chunk that is ready early waits for the ones before it. `stream`, `astream` and `run_inline` join each
+chunk's pieces unless asked for them. Torch-free: the engine is reached through `sample_rows`, `extend`,
+`end_of_speech` and `decode`.
 """
 
 from __future__ import annotations
@@ -42,8 +53,17 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from modal_tts import windows
-from modal_tts.params import SynthesisParams, check_latent, check_seed, check_texts, chunk_seed
+from modal_tts import plans, windows
+from modal_tts.params import (
+    SAMPLES_PER_LATENT,
+    SynthesisParams,
+    check_latent,
+    check_seed,
+    check_texts,
+    chunk_seed,
+)
+from modal_tts.plans import Block
+from modal_tts.silence import long_silence
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +75,21 @@ class Busy(RuntimeError):
 
 
 class Engine(Protocol):
-    def sample_rows(self, rows: Sequence[Any], params: SynthesisParams, window: int) -> Any: ...
+    """What the scheduler runs (`modal_tts.engine.EchoEngine`); `sample_rows`' keywords and `extend` are
+    used by blockwise plans only."""
+
+    def sample_rows(
+        self,
+        rows: Sequence[Any],
+        params: SynthesisParams,
+        window: int,
+        *,
+        start: int = 0,
+        steps: int | None = None,
+        prefixes: Sequence[Any] | None = None,
+    ) -> Any: ...
+
+    def extend(self, prefix: Any, latents: Any, index: int) -> Any: ...
 
     def end_of_speech(self, latents: Any, index: int) -> int: ...
 
@@ -64,13 +98,44 @@ class Engine(Protocol):
 
 @dataclass(frozen=True)
 class ChunkAudio:
-    """One chunk, ready: float32 mono 44.1 kHz, how it was made, and the GPU time it cost."""
+    """A chunk's audio, float32 mono 44.1 kHz, how it was made and the GPU time it cost: the whole chunk,
+    or one block's new samples (`block`; `last` on the chunk's final piece)."""
 
     index: int
     audio: np.ndarray
     gpu_seconds: float
     window: int
     resampled: bool = False
+    block: int = 0
+    last: bool = True
+    silences: int = 0  # blocks sampled again for a long silence
+
+
+def join_pieces(pieces: Sequence[ChunkAudio]) -> ChunkAudio:
+    """A chunk's pieces as one chunk."""
+    last = pieces[-1]
+    return ChunkAudio(
+        last.index,
+        np.concatenate([p.audio for p in pieces]) if len(pieces) > 1 else last.audio,
+        sum(p.gpu_seconds for p in pieces),
+        last.window,
+        any(p.resampled for p in pieces),
+        silences=sum(p.silences for p in pieces),
+    )
+
+
+class Joiner:
+    """Collects pieces and returns each chunk whole once its last piece arrives (pieces come in order)."""
+
+    def __init__(self) -> None:
+        self._pieces: list[ChunkAudio] = []
+
+    def add(self, piece: ChunkAudio) -> ChunkAudio | None:
+        self._pieces.append(piece)
+        if not piece.last:
+            return None
+        chunk, self._pieces = join_pieces(self._pieces), []
+        return chunk
 
 
 @dataclass(frozen=True)
@@ -93,7 +158,8 @@ class Request:
     arrival: int = 0
     cancelled: bool = False
     resampled: int = 0
-    _ready: dict[int, ChunkAudio] = field(default_factory=dict)
+    silences: int = 0
+    _ready: dict[int, list[ChunkAudio]] = field(default_factory=dict)
     _next: int = 0
 
     def cancel(self) -> None:
@@ -103,33 +169,53 @@ class Request:
     def done(self) -> bool:
         return self._next >= len(self.texts)
 
-    def _finished(self, chunk: ChunkAudio) -> None:
-        self._ready[chunk.index] = chunk
-        while self._next in self._ready:
-            self.on_chunk(self._ready.pop(self._next))
-            self._next += 1
+    def _finished(self, piece: ChunkAudio) -> None:
+        self._ready.setdefault(piece.index, []).append(piece)
+        while self._ready.get(self._next):
+            piece = self._ready[self._next].pop(0)
+            self.on_chunk(piece)
+            if piece.last:
+                del self._ready[self._next]
+                self._next += 1
 
 
 @dataclass(eq=False)
 class Row:
+    """One block of one chunk: what a sampler call does for a request."""
+
     request: Request
     index: int
-    window: int
+    blocks: tuple[Block, ...]
+    step: int = 0  # which of `blocks`
     resampled: bool = False
     passed_over: int = 0
+    prefix: Any = None  # the chunk's latents before this block (the engine's), None for a first block
+    heard: int = 0  # latents of the chunk already handed over as audio
+    attempt: int = 0  # 1 once the silence guard sampled this block again
+    silences: int = 0
 
     @property
-    def rank(self) -> tuple[int, int, int]:
-        lead = self.index == 0 or self.passed_over >= AGING_BATCHES
-        return (0 if lead else 1, self.request.arrival, self.index)
+    def block(self) -> Block:
+        return self.blocks[self.step]
 
     @property
-    def key(self) -> tuple[int, SynthesisParams]:
-        return (self.window, self.request.params)
+    def window(self) -> int:
+        return self.block.size
+
+    @property
+    def rank(self) -> tuple[int, int, int, int]:
+        lead = (self.index == 0 and self.step == 0) or self.passed_over >= AGING_BATCHES
+        return (0 if lead else 1, self.request.arrival, self.index, self.step)
+
+    @property
+    def key(self) -> tuple[int, int, int, SynthesisParams]:
+        block = self.block
+        return (block.size, block.steps, block.start, self.request.params.sampler_settings())
 
     def spec(self) -> RowSpec:
         request = self.request
-        return RowSpec(request.texts[self.index], request.latent, chunk_seed(request.seed, self.index))
+        seed = plans.block_seed(chunk_seed(request.seed, self.index), self.step, self.attempt)
+        return RowSpec(request.texts[self.index], request.latent, seed)
 
 
 @dataclass
@@ -138,10 +224,24 @@ class Batch:
     params: SynthesisParams
     rows: list[Row]
 
+    def block_arguments(self) -> dict[str, Any]:
+        """`sample_rows`' keywords for this batch's block (none for a whole-plan window)."""
+        block = self.rows[0].block
+        arguments: dict[str, Any] = {}
+        if block.start:
+            arguments.update(start=block.start, prefixes=[row.prefix for row in self.rows])
+        if block.steps != self.params.steps:
+            arguments["steps"] = block.steps
+        return arguments
+
 
 def window_of(text: str, params: SynthesisParams) -> int:
-    """The window a chunk is sampled in: the one asked for, else sized to its text."""
-    return params.sequence_length if params.sequence_length is not None else windows.window_for(text)
+    """The window a chunk's first block is sampled in under its request's plan."""
+    return chunk_blocks(text, params)[0].size
+
+
+def chunk_blocks(text: str, params: SynthesisParams) -> tuple[Block, ...]:
+    return tuple(plans.blocks_for(params.block_plan, text, params.steps, params.sequence_length))
 
 
 class Planner:
@@ -153,6 +253,7 @@ class Planner:
         self._arrivals = itertools.count()
         self.batches_run = 0
         self.resampled = 0
+        self.silences = 0
 
     def add(self, request: Request) -> Request:
         """Queue `request`'s rows; InvalidLatent for a damaged voice, Busy when others fill the queue."""
@@ -164,7 +265,7 @@ class Planner:
             raise Busy(f"{len(self.waiting)} chunks are already waiting")
         request.arrival = next(self._arrivals)
         for index, text in enumerate(request.texts):
-            self.waiting.append(Row(request, index, window_of(text, request.params)))
+            self.waiting.append(Row(request, index, chunk_blocks(text, request.params)))
         return request
 
     def next_batch(self) -> Batch | None:
@@ -184,25 +285,46 @@ class Planner:
         return Batch(top.window, top.request.params, chosen)
 
     def cut(self, row: Row, end_of_speech: int) -> bool:
-        """Whether `row` ran out of window: if so it waits again, at the next bucket, ahead of the rest."""
-        if row.resampled or row.request.params.sequence_length is not None:
+        """Whether a whole-plan `row` ran out of window: if so it waits again, at the next bucket, ahead
+        of the rest."""
+        params = row.request.params
+        if row.resampled or params.sequence_length is not None or params.block_plan != plans.WHOLE:
             return False
         bigger = windows.next_bucket(row.window)
         if bigger is None or not windows.was_cut(row.request.texts[row.index], row.window, end_of_speech):
             return False
         self.resampled += 1
         row.request.resampled += 1
-        self.waiting.append(replace(row, window=bigger, resampled=True, passed_over=AGING_BATCHES))
+        blocks = (replace(row.block, size=bigger),)
+        self.waiting.append(replace(row, blocks=blocks, resampled=True, passed_over=AGING_BATCHES))
         return True
 
+    def silent(self, row: Row) -> bool:
+        """Whether `row`'s block may be sampled again for a long silence: if so it waits again, with new
+        noise, ahead of the rest (once per block)."""
+        if row.attempt:
+            return False
+        self.silences += 1
+        row.request.silences += 1
+        self.waiting.append(replace(row, attempt=1, silences=row.silences + 1, passed_over=AGING_BATCHES))
+        return True
 
-def run_batch(engine: Engine, cut: Callable[[Row, int], bool], batch: Batch) -> None:
-    """Sample one batch, then decode and hand over each row in rank order (first chunks first).
+    def follow(self, row: Row, prefix: Any, heard: int) -> None:
+        """Queue the chunk's next block after `row`'s, attending to the latents so far."""
+        self.waiting.append(
+            replace(row, step=row.step + 1, prefix=prefix, heard=heard, attempt=0, silences=0, passed_over=0)
+        )
 
-    `cut(row, end_of_speech)` re-queues a row whose speech ran out of window (`Planner.cut`)."""
+
+def run_batch(engine: Engine, planner: Planner, batch: Batch, lock: Any = None) -> None:
+    """Sample one batch, then decode and hand over each row's new audio in rank order (first blocks
+    first), queueing what comes next through `planner` (under `lock`, if given: other threads add rows).
+    """
     started = time.perf_counter()
     try:
-        latents = engine.sample_rows([row.spec() for row in batch.rows], batch.params, batch.window)
+        latents = engine.sample_rows(
+            [row.spec() for row in batch.rows], batch.params, batch.window, **batch.block_arguments()
+        )
     except Exception as exc:
         requests: dict[int, list[Row]] = {}
         for row in batch.rows:
@@ -217,42 +339,101 @@ def run_batch(engine: Engine, cut: Callable[[Row, int], bool], batch: Batch) -> 
         log.warning("A batch of %d requests failed (%s); running each alone", len(requests), exc)
         for rows in requests.values():
             if not rows[0].request.cancelled:
-                run_batch(engine, cut, Batch(batch.window, batch.params, rows))
+                run_batch(engine, planner, Batch(batch.window, batch.params, rows), lock)
         return
     share = (time.perf_counter() - started) / len(batch.rows)
+    guarded = contextlib.nullcontext() if lock is None else lock
     for position, row in sorted(enumerate(batch.rows), key=lambda item: item[1].rank):
         request = row.request
         if request.cancelled:
             continue  # nobody is waiting for it: skip the decode
         try:
-            end = engine.end_of_speech(latents, position)
-            if cut(row, end):
-                continue
             decode_started = time.perf_counter()
-            audio = engine.decode(latents, position, end)
+            piece = _hand_over(engine, planner, guarded, row, latents, position)
+            if piece is None:
+                continue
             cost = share + time.perf_counter() - decode_started
         except Exception as exc:
             request.cancel()
             request.on_error(exc)
             continue
-        request._finished(ChunkAudio(row.index, audio, cost, row.window, row.resampled))
+        request._finished(replace(piece, gpu_seconds=cost))
+
+
+def _hand_over(
+    engine: Engine, planner: Planner, lock: Any, row: Row, latents: Any, position: int
+) -> ChunkAudio | None:
+    """Row `position`'s new audio after its block, or None when there is none yet (the block waits to be
+    sampled again, or all it added is held back).
+
+    The whole plan decodes the window up to the end of speech. A blockwise plan decodes the chunk's
+    latents so far and keeps the samples not yet heard; it holds back a tail that might be the end of
+    speech until the next block shows whether it is."""
+    request, block = row.request, row.block
+    blockwise = request.params.block_plan != plans.WHOLE
+    if blockwise:
+        latents, position = engine.extend(row.prefix, latents, position), 0
+    end = engine.end_of_speech(latents, position)
+    if not blockwise:
+        with lock:
+            if planner.cut(row, end):
+                return None
+    final = row.step == len(row.blocks) - 1 or plans.speech_ended(end, block.end)
+    audible = max(plans.audible_until(end, block.end, final), row.heard)
+    audio = engine.decode(latents, position, audible) if audible > row.heard else np.zeros(0, np.float32)
+    guard = request.params.silence_guard_s
+    if (
+        guard is not None
+        and audio.size
+        and long_silence(audio, guard, checked_from=block.start * SAMPLES_PER_LATENT)
+    ):
+        with lock:
+            if planner.silent(row):
+                return None
+    if not final:
+        with lock:
+            planner.follow(row, latents, audible)
+        if audible == row.heard:
+            return None  # nothing new to hear yet: the next block decides the held-back tail
+    return ChunkAudio(
+        row.index,
+        audio[row.heard * SAMPLES_PER_LATENT :],
+        0.0,
+        block.end,
+        row.resampled,
+        block=row.step,
+        last=final,
+        silences=row.silences,
+    )
 
 
 def run_inline(
-    engine: Engine, texts: Sequence[str], latent: np.ndarray, params: SynthesisParams, seed: int
+    engine: Engine,
+    texts: Sequence[str],
+    latent: np.ndarray,
+    params: SynthesisParams,
+    seed: int,
+    *,
+    pieces: bool = False,
 ) -> Iterator[ChunkAudio]:
-    """One request, scheduled exactly as the GPU thread would, on the calling thread."""
+    """One request, scheduled exactly as the GPU thread would, on the calling thread: whole chunks, or
+    each block's piece as it is decoded (`pieces`)."""
     out: list[ChunkAudio] = []
     errors: list[BaseException] = []
     planner = Planner(max_batch_rows=len(texts), max_waiting_rows=2 * len(texts))
     planner.add(
         Request(check_texts(list(texts)), latent, params, check_seed(seed), out.append, errors.append)
     )
+    joiner = Joiner()
     while (batch := planner.next_batch()) is not None:
-        run_batch(engine, planner.cut, batch)
+        run_batch(engine, planner, batch)
         if errors:
             raise errors[0]
-        yield from out
+        for piece in out:
+            if pieces:
+                yield piece
+            elif (chunk := joiner.add(piece)) is not None:
+                yield chunk
         out.clear()
 
 
@@ -325,16 +506,24 @@ class Scheduler:
         seed: int,
         *,
         chunk_timeout: float | None = None,
+        pieces: bool = False,
     ) -> Iterator[ChunkAudio]:
-        """For a thread (a Modal input): chunks in order; closing the iterator cancels the rest."""
+        """For a thread (a Modal input): chunks in order, or their pieces as each block is decoded
+        (`pieces`); closing the iterator cancels the rest. `chunk_timeout` bounds the wait for each."""
         results: queue.Queue[ChunkAudio | BaseException] = queue.Queue()
         request = self.submit(texts, latent, params, seed, results.put, results.put)
+        joiner = Joiner()
         try:
-            for _ in request.texts:
+            while True:
                 item = results.get(timeout=chunk_timeout)
                 if isinstance(item, BaseException):
                     raise item
-                yield item
+                if pieces:
+                    yield item
+                elif (chunk := joiner.add(item)) is not None:
+                    yield chunk
+                if item.last and item.index == len(request.texts) - 1:
+                    return
         except queue.Empty:
             raise TimeoutError(f"no chunk within {chunk_timeout:g} s") from None
         finally:
@@ -348,6 +537,7 @@ class Scheduler:
         seed: int,
         *,
         chunk_timeout: float | None = None,
+        pieces: bool = False,
     ) -> AsyncGenerator[ChunkAudio, None]:
         """For an event loop (the bot's local backend): as `stream`, without blocking the loop."""
         loop = asyncio.get_running_loop()
@@ -358,15 +548,21 @@ class Scheduler:
                 loop.call_soon_threadsafe(results.put_nowait, item)
 
         request = self.submit(texts, latent, params, seed, hand_over, hand_over)
+        joiner = Joiner()
         try:
-            for _ in request.texts:
+            while True:
                 try:
                     item = await asyncio.wait_for(results.get(), chunk_timeout)
                 except TimeoutError:
                     raise TimeoutError(f"no chunk within {chunk_timeout:g} s") from None
                 if isinstance(item, BaseException):
                     raise item
-                yield item
+                if pieces:
+                    yield item
+                elif (chunk := joiner.add(item)) is not None:
+                    yield chunk
+                if item.last and item.index == len(request.texts) - 1:
+                    return
         finally:
             request.cancel()
 
@@ -417,13 +613,9 @@ class Scheduler:
                             future.set_exception(exc)
                 elif batch is not None:
                     try:
-                        run_batch(self.engine, self._cut, batch)
+                        # Under the lock only to queue rows: other threads add rows meanwhile.
+                        run_batch(self.engine, self.planner, batch, self._cond)
                     except BaseException:
                         log.exception("The GPU thread failed on a batch")
             finally:
                 self._job_started = None
-
-    def _cut(self, row: Row, end_of_speech: int) -> bool:
-        """`Planner.cut` under the lock (the re-queued row joins rows other threads are adding)."""
-        with self._cond:
-            return self.planner.cut(row, end_of_speech)

@@ -82,7 +82,7 @@ def write_tiny_model(directory: str | Path, seed: int = 0) -> Path:
     torch.nn.init.normal_(model.out_proj.weight, std=0.5)
     fish_ae = build_dac(TINY_DAC).eval()
 
-    # Keep the blockwise tensors the real checkpoint also carries, so loading drops them the same way.
+    # The blockwise (latent-prefix) tensors the real checkpoint carries: block plans need them.
     echo_state = {k: v.contiguous() for k, v in model.state_dict().items()}
     assert any(_is_blockwise(k) for k in echo_state)
     safetensors.torch.save_file(echo_state, str(root / ECHO_WEIGHTS))

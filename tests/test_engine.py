@@ -59,15 +59,24 @@ def test_revision_is_stable_and_tracks_the_weights(tmp_path, tiny_model_dir, tin
     assert other.revision != tiny_engine.revision
 
 
-def test_blockwise_only_weights_are_dropped(tiny_model_dir, tiny_engine):
+def test_blockwise_weights_are_kept_unless_dropped(tiny_model_dir, tiny_engine):
     from safetensors import safe_open
 
+    def blockwise(names):
+        return [k for k in names if "latent_encoder" in k or "wk_latent" in k or "wv_latent" in k]
+
     with safe_open(str(tiny_model_dir / ECHO_WEIGHTS), framework="pt") as f:
-        in_file = list(f.keys())
-    assert any(k.startswith("latent_encoder.") for k in in_file)  # the file carries them …
-    loaded = list(tiny_engine.model.state_dict())
-    assert not [k for k in loaded if "latent_encoder" in k or "wk_latent" in k or "wv_latent" in k]
-    assert all(p.device.type == "cpu" and not p.is_meta for p in tiny_engine.model.parameters())
+        in_file = blockwise(f.keys())
+    assert in_file and sorted(blockwise(tiny_engine.model.state_dict())) == sorted(in_file)
+    assert tiny_engine.blockwise
+    lean = EchoEngine.from_dir(tiny_model_dir, blockwise=False)
+    assert not blockwise(lean.model.state_dict()) and not lean.blockwise
+    assert all(p.device.type == "cpu" and not p.is_meta for p in lean.model.parameters())
+    with pytest.raises(InvalidParams, match="whole plan"):
+        prefix = torch.zeros((1, 32, 80))
+        lean.sample_rows(
+            [Row(TEXTS[0], np.zeros((8, 80), np.float16), 0)], FAST, 32, start=32, prefixes=[prefix]
+        )
 
 
 @pytest.mark.parametrize("name", [ECHO_WEIGHTS, PCA_STATE, DAC_WEIGHTS])

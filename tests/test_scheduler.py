@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from modal_tts import windows
-from modal_tts.params import InvalidLatent, SynthesisParams
+from modal_tts.params import SAMPLES_PER_LATENT, InvalidLatent, SynthesisParams
 from modal_tts.scheduler import AGING_BATCHES, Busy, Planner, Request, Scheduler, run_batch, run_inline
 
 LATENT = np.zeros((8, 80), np.float16)
@@ -48,7 +48,7 @@ def request(texts, got, errors=None, params=PARAMS) -> Request:
 
 def drain(engine, planner) -> None:
     while (batch := planner.next_batch()) is not None:
-        run_batch(engine, planner.cut, batch)
+        run_batch(engine, planner, batch)
 
 
 def test_windows_are_sized_to_the_text_from_a_few_buckets():
@@ -134,7 +134,7 @@ def test_cancelled_requests_stop_costing_after_the_current_batch():
     job = planner.add(request([SHORT, SHORT, SHORT], got))
     batch = planner.next_batch()
     job.cancel()
-    run_batch(engine, planner.cut, batch)
+    run_batch(engine, planner, batch)
     assert engine.decoded == [] and planner.next_batch() is None
 
 
@@ -275,3 +275,96 @@ def test_the_gpu_thread_serves_threads_and_closes():
     finally:
         scheduler.close()
     assert scheduler._thread is not None and not scheduler._thread.is_alive()
+
+
+# --- blocks ---------------------------------------------------------------------------------------------
+
+BLOCKS = SynthesisParams(steps=2, block_plan="low-latency", silence_guard_s=None)
+
+
+class BlockEngine(FakeEngine):
+    """Latents as (text, start, size) per row; `extend` keeps a chunk's blocks so far as a list."""
+
+    def sample_rows(self, rows, params, window, *, start=0, steps=None, prefixes=None):
+        self.calls.append((window, [r.text for r in rows]))
+        self.blocks = getattr(self, "blocks", [])
+        self.blocks.append((start, window, steps, len(prefixes or [])))
+        return [(r.text, start, window) for r in rows]
+
+    def extend(self, prefix, latents, index):
+        return [[*(prefix[0] if prefix else []), latents[index]]]  # a batch of one row, as the engine
+
+    def end_of_speech(self, latents, index):
+        text, start, size = latents[index][-1]
+        total = start + size
+        return min(self.ends.get(text, total), total)
+
+    def decode(self, latents, index, end):
+        self.decoded.append(latents[index][-1][0])
+        return np.full(end * SAMPLES_PER_LATENT, 0.5, np.float32)
+
+
+def test_a_request_streams_a_piece_per_block_and_stops_when_speech_ends():
+    long_text = "[S1] " + "word " * 60
+    engine, got = BlockEngine(ends={long_text: 100}), []
+    planner = Planner()
+    planner.add(request([SHORT, long_text], got, params=BLOCKS))
+    drain(engine, planner)
+    # SHORT: 32 then 128 (its cap is one bucket); the long text ends at 100, inside its second block.
+    assert [(c.index, c.block, c.last, c.audio.size // SAMPLES_PER_LATENT) for c in got] == [
+        (0, 0, False, 32),
+        (0, 1, True, 128),
+        (1, 0, False, 32),
+        (1, 1, True, 68),
+    ]
+    assert engine.blocks == [(0, 32, 8, 0), (32, 128, 15, 1), (0, 32, 8, 0), (32, 128, 15, 1)]
+
+
+def test_blocks_of_different_requests_share_a_call_and_first_blocks_go_first():
+    engine, got = BlockEngine(), []
+    planner = Planner()
+    planner.add(request([SHORT], got, params=BLOCKS))
+    first = planner.next_batch()  # the first request's first block runs alone …
+    run_batch(engine, planner, first)
+    planner.add(request([SHORT], got, params=BLOCKS))  # … a newcomer arrives
+    planner.add(request([SHORT], got, params=BLOCKS))
+    drain(engine, planner)
+    # The newcomers' first blocks together, ahead of the first request's second block; then the two
+    # newcomers' second blocks together with it: the same block of the plan, whoever asked.
+    assert [len(texts) for _, texts in engine.calls] == [1, 2, 3]
+    assert [(start, size) for start, size, _, _ in engine.blocks] == [(0, 32), (0, 32), (32, 128)]
+
+
+def test_a_cancelled_request_stops_at_the_next_block_boundary():
+    engine, got = BlockEngine(), []
+    planner = Planner()
+    job = planner.add(request([SHORT], got, params=BLOCKS))
+    run_batch(engine, planner, planner.next_batch())
+    assert [(c.block, c.last) for c in got] == [(0, False)] and len(planner.waiting) == 1
+    job.cancel()
+    assert planner.next_batch() is None and len(engine.calls) == 1
+
+
+def test_a_stream_joins_pieces_unless_asked_for_them():
+    long_text = "[S1] " + "word " * 60
+    scheduler = Scheduler(BlockEngine(), gather_seconds=0.0)
+    try:
+        chunks = list(scheduler.stream([SHORT, long_text], LATENT, BLOCKS, 1, chunk_timeout=10))
+        pieces = list(scheduler.stream([SHORT, long_text], LATENT, BLOCKS, 1, chunk_timeout=10, pieces=True))
+    finally:
+        scheduler.close()
+    assert [(c.index, c.audio.size // SAMPLES_PER_LATENT) for c in chunks] == [(0, 160), (1, 640)]
+    assert [(p.index, p.block) for p in pieces] == [(0, 0), (0, 1), (1, 0), (1, 1), (1, 2)]
+
+
+def test_a_tail_that_may_be_the_end_waits_for_the_next_block():
+    """Speech turns flat 20 latents into a 32-latent block: those 20 are heard at once, the flat tail is
+    held until the next block shows it was the end, and nothing after it is heard."""
+    engine, got = BlockEngine(ends={SHORT: 20}), []
+    planner = Planner()
+    planner.add(request([SHORT], got, params=BLOCKS))
+    drain(engine, planner)
+    assert [(c.block, c.last, c.audio.size // SAMPLES_PER_LATENT) for c in got] == [
+        (0, False, 20),
+        (1, True, 0),
+    ]
