@@ -115,7 +115,14 @@ class SynthesisParams:
         return replace(self, block_plan="whole", silence_guard_s=None)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The settings as the wire carries them. Block plan and silence guard are left out at their
+        defaults: a Modal app deployed before they existed refuses unknown settings, and until wire format
+        2's version check is in use that would be a baffling "invalid request" rather than old behaviour."""
+        data = asdict(self)
+        for name in _SINCE_BLOCKS:
+            if data[name] == _DEFAULTS[name]:
+                del data[name]
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SynthesisParams:
@@ -124,6 +131,10 @@ class SynthesisParams:
         if unknown:
             raise InvalidParams(f"Unknown setting(s): {', '.join(unknown)}.")
         return cls(**data)
+
+
+_DEFAULTS = {f.name: f.default for f in fields(SynthesisParams)}
+_SINCE_BLOCKS = ("block_plan", "silence_guard_s")
 
 
 def check_seed(seed: int) -> int:

@@ -27,6 +27,18 @@ def test_defaults_are_echos_recommended_guidance():
 def test_round_trip_through_a_dict():
     p = SynthesisParams(steps=20, speaker_kv_scale=1.5)
     assert SynthesisParams.from_dict(p.to_dict()) == p
+    blocks = SynthesisParams(block_plan="low-latency", silence_guard_s=None)
+    assert SynthesisParams.from_dict(blocks.to_dict()) == blocks
+
+
+def test_block_settings_at_their_defaults_stay_off_the_wire():
+    """An app deployed before block plans refuses unknown settings; a default request must still run."""
+    assert {"block_plan", "silence_guard_s"}.isdisjoint(SynthesisParams(steps=20).to_dict())
+    assert SynthesisParams(block_plan="even").to_dict()["block_plan"] == "even"
+    with pytest.raises(
+        InvalidParams, match="block_plan is 'fast'; allowed is one of whole, low-latency, even"
+    ):
+        SynthesisParams(block_plan="fast")
 
 
 @pytest.mark.parametrize(
