@@ -31,6 +31,7 @@ from bot import audio, replies, speech, text
 from bot.errors import CannotJoinVoice, UploadFailed
 from bot.limits import Reservation
 from bot.playback import Ending, Outcome, QueueItem, VoiceChannel
+from bot.tts import FileBackend
 
 if TYPE_CHECKING:
     from bot.client import VoiceBot
@@ -119,7 +120,19 @@ async def _speak_and_encode(
     file_format: str,
     as_voice_message: bool,
 ) -> _Encoded:
-    """The finished file; the speech itself is held (within the encoder's allowance) only until then."""
+    """The finished file: made on the engine side when the backend can (Modal), else here, the speech
+    itself held (within the encoder's allowance) only until it is encoded."""
+    if isinstance(bot.backend, FileBackend):
+        made = await speech.speak_to_file(
+            bot.store,
+            bot.backend,
+            request,
+            file_format=file_format,
+            limit_bytes=interaction.filesize_limit,
+            voice_message=as_voice_message,
+            progress=_progress_edits(interaction),
+        )
+        return _Encoded(made.file, made.audio_seconds, made.gpu_seconds)
     estimate = sum(text.estimate_seconds(chunk) for chunk in request.chunks)
     async with bot.encoder.holding(estimate, guild_id=request.guild_id, user_id=request.user_id):
         progress = _progress_edits(interaction)

@@ -7,6 +7,7 @@ show progress (or play them) while later chunks are still being made.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -16,14 +17,16 @@ import numpy as np
 from bot import audio, text
 from bot.errors import SilentSpeech, SpeakerLatentRejected, VoiceDeleted, VoiceNeedsRepair, VoiceNotFound
 from bot.store import Voice, VoiceLibrary
-from bot.tts import SpeakerLatent, SpokenChunk, TTSBackend
+from bot.tts import FileBackend, SpeakerLatent, SpokenChunk, TTSBackend
 from modal_tts.params import SynthesisParams
+from modal_tts.wire import FileSpec, Progress
 
 # Called after each chunk: (chunks done, chunks in all).
 ChunkProgress = Callable[[int, int], Awaitable[None] | None]
 
 SILENCE_PEAK = 1e-4
 FORCE_SPEAKER_SCALE = 1.5  # Echo's suggested "force speaker" strength
+LIVE_PLAN, FILE_PLAN = "low-latency", "whole"
 
 
 @dataclass(frozen=True)
@@ -56,8 +59,14 @@ def new_seed() -> int:
     return secrets.randbelow(2**31)
 
 
-def settings(force_speaker: bool = False) -> SynthesisParams:
-    return SynthesisParams(speaker_kv_scale=FORCE_SPEAKER_SCALE if force_speaker else None)
+def settings(force_speaker: bool = False, *, live: bool = False) -> SynthesisParams:
+    """The sampler settings of a request. Live speech (voice channels, auto-read) is sampled in the
+    low-latency block plan, so it starts after a 1.5 s block; files in the whole plan, which a file
+    loses nothing by (it waits for the whole text) — see docs/PERFORMANCE.md, "Block plans"."""
+    return SynthesisParams(
+        speaker_kv_scale=FORCE_SPEAKER_SCALE if force_speaker else None,
+        block_plan=LIVE_PLAN if live else FILE_PLAN,
+    )
 
 
 def plan(
@@ -83,18 +92,72 @@ def plan(
 
 
 async def stream(store: VoiceLibrary, backend: TTSBackend, request: Request) -> AsyncIterator[SpokenChunk]:
-    """The request's chunks as they are made. The voice is looked up again first: a queued request may
-    come up after its voice was deleted."""
-    voice = request.voice
-    speaker = SpeakerLatent(await asyncio.to_thread(_latent_of_existing, store, voice), voice.revision)
-    try:
+    """The request's speech as it is made, piece by piece (a chunk, or a block of one). The voice is
+    looked up again first: a queued request may come up after its voice was deleted."""
+    speaker = await _speaker(store, request.voice)
+    peak = 0.0  # of the chunk so far: a quiet first block is a lead-in, a quiet chunk is a failure
+    async with _rejected_voice(store, request.voice):
         async for chunk in backend.synthesize(request.chunks, speaker, request.params, request.seed):
-            if is_silent(chunk.audio):
-                raise SilentSpeech()
+            if chunk.audio.size:
+                peak = max(peak, float(np.max(np.abs(chunk.audio))))
+            if chunk.last:
+                if peak < SILENCE_PEAK:
+                    raise SilentSpeech()
+                peak = 0.0
             yield chunk
+
+
+@dataclass(frozen=True)
+class SpokenFile:
+    request: Request
+    file: audio.VoiceMessage | bytes
+    audio_seconds: float
+    gpu_seconds: float
+
+
+async def speak_to_file(
+    store: VoiceLibrary,
+    backend: FileBackend,
+    request: Request,
+    *,
+    file_format: str,
+    limit_bytes: int | None,
+    voice_message: bool,
+    progress: ChunkProgress | None = None,
+) -> SpokenFile:
+    """The request as a finished file made on the engine side (a Modal backend): stitched, levelled,
+    encoded and tagged there, as `speak` + `render` would here. Usage is left to the caller to settle."""
+    speaker = await _speaker(store, request.voice)
+    tags = tags_of(request)
+    spec = FileSpec(file_format, tags.title, tags.voice, limit_bytes, voice_message)
+    async with _rejected_voice(store, request.voice):
+        async for reply in backend.speak_file(request.chunks, speaker, request.params, request.seed, spec):
+            if isinstance(reply, Progress):
+                if reply.peak < SILENCE_PEAK:
+                    raise SilentSpeech()
+                if progress is not None:
+                    result = progress(reply.done, reply.total)
+                    if asyncio.iscoroutine(result):
+                        await result
+                continue
+            made: audio.VoiceMessage | bytes = reply.data
+            if voice_message:
+                made = audio.VoiceMessage(reply.data, reply.seconds, reply.waveform or "")
+            return SpokenFile(request, made, reply.seconds, reply.gpu_seconds)
+    raise AssertionError("a FileBackend ends with the file or raises")
+
+
+async def _speaker(store: VoiceLibrary, voice: Voice) -> SpeakerLatent:
+    return SpeakerLatent(await asyncio.to_thread(_latent_of_existing, store, voice), voice.revision)
+
+
+@contextlib.asynccontextmanager
+async def _rejected_voice(store: VoiceLibrary, voice: Voice) -> AsyncIterator[None]:
+    """The engine judged the voice's latent unusable (its check may be stricter than the library's): it
+    is rebuilt from the recording by the repairer, and said as the library says it."""
+    try:
+        yield
     except SpeakerLatentRejected:
-        # The engine judged the voice's latent unusable (its check may be stricter than the library's):
-        # rebuilt from the recording by the repairer, and said as the library says it.
         await store.aio.mark_needs_reencode(voice)
         raise VoiceNeedsRepair(voice.name, voice.id, reference_kept=True) from None
 
@@ -107,11 +170,6 @@ def _latent_of_existing(store: VoiceLibrary, voice: Voice) -> np.ndarray:
     return store.load_latent(voice)
 
 
-def is_silent(pcm: np.ndarray) -> bool:
-    """No chunk of real speech is this quiet throughout (below -80 dBFS), or empty."""
-    return pcm.size == 0 or float(np.max(np.abs(pcm))) < SILENCE_PEAK
-
-
 async def speak(
     store: VoiceLibrary,
     backend: TTSBackend,
@@ -122,16 +180,21 @@ async def speak(
 ) -> Speech:
     """All chunks, stitched. `record_usage=False` leaves charging to a caller that settles only what it
     delivered (the Discord side, through `bot.limits`)."""
-    pieces: list[np.ndarray] = []
+    chunks: list[np.ndarray] = []
+    blocks: list[np.ndarray] = []
     gpu_seconds = 0.0
-    async for chunk in stream(store, backend, request):
-        pieces.append(chunk.audio)
-        gpu_seconds += chunk.gpu_seconds
+    async for piece in stream(store, backend, request):
+        blocks.append(piece.audio)
+        gpu_seconds += piece.gpu_seconds
+        if not piece.last:
+            continue
+        chunks.append(np.concatenate(blocks) if len(blocks) > 1 else blocks[0])
+        blocks = []
         if progress is not None:
-            result = progress(len(pieces), len(request.chunks))
+            result = progress(len(chunks), len(request.chunks))
             if asyncio.iscoroutine(result):
                 await result
-    pcm = await asyncio.to_thread(audio.stitch, pieces)
+    pcm = await asyncio.to_thread(audio.stitch, chunks)
     seconds = audio.duration_seconds(pcm)
     if record_usage:
         await store.aio.record_usage(
@@ -145,9 +208,13 @@ async def speak(
 
 
 def tags_for(speech: Speech) -> audio.Tags:
-    first = speech.request.chunks[0].removeprefix(text.SPEAKER_PREFIX)
+    return tags_of(speech.request)
+
+
+def tags_of(request: Request) -> audio.Tags:
+    first = request.chunks[0].removeprefix(text.SPEAKER_PREFIX)
     title = first if len(first) <= 60 else first[:57].rstrip() + "…"
-    return audio.Tags(title=title, voice=speech.request.voice.name)
+    return audio.Tags(title=title, voice=request.voice.name)
 
 
 def render(speech: Speech, fmt: str, limit_bytes: int | None = None) -> bytes:

@@ -343,6 +343,7 @@ class AutoRead(
                 words=words,
                 max_chars=max(bot.config.max_text_chars, len(words)),
                 resolve=names,
+                params=speech.settings(live=True),
             )
         )
         reservation = await bot.limits.reserve(

@@ -117,7 +117,7 @@ class Say(commands.Cog):
             posted_in=file_channel(interaction),
         )
         request = await asyncio.to_thread(
-            self._plan, interaction, settings, words, voice, seed, force_speaker, names
+            self._plan, interaction, settings, words, voice, seed, force_speaker, names, channel is not None
         )
         reservation = await bot.limits.reserve(
             settings,
@@ -149,6 +149,7 @@ class Say(commands.Cog):
         seed: int | None,
         force_speaker: bool,
         names: text.Resolver,
+        live: bool,
     ) -> speech.Request:
         bot = bot_of(interaction)
         user_id = interaction.user.id
@@ -166,7 +167,7 @@ class Say(commands.Cog):
             words=words,
             max_chars=max_chars,
             resolve=names,
-            params=speech.settings(force_speaker),
+            params=speech.settings(force_speaker, live=live),
             seed=seed,
         )
 

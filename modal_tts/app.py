@@ -7,10 +7,19 @@ Wire format (numpy-only helpers in `modal_tts/wire.py`, shared with the bot):
 
     encode_speaker(pcm: bytes) -> {"latent": bytes, "shape": [T, 80], "revision": str}
         pcm is float32 little-endian mono 44,100 Hz; the latent is float16 little-endian, C order.
+    speak(request: {"v": 2, "texts", "latent", "params", "seed", "output": "pcm" | "file", "file"})
+        -> output "pcm": yields {"v": 2, "kind": "pcm", "index", "block", "last", "pcm", "sample_rate",
+        "gpu_seconds"}, the request's speech piece by piece as each block is decoded;
+        output "file": yields {"kind": "progress", "done", "total", "peak"} per chunk, then one
+        {"kind": "file", "format", "data", "seconds", "gpu_seconds", "waveform"}: stitched, levelled,
+        encoded and tagged here (`modal_tts/replies.py`; `wire.speak_request_to_wire`,
+        `wire.reply_from_wire`). A request of another wire version is refused with WireVersionMismatch,
+        which the bot shows as "redeploy"; a bot that calls `speak` on an app deployed before it meets
+        Modal's "Class has no method" and says the same.
     synthesize(texts: list[str], latent: {"latent", "shape", "revision"}, params: dict, seed: int)
         -> yields {"index": i, "pcm": bytes, "sample_rate": 44100, "gpu_seconds": float} in order
-        pcm is int16 little-endian mono 44,100 Hz, one message per text, each sent as soon as it is
-        decoded; params is `SynthesisParams.to_dict()`; chunk i uses seed + i.
+        version 1, kept for bots older than `speak`: whole chunks, int16 little-endian mono 44,100 Hz,
+        one message per text; params is `SynthesisParams.to_dict()`; chunk i uses seed + i.
     info() -> {"revision", "device", "device_name", "dtype", "parameters", "versions", ...}
 
 Bad input raises `modal_tts.params.InvalidParams` or `modal_tts.wire.WireError` (ValueErrors), which
@@ -91,6 +100,8 @@ image = (
         "echo-tts==0.1.4",
         "safetensors>=0.4",
         "numpy>=2.0",
+        "av==18.1.0",  # engine-side encoding (modal_tts.output): FFmpeg with libopus and libmp3lame
+        "mutagen==1.48.1",
         "huggingface_hub>=1.0",  # pulls in hf_xet, which replaced hf_transfer
     )
     .env({"HF_XET_HIGH_PERFORMANCE": "1"})  # hf_xet's fast mode: the old HF_HUB_ENABLE_HF_TRANSFER
@@ -180,6 +191,19 @@ class EchoTTS:
         settings = SynthesisParams.from_dict(params)
         for chunk in self.scheduler.stream(texts, speaker, settings, seed, chunk_timeout=TIMEOUT):
             yield wire.chunk_to_wire(chunk.index, chunk.audio, SAMPLE_RATE, gpu_seconds=chunk.gpu_seconds)
+
+    @modal.method()
+    def speak(self, request: dict[str, Any]) -> Iterator[dict[str, Any]]:
+        """Wire version 2: PCM pieces as each block is decoded, or a finished file (`modal_tts.replies`).
+        Runs in a thread per input, as synthesize; the encoding uses the container's reserved CPUs."""
+        from modal_tts.replies import replies
+
+        asked = wire.speak_request_from_wire(request)
+        settings = SynthesisParams.from_dict(asked.params)
+        pieces = self.scheduler.stream(
+            asked.texts, asked.latent, settings, asked.seed, chunk_timeout=TIMEOUT, pieces=True
+        )
+        yield from replies(pieces, asked)
 
     @modal.method()
     def info(self) -> dict[str, Any]:

@@ -16,9 +16,10 @@ A plan is a list of (block size in latents, Euler steps; None = the request's st
 - `even`: three blocks of about 10 s at the request's steps, for long chunks where steadier quality per
   block matters more than the first second.
 
-A plan's blocks are cut to the chunk: blocks are taken while they start before the chunk's cap (the most
-latents its text can plausibly need, `windows.largest_window`), so "Hello." never pays for a 480-latent
-block, and sampling stops early once speech has ended (`speech_ended`).
+A plan's blocks are cut to the chunk: they stop at the chunk's cap (the most latents its text can
+plausibly need, `windows.largest_window`, or the window asked for), the last one shortened to end there,
+so "Hello." never pays for a 480-latent block; and sampling stops early once speech has ended
+(`speech_ended`).
 
 Torch-free: the bot names plans with the same table.
 """
@@ -28,7 +29,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from modal_tts import windows
-from modal_tts.params import BLOCK_PLANS, MAX_SEQUENCE_LENGTH, SPEAKER_PATCH_SIZE
+from modal_tts.params import BLOCK_PLANS, SPEAKER_PATCH_SIZE
 
 # echo's flattening test: a window of this many latents, flat and near zero, is the end of speech.
 FLAT_WINDOW = 20
@@ -68,15 +69,15 @@ def blocks_for(plan: str, text: str, steps: int, sequence_length: int | None = N
     if not shape:
         size = sequence_length or windows.window_for(text)
         return [Block(0, 0, size, steps)]
-    # A window asked for is exact; a text's cap is rounded up to whole blocks (fixed shapes for graphs).
+    # The last block ends at the cap: a chunk is never longer than its largest window, which is what a
+    # quota reserves for it (`windows.largest_window`).
     cap = sequence_length or windows.largest_window(text)
-    limit = sequence_length or MAX_SEQUENCE_LENGTH
     blocks: list[Block] = []
     start = 0
     for size, block_steps in shape:
         if start >= cap:
             break
-        size = min(size, limit - start)
+        size = min(size, cap - start)
         blocks.append(Block(len(blocks), start, size, block_steps or steps))
         start += size
     return blocks

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
@@ -105,8 +105,11 @@ def chunk_from_wire(message: dict[str, Any]) -> tuple[int, np.ndarray, float]:
 # --- version 2 -------------------------------------------------------------------------------------
 
 WIRE_VERSION = 2  # bump on any change the other side would misread: old peers then say "redeploy"
-KINDS = ("opus", "file", "pcm")
-_KIND_NAMES = {"opus": "Opus", "file": "File", "pcm": "PCM"}
+KINDS = ("opus", "file", "pcm", "progress")
+_KIND_NAMES = {"opus": "Opus", "file": "File", "pcm": "PCM", "progress": "Progress"}
+
+
+FILE_FORMATS = ("ogg", "mp3", "wav", "flac")  # modal_tts.output.FORMATS, named here to stay numpy-only
 
 
 class WireVersionMismatch(WireError):
@@ -145,21 +148,106 @@ class OpusBlock:
 
 @dataclass(frozen=True)
 class EncodedFile:
-    """A finished, tagged file of the whole speech."""
+    """A finished, tagged file of the whole speech; a voice message's also has Discord's waveform."""
 
     format: str
     data: bytes
     seconds: float
     gpu_seconds: float
+    waveform: str | None = None
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Chunk `done` of `total` is made (a file's speech, before the file): its loudest sample, so that the
+    bot can refuse a silent chunk as it does PCM it receives."""
+
+    done: int
+    total: int
+    peak: float
 
 
 @dataclass(frozen=True, eq=False)
 class PcmChunk:
-    """One chunk's audio as float32 mono at 44.1 kHz (sent as int16)."""
+    """Chunk `index`'s audio as float32 mono at 44.1 kHz (sent as int16): the whole chunk, or its next
+    block's new samples (`last` on the chunk's final piece)."""
 
     index: int
     audio: np.ndarray
     gpu_seconds: float
+    block: int = 0
+    last: bool = True
+
+
+OUTPUTS = ("pcm", "file")  # what a speak request may ask the engine to return
+
+
+@dataclass(frozen=True)
+class FileSpec:
+    """The file a speak request with output "file" wants: format, tags, the upload limit to fit (None:
+    any size) and whether it is a Discord voice message (Ogg/Opus with a waveform)."""
+
+    format: str
+    title: str
+    voice: str
+    limit_bytes: int | None = None
+    voice_message: bool = False
+
+
+@dataclass(frozen=True, eq=False)
+class SpeakRequest:
+    """What the bot asks the engine to say (version 2): texts in a voice, settings, seed, and the form
+    the audio comes back in."""
+
+    texts: list[str]
+    latent: np.ndarray
+    revision: str
+    params: dict[str, Any]
+    seed: int
+    output: str = "pcm"
+    file: FileSpec | None = None
+
+
+def speak_request_to_wire(request: SpeakRequest) -> dict[str, Any]:
+    return {
+        "v": WIRE_VERSION,
+        "texts": list(request.texts),
+        "latent": latent_to_wire(request.latent, request.revision),
+        "params": dict(request.params),
+        "seed": int(request.seed),
+        "output": request.output,
+        "file": None if request.file is None else asdict(request.file),
+    }
+
+
+def speak_request_from_wire(message: object) -> SpeakRequest:
+    """Engine side: the version first (another release says "redeploy"), then every field."""
+    if not isinstance(message, Mapping):
+        raise WireError(f"Speak request is {_what(message)}; expected a dict.")
+    check_request_version(message.get("v"))
+    texts, params, seed, output = (message.get(k) for k in ("texts", "params", "seed", "output"))
+    if not isinstance(texts, list) or not all(isinstance(t, str) for t in texts):
+        raise WireError(f"Speak request: 'texts' is {_what(texts)}; expected a list of strings.")
+    if not isinstance(params, Mapping):
+        raise WireError(f"Speak request: 'params' is {_what(params)}; expected a dict of settings.")
+    if type(seed) is not int:
+        raise WireError(f"Speak request: 'seed' is {_what(seed)}; expected an int.")
+    if output not in OUTPUTS:
+        raise WireError(f"Speak request: 'output' is {_what(output)}; expected one of {', '.join(OUTPUTS)}.")
+    latent, revision = latent_from_wire(message.get("latent"))  # type: ignore[arg-type]
+    spec = message.get("file")
+    if output == "file":
+        try:
+            spec = FileSpec(**spec)  # type: ignore[arg-type]
+        except TypeError as exc:
+            raise WireError(f"Speak request: 'file' is {_what(spec)}; expected a file spec ({exc}).") from exc
+        if spec.format not in FILE_FORMATS:
+            raise WireError(
+                f"Speak request: format {spec.format!r}; expected one of {', '.join(FILE_FORMATS)}."
+            )
+    else:
+        spec = None
+    return SpeakRequest(texts, latent, revision, dict(params), seed, output, spec)
 
 
 def check_request_version(version: object) -> None:
@@ -183,7 +271,9 @@ def opus_block_to_wire(
     }
 
 
-def file_to_wire(fmt: str, data: bytes, seconds: float, gpu_seconds: float) -> dict[str, Any]:
+def file_to_wire(
+    fmt: str, data: bytes, seconds: float, gpu_seconds: float, waveform: str | None = None
+) -> dict[str, Any]:
     return {
         "v": WIRE_VERSION,
         "kind": "file",
@@ -191,14 +281,34 @@ def file_to_wire(fmt: str, data: bytes, seconds: float, gpu_seconds: float) -> d
         "data": bytes(data),
         "seconds": float(seconds),
         "gpu_seconds": float(gpu_seconds),
+        "waveform": waveform,
     }
 
 
-def pcm_chunk_to_wire(index: int, audio: np.ndarray, gpu_seconds: float) -> dict[str, Any]:
+def progress_to_wire(done: int, total: int, peak: float) -> dict[str, Any]:
+    return {
+        "v": WIRE_VERSION,
+        "kind": "progress",
+        "done": int(done),
+        "total": int(total),
+        "peak": float(peak),
+    }
+
+
+def progress_from_wire(message: object) -> Progress:
+    fields = _fields(message, "progress")
+    return Progress(fields.count("done"), fields.count("total"), fields.seconds("peak"))
+
+
+def pcm_chunk_to_wire(
+    index: int, audio: np.ndarray, gpu_seconds: float, *, block: int = 0, last: bool = True
+) -> dict[str, Any]:
     return {
         "v": WIRE_VERSION,
         "kind": "pcm",
         **chunk_to_wire(int(index), audio, SAMPLE_RATE, float(gpu_seconds)),
+        "block": int(block),
+        "last": bool(last),
     }
 
 
@@ -227,11 +337,15 @@ def file_from_wire(message: object) -> EncodedFile:
         raise WireError(f"File message: 'format' is {_what(fmt)}; expected a format name.")
     if not isinstance(data, bytes | bytearray) or not data:
         raise WireError(f"File message: 'data' is {_what(data)}; expected the file's bytes.")
+    waveform = fields.get("waveform")
+    if waveform is not None and not isinstance(waveform, str):
+        raise WireError(f"File message: 'waveform' is {_what(waveform)}; expected base64 text or None.")
     return EncodedFile(
         format=fmt,
         data=bytes(data),
         seconds=fields.seconds("seconds"),
         gpu_seconds=fields.seconds("gpu_seconds"),
+        waveform=waveform,
     )
 
 
@@ -243,12 +357,20 @@ def pcm_chunk_from_wire(message: object) -> PcmChunk:
     if rate != SAMPLE_RATE:
         raise WireError(f"PCM message: 'sample_rate' is {_what(rate)}; expected {SAMPLE_RATE}.")
     audio = np.frombuffer(data, dtype="<i2").astype(np.float32) / 32767.0
-    return PcmChunk(index=fields.count("index"), audio=audio, gpu_seconds=fields.seconds("gpu_seconds"))
+    return PcmChunk(
+        index=fields.count("index"),
+        audio=audio,
+        gpu_seconds=fields.seconds("gpu_seconds"),
+        block=fields.count("block"),
+        last=fields.flag("last"),
+    )
 
 
-def reply_from_wire(message: object) -> OpusBlock | EncodedFile | PcmChunk:
+def reply_from_wire(message: object) -> OpusBlock | EncodedFile | PcmChunk | Progress:
     """Any version-2 reply, by its kind: the bot's one entry point for what the engine streams back."""
     kind = _checked(message).get("kind")
+    if kind == "progress":
+        return progress_from_wire(message)
     if kind == "opus":
         return opus_block_from_wire(message)
     if kind == "file":

@@ -10,7 +10,7 @@ import pytest
 import torch
 from echo_tts import inference as echo
 
-from modal_tts import plans
+from modal_tts import plans, windows
 from modal_tts.engine import Row
 from modal_tts.params import SAMPLE_RATE, SAMPLES_PER_LATENT, SynthesisParams, chunk_seed
 from modal_tts.scheduler import run_inline
@@ -73,6 +73,8 @@ def test_plans_are_cut_to_the_text_and_to_a_window_asked_for():
     even = plans.blocks_for("even", "[S1] " + "word " * 100, 40)
     assert [b.size for b in even] == [216, 212, 212] and {b.steps for b in even} == {40}
     assert plans.blocks_for("whole", "[S1] Hello.", 40) == [plans.Block(0, 0, 160, 40)]
+    for plan in ("low-latency", "even"):  # never longer than what a quota reserves for the text
+        assert plans.blocks_for(plan, TEXT, 40)[-1].end == windows.largest_window(TEXT) == 256
     # A flat window wholly inside what was sampled is the end; one reaching past it is not yet.
     assert plans.speech_ended(12, 32) and not plans.speech_ended(13, 32)
     assert (
@@ -160,7 +162,7 @@ def test_streamed_blocks_equal_one_decode_of_the_chunks_latents(tiny_engine, tin
     engine = Recorder(tiny_engine)
     pieces = list(run_inline(engine, [TEXT], tiny_latent, LOW, seed=5, pieces=True))
     assert [(p.block, p.last) for p in pieces] == [(0, False), (1, False), (2, True)]
-    assert engine.calls == [(0, 32), (32, 128), (160, 480)]
+    assert engine.calls == [(0, 32), (32, 128), (160, 96)]  # the last block ends at the text's cap
     streamed = np.concatenate([p.audio for p in pieces])
     final = engine.so_far[-1]
     whole = tiny_engine.decode(final, 0, tiny_engine.end_of_speech(final, 0))
@@ -201,7 +203,7 @@ def test_a_long_silence_inside_speech_is_sampled_again_once(tiny_engine, tiny_la
     guarded = SynthesisParams(steps=10, block_plan="low-latency", silence_guard_s=1.0)
     engine = Recorder(tiny_engine, silence_in_block=2)
     pieces = list(run_inline(engine, [TEXT], tiny_latent, guarded, seed=5, pieces=True))
-    assert engine.calls == [(0, 32), (32, 128), (160, 480), (160, 480)]  # the third block twice
+    assert engine.calls == [(0, 32), (32, 128), (160, 96), (160, 96)]  # the third block twice
     assert [p.silences for p in pieces] == [0, 0, 1]
     assert engine.seeds[2] != engine.seeds[3]  # with new noise
     streamed = np.concatenate([p.audio for p in pieces])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import threading
 import time
 
@@ -49,6 +50,24 @@ async def test_chunks_stream_in_order_and_match_the_engine(local, voice, tiny_en
     for chunk, audio in zip(chunks, expected, strict=True):
         np.testing.assert_allclose(chunk.audio, audio, atol=2e-4)
         assert chunk.gpu_seconds > 0
+
+
+async def test_live_speech_arrives_block_by_block(local, voice, tiny_engine):
+    """The live settings sample in the low-latency plan: the first 32 latents (1.5 s) come as a piece of
+    their own, before the rest of the chunk exists; the pieces join into the engine's chunk."""
+    from bot import speech
+
+    live = dataclasses.replace(speech.settings(live=True), steps=4, silence_guard_s=None)
+    assert live.block_plan == "low-latency" and speech.settings().block_plan == "whole"
+    text = "[S1] A sentence long enough to need a second block."
+    stream = local.synthesize([text], voice, live, seed=5)
+    first = await anext(stream)
+    assert (first.index, first.block, first.last) == (0, 0, False)
+    assert first.audio.size == 32 * 2048
+    rest = await collect(stream)
+    assert [(c.block, c.last) for c in rest] == [(1, True)]
+    (expected,) = tiny_engine.synthesize([text], voice.data, live, seed=5)
+    np.testing.assert_allclose(np.concatenate([first.audio, rest[0].audio]), expected, atol=2e-4)
 
 
 async def test_the_event_loop_stays_responsive_while_the_engine_works(local, voice):

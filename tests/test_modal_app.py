@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import inspect
+import io
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
+from mutagen.oggopus import OggOpus
 
 from modal_tts import wire
 from modal_tts.params import InvalidParams, SynthesisParams
+from tests import media
 from tests.media import speech_like
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*executing locally.*:UserWarning")
@@ -59,6 +63,73 @@ def test_synthesize_is_a_generator_of_chunks_in_order(echo_tts, tiny_engine, tin
         assert reply["sample_rate"] == 44_100 and gpu_seconds > 0
         assert pcm.size == audio.size
         np.testing.assert_allclose(pcm, np.clip(audio, -1, 1), atol=1 / 32767 + 1e-6)
+
+
+def test_speak_streams_each_block_as_a_piece_of_its_chunk(echo_tts, tiny_engine, tiny_latent):
+    """Wire version 2: the low-latency plan's blocks arrive one by one, and join into the chunk that the
+    engine makes on its own."""
+    texts = ["[S1] One, a sentence long enough for two blocks.", "[S1] Two."]
+    params = SynthesisParams(steps=4, block_plan="low-latency", silence_guard_s=None)
+    request = wire.speak_request_to_wire(wire.SpeakRequest(texts, tiny_latent, "r", params.to_dict(), 11))
+    stream = echo_tts.speak.local(request)
+    assert inspect.isgenerator(stream)
+    pieces = [wire.reply_from_wire(message) for message in stream]
+    assert all(isinstance(p, wire.PcmChunk) for p in pieces)
+    assert [(p.index, p.block, p.last) for p in pieces] == [
+        (0, 0, False),
+        (0, 1, True),
+        (1, 0, False),
+        (1, 1, True),
+    ]
+    expected = tiny_engine.synthesize(texts, tiny_latent, params, seed=11)
+    for index, audio in enumerate(expected):
+        joined = np.concatenate([p.audio for p in pieces if p.index == index])
+        np.testing.assert_allclose(joined, np.clip(audio, -1, 1), atol=1 / 32767 + 1e-6)
+
+
+@pytest.mark.parametrize("voice_message", [False, True], ids=["attachment", "voice-message"])
+def test_speak_can_return_the_finished_file(echo_tts, tiny_engine, tiny_latent, voice_message):
+    """Output "file": progress per chunk, then the stitched, tagged file the bot would have made itself."""
+    from modal_tts import output
+
+    texts = ["[S1] One.", "[S1] Two, a bit longer."]
+    spec = wire.FileSpec(
+        "ogg", title="One.", voice="Ada", limit_bytes=10_000_000, voice_message=voice_message
+    )
+    request = wire.speak_request_to_wire(wire.SpeakRequest(texts, tiny_latent, "r", FAST, 11, "file", spec))
+    replies = [wire.reply_from_wire(m) for m in echo_tts.speak.local(request)]
+    *progress, done = replies
+    assert [(p.done, p.total) for p in progress] == [(1, 2), (2, 2)] and all(p.peak > 0 for p in progress)
+    assert isinstance(done, wire.EncodedFile) and done.format == "ogg" and done.gpu_seconds > 0
+    pcm = output.stitch(tiny_engine.synthesize(texts, tiny_latent, SynthesisParams(**FAST), seed=11))
+    assert done.seconds == pytest.approx(pcm.size / 44_100)
+    tags = output.Tags(title="One.", voice="Ada")
+    if voice_message:
+        from modal_tts.output import voice_messages
+
+        expected = voice_messages.voice_message(pcm, tags=tags, limit_bytes=10_000_000)
+        assert done.waveform == expected.waveform
+    else:
+        assert done.waveform is None
+    # The same audio and tags as encoding the engine's own output here (Ogg serial numbers are random).
+    ours = output.fit_to_limit(pcm, "ogg", 10_000_000, tags)
+    np.testing.assert_array_equal(media.decode(done.data)[0], media.decode(ours)[0])
+    assert OggOpus(io.BytesIO(done.data))["title"] == ["One."]
+
+
+def test_the_image_pins_the_locked_audio_packages():
+    """The container encodes with the PyAV and mutagen the tests ran (the lock's, for its Python 3.11)."""
+    from importlib.metadata import version
+
+    source = (Path(__file__).parents[1] / "modal_tts" / "app.py").read_text()
+    for package in ("av", "mutagen", "torch", "echo-tts"):
+        assert f'"{package}=={version(package)}"' in source, package
+
+
+def test_speak_refuses_a_bot_of_another_wire_version(echo_tts, tiny_latent):
+    request = wire.speak_request_to_wire(wire.SpeakRequest(["[S1] x"], tiny_latent, "r", FAST, 0))
+    with pytest.raises(wire.WireVersionMismatch, match="voicebot deploy"):
+        next(echo_tts.speak.local({**request, "v": 3}))
 
 
 def test_bad_settings_raise_invalid_params(echo_tts, tiny_latent):

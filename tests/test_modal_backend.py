@@ -16,21 +16,24 @@ from bot.errors import (
     BackendFailed,
     BackendInvalidRequest,
     BackendNotDeployed,
+    BackendOutdated,
     BackendTimedOut,
     BackendUnauthorised,
     BackendUnreachable,
+    OutputTooLarge,
 )
 from bot.tts.base import SpeakerLatent
 from bot.tts.modal_backend import ModalBackend
-from modal_tts import wire
+from modal_tts import output, wire
 from modal_tts.params import InvalidParams, SynthesisParams
 
 LATENT = SpeakerLatent(np.zeros((8, 80), dtype=np.float16), "rev-1")
 PARAMS = SynthesisParams(steps=4, sequence_length=32)
 
 
-def chunk(i: int, n: int = 4410) -> dict[str, Any]:
-    return wire.chunk_to_wire(i, np.full(n, 0.1 * (i + 1), dtype=np.float32), 44_100, 0.5)
+def chunk(i: int, n: int = 4410, *, block: int = 0, last: bool = True) -> dict[str, Any]:
+    """A piece of chunk `i` as the app's `speak` sends it (the whole chunk by default)."""
+    return wire.pcm_chunk_to_wire(i, np.full(n, 0.1 * (i + 1), dtype=np.float32), 0.5, block=block, last=last)
 
 
 class Method:
@@ -158,13 +161,56 @@ async def test_the_handle_is_looked_up_lazily_once():
 
 async def test_synthesize_streams_chunks_in_order():
     method = Method([[chunk(0), chunk(1), chunk(2)]])
-    b = backend(synthesize=method)
+    b = backend(speak=method)
     got = [c async for c in b.synthesize(["a", "b", "c"], LATENT, PARAMS, seed=9)]
     assert [c.index for c in got] == [0, 1, 2]
     assert [round(float(c.audio[0]), 3) for c in got] == [0.1, 0.2, 0.3]
-    texts, latent_msg, params, seed = method.calls[0]
-    assert texts == ["a", "b", "c"] and seed == 9 and params == PARAMS.to_dict()
-    assert wire.latent_from_wire(latent_msg)[1] == "rev-1"
+    (message,) = method.calls[0]
+    asked = wire.speak_request_from_wire(message)
+    assert asked.texts == ["a", "b", "c"] and asked.seed == 9 and asked.params == PARAMS.to_dict()
+    assert asked.revision == "rev-1" and message["v"] == wire.WIRE_VERSION
+
+
+async def test_blocks_stream_as_pieces_of_their_chunk():
+    pieces = [
+        chunk(0, block=0, last=False),
+        chunk(0, block=1),
+        chunk(1, block=0, last=False),
+        chunk(1, block=1),
+    ]
+    got = [c async for c in backend(speak=Method([pieces])).synthesize(["a", "b"], LATENT, PARAMS, 1)]
+    assert [(c.index, c.block, c.last) for c in got] == [
+        (0, 0, False),
+        (0, 1, True),
+        (1, 0, False),
+        (1, 1, True),
+    ]
+    with pytest.raises(BackendFailed) as cut_short:
+        async for _ in backend(speak=Method([[chunk(0, last=False)]])).synthesize(["a"], LATENT, PARAMS, 1):
+            pass
+    assert "after 0 of 1 chunks" in cut_short.value.detail
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [
+        mx.NotFoundError("Class has no method `speak` and attributes can't be accessed for remote classes"),
+        wire.WireVersionMismatch(app_version=3, bot_version=2),
+    ],
+    ids=["app-older-than-the-bot", "app-newer-than-the-bot"],
+)
+async def test_an_app_of_another_version_says_redeploy(failure):
+    with pytest.raises(BackendOutdated, match="another version of this bot") as info:
+        async for _ in backend(speak=Method([[failure]])).synthesize(["a"], LATENT, PARAMS, 1):
+            pass
+    assert "voicebot deploy" in info.value.admin_hint
+
+
+async def test_a_reply_of_another_version_says_redeploy():
+    old = wire.chunk_to_wire(0, np.zeros(10, np.float32), 44_100, 0.1)  # version 1: no "v"
+    with pytest.raises(BackendOutdated):
+        async for _ in backend(speak=Method([[old]])).synthesize(["a"], LATENT, PARAMS, 1):
+            pass
 
 
 async def test_modal_unreachable_is_not_retried_on_top_of_its_clients_own_retries():
@@ -176,24 +222,24 @@ async def test_modal_unreachable_is_not_retried_on_top_of_its_clients_own_retrie
 
 async def test_a_stream_is_retried_only_before_its_first_chunk():
     method = Method([[mx.InternalFailure("drop")], [chunk(0), chunk(1)]])
-    got = [c.index async for c in backend(synthesize=method).synthesize(["a", "b"], LATENT, PARAMS, 1)]
+    got = [c.index async for c in backend(speak=method).synthesize(["a", "b"], LATENT, PARAMS, 1)]
     assert got == [0, 1] and len(method.calls) == 2
 
     method = Method([[chunk(0), mx.InternalFailure("drop")], [chunk(0), chunk(1)]])
     got = []
     with pytest.raises(BackendFailed):
-        async for c in backend(synthesize=method).synthesize(["a", "b"], LATENT, PARAMS, 1):
+        async for c in backend(speak=method).synthesize(["a", "b"], LATENT, PARAMS, 1):
             got.append(c.index)
     assert got == [0] and len(method.calls) == 1  # audio already played is never repeated
 
 
 async def test_a_stream_that_ends_early_or_out_of_order_fails_cleanly():
     with pytest.raises(BackendFailed) as short:
-        async for _ in backend(synthesize=Method([[chunk(0)]])).synthesize(["a", "b"], LATENT, PARAMS, 1):
+        async for _ in backend(speak=Method([[chunk(0)]])).synthesize(["a", "b"], LATENT, PARAMS, 1):
             pass
     assert "after 1 of 2 chunks" in short.value.detail
     with pytest.raises(BackendFailed) as shuffled:
-        async for _ in backend(synthesize=Method([[chunk(1)]])).synthesize(["a"], LATENT, PARAMS, 1):
+        async for _ in backend(speak=Method([[chunk(1)]])).synthesize(["a"], LATENT, PARAMS, 1):
             pass
     assert "chunk 1 arrived when 0 was expected" in shuffled.value.detail
 
@@ -201,7 +247,7 @@ async def test_a_stream_that_ends_early_or_out_of_order_fails_cleanly():
 async def test_bad_requests_never_reach_modal():
     method = Method([])
     with pytest.raises(BackendInvalidRequest, match="769 bytes"):
-        async for _ in backend(synthesize=method).synthesize(["x" * 769], LATENT, PARAMS, 1):
+        async for _ in backend(speak=method).synthesize(["x" * 769], LATENT, PARAMS, 1):
             pass
     assert method.calls == []
 
@@ -226,7 +272,7 @@ async def test_round_trip_against_the_real_modal_class(tiny_model_dir, tiny_engi
             self.remote = type("R", (), {"aio": staticmethod(call)})()
             self.remote_gen = type("G", (), {"aio": staticmethod(stream)})()
 
-    handle = Handle(**{m: Local(getattr(obj, m)) for m in ("encode_speaker", "synthesize", "info")})
+    handle = Handle(**{m: Local(getattr(obj, m)) for m in ("encode_speaker", "speak", "info")})
     b = ModalBackend(lookup=lambda: handle)
     from tests.media import speech_like
 
@@ -237,6 +283,21 @@ async def test_round_trip_against_the_real_modal_class(tiny_model_dir, tiny_engi
     for got, want in zip(chunks, expected, strict=True):
         np.testing.assert_allclose(got.audio, np.clip(want, -1, 1), atol=1e-4)
     assert (await b.info())["revision"] == tiny_engine.revision
+    # A file made on the engine side: progress per chunk, then the bytes the bot would have encoded.
+    spec = wire.FileSpec("mp3", title="Hi.", voice="Ada", limit_bytes=5_000_000)
+    replies = [r async for r in b.speak_file(["[S1] Hi.", "[S1] Bye."], latent, PARAMS, 4, spec)]
+    *progress, made = replies
+    assert [(p.done, p.total) for p in progress] == [(1, 2), (2, 2)]
+    assert made.format == "mp3" and made.data[:3] == b"ID3" and made.gpu_seconds > 0
+    assert made.seconds == pytest.approx(output.stitch(expected).size / 44_100)
+
+
+async def test_a_file_too_big_on_the_engine_side_is_told_as_the_bots_own_error():
+    too_big = output.OutputTooLarge(600.0, "wav", 52_000_000, 10_485_760)
+    spec = wire.FileSpec("wav", title="t", voice="v", limit_bytes=10_485_760)
+    with pytest.raises(OutputTooLarge, match=r"upload limit here is 10\.0 MiB"):
+        async for _ in backend(speak=Method([[too_big]])).speak_file(["a"], LATENT, PARAMS, 1, spec):
+            pass
 
 
 async def test_keep_warm_sets_the_autoscaler_and_a_failure_is_only_logged(caplog):

@@ -16,6 +16,7 @@ from bot.config import Config, check, load_config
 from bot.errors import (
     BackendFailed,
     BackendNotDeployed,
+    BackendOutdated,
     BackendUnauthorised,
     BackendUnreachable,
     ConsentRequired,
@@ -232,6 +233,11 @@ def terminal_message(exc: VoiceBotError, args: argparse.Namespace) -> str:
         )
     if isinstance(exc, BackendNotDeployed):
         return "The Modal app isn't deployed. Deploy it with `voicebot deploy`, then try again."
+    if isinstance(exc, BackendOutdated):
+        return (
+            "The deployed Modal app is from another version of this bot. Redeploy it with `voicebot deploy`, "
+            "then try again."
+        )
     if isinstance(exc, LocalEngineUnavailable):
         return exc.detail
     if isinstance(exc, ModalCredentialsMissing):

@@ -25,6 +25,19 @@ class BackendNotDeployed(BackendError):
         self.detail = detail
 
 
+class BackendOutdated(BackendError):
+    """The deployed Modal app and this bot are different releases: their wire formats differ."""
+
+    admin_hint = "Redeploy the GPU app from this bot's install with `voicebot deploy`, then try again."
+
+    def __init__(self, detail: str = "") -> None:
+        super().__init__(
+            "The speech engine is from another version of this bot, so nothing can be spoken right now. "
+            "A bot admin needs to redeploy it."
+        )
+        self.detail = detail
+
+
 class LocalEngineUnavailable(BackendError):
     """The local backend can't start here: its weights folder or its device. `detail` says which and
     how to fix it, for the admin (the terminal shows it as is); `voicebot doctor` shows `what` and

@@ -8,9 +8,17 @@ from __future__ import annotations
 from pathlib import Path
 
 from bot.choices import BACKENDS, DEFAULT_BACKEND
-from bot.tts.base import SpeakerLatent, SpokenChunk, TTSBackend
+from bot.tts.base import FileBackend, SpeakerLatent, SpokenChunk, SpokenFile, TTSBackend
 
-__all__ = ["BACKENDS", "SpeakerLatent", "SpokenChunk", "TTSBackend", "create_backend"]
+__all__ = [
+    "BACKENDS",
+    "FileBackend",
+    "SpeakerLatent",
+    "SpokenChunk",
+    "SpokenFile",
+    "TTSBackend",
+    "create_backend",
+]
 
 
 def create_backend(

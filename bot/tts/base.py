@@ -10,6 +10,7 @@ import numpy as np
 
 from bot.errors import BackendInvalidRequest, SpeakerLatentRejected
 from modal_tts.params import InvalidLatent, SynthesisParams, check_latent, check_seed, check_texts
+from modal_tts.wire import FileSpec, Progress
 
 
 @dataclass(frozen=True)
@@ -22,11 +23,37 @@ class SpeakerLatent:
 
 @dataclass(frozen=True)
 class SpokenChunk:
-    """One chunk of speech, float32 mono 44.1 kHz, with the GPU time it cost (for quotas)."""
+    """Speech of chunk `index`, float32 mono 44.1 kHz, with the GPU time it cost (for quotas): the whole
+    chunk, or the next piece of it (one block of a blockwise plan; `last` on its final piece)."""
 
     index: int
     audio: np.ndarray
     gpu_seconds: float
+    block: int = 0
+    last: bool = True
+
+
+@dataclass(frozen=True)
+class SpokenFile:
+    """Speech as a finished, tagged file made on the engine side (`FileBackend`); a voice message's has
+    Discord's waveform too."""
+
+    format: str
+    data: bytes
+    seconds: float
+    gpu_seconds: float
+    waveform: str | None = None
+
+
+@runtime_checkable
+class FileBackend(Protocol):
+    """A backend whose engine side encodes files (Modal): the bot only forwards the bytes."""
+
+    def speak_file(
+        self, texts: Sequence[str], latent: SpeakerLatent, params: SynthesisParams, seed: int, spec: FileSpec
+    ) -> AsyncIterator[Progress | SpokenFile]:
+        """A Progress as each chunk is made, then the file."""
+        ...
 
 
 @runtime_checkable
@@ -44,7 +71,8 @@ class TTSBackend(Protocol):
         params: SynthesisParams,
         seed: int,
     ) -> AsyncIterator[SpokenChunk]:
-        """Yield one chunk per text, in order, each as soon as it is ready."""
+        """Yield each text's speech in order, as soon as it is ready: a piece per block of the request's
+        plan (one piece, the whole chunk, for the whole plan), `last` on each chunk's final piece."""
         ...
 
     async def info(self) -> dict[str, Any]:

@@ -210,7 +210,7 @@ class LocalBackend:
             scheduler = await self._ready(deadline)
         except Exception as exc:
             raise _map_error(exc) from exc
-        chunks = scheduler.astream(texts, latent.data, params, seed)
+        chunks = scheduler.astream(texts, latent.data, params, seed, pieces=True)
         try:
             while True:
                 try:
@@ -222,7 +222,7 @@ class LocalBackend:
                     raise BackendTimedOut(self.timeout) from None
                 except Exception as exc:
                     raise _map_error(exc) from exc
-                yield SpokenChunk(chunk.index, chunk.audio, chunk.gpu_seconds)
+                yield SpokenChunk(chunk.index, chunk.audio, chunk.gpu_seconds, chunk.block, chunk.last)
                 deadline = self._deadline()
         finally:
             await chunks.aclose()  # the scheduler drops what was not started yet

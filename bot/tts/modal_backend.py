@@ -22,15 +22,18 @@ from bot.errors import (
     BackendFailed,
     BackendInvalidRequest,
     BackendNotDeployed,
+    BackendOutdated,
     BackendTimedOut,
     BackendUnauthorised,
     BackendUnreachable,
     ModalCredentialsMissing,
+    OutputTooLarge,
     SpeakerLatentRejected,
 )
-from bot.tts.base import SpeakerLatent, SpokenChunk, checked_request
+from bot.tts.base import SpeakerLatent, SpokenChunk, SpokenFile, checked_request
 from bot.tts.readiness import modal_credentials
 from modal_tts import wire
+from modal_tts.output.errors import OutputTooLarge as EngineOutputTooLarge
 from modal_tts.params import InvalidLatent, SynthesisParams
 
 log = logging.getLogger(__name__)
@@ -52,8 +55,12 @@ def _map_error(exc: BaseException, timeout: float) -> BackendError | _Transient:
         return ModalCredentialsMissing()  # Modal's client says "token missing" as an AuthError too
     if isinstance(exc, mx.AuthError | mx.PermissionDeniedError):
         return BackendUnauthorised(detail)
+    if isinstance(exc, mx.NotFoundError) and "has no method" in str(exc):
+        return BackendOutdated(detail)  # an app deployed before the method this bot calls
     if isinstance(exc, mx.NotFoundError):
         return BackendNotDeployed(detail)
+    if isinstance(exc, wire.WireVersionMismatch):
+        return BackendOutdated(str(exc))
     if isinstance(exc, mx.TimeoutError | TimeoutError):
         return BackendTimedOut(timeout)
     if isinstance(exc, mx.ResourceExhaustedError):
@@ -137,37 +144,77 @@ class ModalBackend:
         self, texts: Sequence[str], latent: SpeakerLatent, params: SynthesisParams, seed: int
     ) -> AsyncIterator[SpokenChunk]:
         texts = checked_request(texts, seed, latent.data)  # a damaged voice never costs a Modal call
-        message = wire.latent_to_wire(latent.data, latent.revision)
+        done = 0  # chunks whose last piece arrived
+        request = wire.SpeakRequest(texts, latent.data, latent.revision, params.to_dict(), seed)
+        async for piece in self._speak(request):
+            if not isinstance(piece, wire.PcmChunk):
+                raise BackendFailed(f"a {type(piece).__name__} arrived where PCM was asked for")
+            if piece.index != done:
+                raise BackendFailed(f"chunk {piece.index} arrived when {done} was expected")
+            done += piece.last
+            yield SpokenChunk(piece.index, piece.audio, piece.gpu_seconds, piece.block, piece.last)
+        if done != len(texts):
+            raise BackendFailed(f"stream ended after {done} of {len(texts)} chunks")
+
+    async def speak_file(
+        self,
+        texts: Sequence[str],
+        latent: SpeakerLatent,
+        params: SynthesisParams,
+        seed: int,
+        spec: wire.FileSpec,
+    ) -> AsyncIterator[wire.Progress | SpokenFile]:
+        """The speech as a finished file made on the engine side: a Progress per chunk, then the file.
+        The bot spends no CPU on encoding (OutputTooLarge, in the bot's words, if it can't fit)."""
+        texts = checked_request(texts, seed, latent.data)
+        request = wire.SpeakRequest(texts, latent.data, latent.revision, params.to_dict(), seed, "file", spec)
+        made = False
+        async for reply in self._speak(request):
+            if isinstance(reply, wire.Progress):
+                yield reply
+            elif isinstance(reply, wire.EncodedFile) and not made:
+                made = True
+                yield SpokenFile(reply.format, reply.data, reply.seconds, reply.gpu_seconds, reply.waveform)
+            else:
+                raise BackendFailed(f"a {type(reply).__name__} arrived where a file was asked for")
+        if not made:
+            raise BackendFailed("the stream ended without the file")
+
+    async def _speak(
+        self, request: wire.SpeakRequest
+    ) -> AsyncIterator[wire.PcmChunk | wire.OpusBlock | wire.EncodedFile | wire.Progress]:
+        """The app's replies to `request`, parsed; a failure before the first reply is retried once
+        when it is transient (so a retry never repeats audio), and every failure is a typed error."""
+        message = wire.speak_request_to_wire(request)
         yielded = 0
         for attempt in (1, 2):
             stream = None
             try:
-                stream = self._obj().synthesize.remote_gen.aio(texts, message, params.to_dict(), seed)
+                stream = self._obj().speak.remote_gen.aio(message)
                 while True:
                     try:
                         async with asyncio.timeout(self.timeout):
                             reply = await anext(stream)
                     except StopAsyncIteration:
-                        break
-                    index, audio, gpu_seconds = wire.chunk_from_wire(reply)
-                    if index != yielded:
-                        raise BackendFailed(f"chunk {index} arrived when {yielded} was expected")
+                        return
+                    parsed = wire.reply_from_wire(reply)
                     yielded += 1
-                    yield SpokenChunk(index, audio, gpu_seconds)
-                if yielded != len(texts):
-                    raise BackendFailed(f"stream ended after {yielded} of {len(texts)} chunks")
-                return
+                    yield parsed
             except (asyncio.CancelledError, GeneratorExit):
                 raise
             except BackendError:
                 raise
+            except wire.WireVersionMismatch as exc:
+                raise BackendOutdated(str(exc)) from exc
             except wire.WireError as exc:
                 raise BackendFailed(f"malformed reply from the GPU: {exc}") from exc
+            except EngineOutputTooLarge as exc:
+                raise OutputTooLarge.from_engine(exc) from exc
             except (Exception, mx.InputCancellation) as exc:
                 mapped = _map_error(exc, self.timeout)
                 if isinstance(mapped, _Transient):
                     if attempt == 1 and yielded == 0:
-                        log.warning("Modal synthesize failed (%s); retrying once", mapped)
+                        log.warning("Modal speak failed (%s); retrying once", mapped)
                         await asyncio.sleep(self.retry_delay)
                         continue
                     mapped = mapped.error

@@ -9,6 +9,7 @@ Modules, by concern:
 - `level`: `stitch` (trim, pause, crossfade), `speech_level_dbfs` and the peak limiter.
 - `encoding`: `encode` / `fit_to_limit` to Ogg/Opus, MP3, WAV or FLAC, with `Tags`.
 - `opus`: `OpusPacketizer` and `opus_packets`, raw 20 ms packets for live voice.
+- `voice_messages`: `voice_message`, an Ogg/Opus file plus Discord's duration and waveform.
 - `errors`: `OutputTooLarge`, which the bot words for its users (`bot.errors.OutputTooLarge`).
 - `pcm`: the sample rates and helpers the others share.
 """
