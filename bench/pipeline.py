@@ -4,6 +4,12 @@ The speech backend is replaced by a replay of pre-computed chunk audio (zero mod
 timed is exactly the bot's own work for a reply of about 20 s of speech: text preparation, loading the
 voice, stitching and levelling the chunks, recording usage, and encoding + tagging the Ogg/Opus file.
 Goal: ≤ 100 ms median on a 2-core machine.
+
+`modal_path` compares the Modal backend's two ways, each a replay of what the app sends for this reply,
+pickled in advance and unpickled by the bot as Modal's client does: int16 PCM chunks that the bot stitches
+and encodes itself (how every reply came before wire format 2), against the finished file the engine side
+makes now (`modal_tts.replies`). Reported: the bot's CPU time per reply (process time, median), the ratio
+(goal ≤ 0.2), and the bytes on the wire (goal ≤ 200 KB per 20 s).
 """
 
 from __future__ import annotations
@@ -11,6 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import pickle
 import statistics
 import sys
 import tempfile
@@ -23,7 +30,11 @@ import numpy as np
 from bot import speech
 from bot.store import VoiceStore
 from bot.tts import SpeakerLatent, SpokenChunk
+from bot.tts.modal_backend import ModalBackend
+from modal_tts import wire
 from modal_tts.params import SAMPLE_RATE, SynthesisParams
+from modal_tts.replies import replies
+from modal_tts.scheduler import ChunkAudio
 
 MESSAGE = (
     "**Good evening, everyone!** Tonight's session starts at <t:1764000000:t> in <#123>, so grab "
@@ -88,6 +99,77 @@ async def one_say(store: VoiceStore, backend: ReplayBackend) -> dict[str, float]
     }
 
 
+class ModalReplay:
+    """Stands in for the deployed class: `speak.remote_gen.aio(request)` replays the messages the app
+    would send for it, pickled in advance (the bot pays for unpickling, as with Modal's client)."""
+
+    def __init__(self, pcm: list[bytes], file: list[bytes]) -> None:
+        self.replies = {"pcm": pcm, "file": file}
+        self.speak = self
+        self.remote_gen = self
+
+    async def aio(self, request: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+        for message in self.replies[request["output"]]:
+            yield pickle.loads(message)
+
+
+def modal_replies(chunks: list[np.ndarray], title: str, limit: int) -> tuple[list[bytes], list[bytes]]:
+    """What the app sends for these chunks: int16 PCM per chunk, or progress then the finished file."""
+    pieces = [ChunkAudio(i, audio, 0.0, 640) for i, audio in enumerate(chunks)]
+    spec = wire.FileSpec("ogg", title, "Narrator", limit)
+    texts = ["[S1] x"] * len(chunks)
+    asked = {
+        kind: wire.SpeakRequest(texts, np.zeros((8, 80)), "r", {}, 1, kind, spec) for kind in ("pcm", "file")
+    }
+    return (
+        [pickle.dumps(m) for m in replies(pieces, asked["pcm"])],
+        [pickle.dumps(m) for m in replies(pieces, asked["file"])],
+    )
+
+
+async def modal_path(store: VoiceStore, chunks: list[np.ndarray], runs: int) -> dict[str, Any]:
+    """The bot's CPU per reply on the Modal path: PCM it encodes itself, against the engine's file."""
+    limit = 10 * 1024 * 1024
+    request = speech.plan(
+        store, guild_id=1, user_id=2, voice_name="Narrator", words=MESSAGE, max_chars=2000, seed=1
+    )
+    pcm, file = modal_replies(chunks, speech.tags_of(request).title, limit)
+    backend = ModalBackend(lookup=lambda: ModalReplay(pcm, file))
+
+    async def bot_encodes() -> int:
+        asked = speech.plan(
+            store, guild_id=1, user_id=2, voice_name="Narrator", words=MESSAGE, max_chars=2000
+        )
+        said = await speech.speak(store, backend, asked, record_usage=False)
+        return len(speech.render(said, "ogg", limit_bytes=limit))
+
+    async def engine_encodes() -> int:
+        asked = speech.plan(
+            store, guild_id=1, user_id=2, voice_name="Narrator", words=MESSAGE, max_chars=2000
+        )
+        made = await speech.speak_to_file(
+            store, backend, asked, file_format="ogg", limit_bytes=limit, voice_message=False
+        )
+        assert isinstance(made.file, bytes)
+        return len(made.file)
+
+    cpu: dict[str, list[float]] = {"bot_encodes": [], "engine_encodes": []}
+    for _ in range(runs + 1):  # the first of each is a warm-up
+        for name, fn in (("bot_encodes", bot_encodes), ("engine_encodes", engine_encodes)):
+            started = time.process_time()
+            await fn()
+            cpu[name].append((time.process_time() - started) * 1000)
+    bot_ms, engine_ms = (statistics.median(cpu[k][1:]) for k in ("bot_encodes", "engine_encodes"))
+    return {
+        "bot_cpu_ms_bot_encodes": round(bot_ms, 2),
+        "bot_cpu_ms_engine_encodes": round(engine_ms, 2),
+        "cpu_ratio": round(engine_ms / bot_ms, 3),
+        "wire_bytes_pcm": sum(map(len, pcm)),
+        "wire_bytes_file": sum(map(len, file)),
+        "goals": {"cpu_ratio": 0.2, "wire_bytes_per_20_s": 200_000},
+    }
+
+
 async def run(runs: int) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         store = VoiceStore(tmp)
@@ -110,6 +192,7 @@ async def run(runs: int) -> dict[str, Any]:
         backend = ReplayBackend([20.0 / chunks] * chunks)  # ~20 s of speech in all
         await one_say(store, backend)  # warm-up: imports, codec set-up
         samples = [await one_say(store, backend) for _ in range(runs)]
+        modal = await modal_path(store, backend.audio, runs)
         store.close()
 
     def median(key: str) -> float:
@@ -129,6 +212,7 @@ async def run(runs: int) -> dict[str, Any]:
             "encode_and_tag_ogg": median("encode_ms"),
         },
         "goal_ms": 100,
+        "modal_path": modal,
     }
 
 

@@ -37,6 +37,9 @@ async def test_pipeline_bench_times_each_stage_of_a_20_second_say():
     stages = report["stages_median_ms"]
     assert all(ms > 0 for ms in stages.values())
     assert report["file_bytes"] > 50_000 and report["median_ms"] >= max(stages.values())
+    modal = report["modal_path"]  # the engine side's file: the bot neither stitches nor encodes
+    assert 0 < modal["bot_cpu_ms_engine_encodes"] < modal["bot_cpu_ms_bot_encodes"]
+    assert 50_000 < modal["wire_bytes_file"] < modal["wire_bytes_pcm"] / 5
 
 
 async def test_load_bench_gives_every_member_of_a_small_burst_their_file():
