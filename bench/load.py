@@ -3,7 +3,9 @@
 
 All `--requests` invocations of `/say mode:file` arrive at once, spread evenly over `--guilds`
 servers (one member per request, so no cooldown or quota is in the way); each is answered with a
-voice message of about 20 s of speech in 2 chunks (`bench.pipeline.MESSAGE`). The bot runs in a
+voice message of about 20 s of speech in 2 chunks (`bench.pipeline.MESSAGE`). The replay answers as the
+Modal backend does, with the finished file made on the engine side (`--pcm`: with PCM the bot stitches
+and encodes itself, as the local backend does). The bot runs in a
 process of its own, exactly as `bot.client.VoiceBot` runs in production, except that its speech
 backend is a paced replay: it serves `--in-flight` requests at a time, makes each chunk in
 `--chunk-seconds` whatever the bot does meanwhile, and answers with audio made in advance. This
@@ -49,7 +51,8 @@ from typing import Any
 import numpy as np
 
 from bench.pipeline import MESSAGE, speech_like
-from bot.tts import SpeakerLatent, SpokenChunk
+from bot.tts import SpeakerLatent, SpokenChunk, SpokenFile
+from modal_tts import wire
 from modal_tts.params import SynthesisParams
 
 SPEECH_S = 20.0  # of audio per request, all chunks together
@@ -77,14 +80,8 @@ class PacedReplayBackend:
     async def synthesize(
         self, texts: Sequence[str], latent: SpeakerLatent, params: SynthesisParams, seed: int
     ) -> AsyncIterator[SpokenChunk]:
-        await self._slots.acquire()
-        loop = asyncio.get_running_loop()
-        start = loop.time()
         # The slot is the GPU's: it frees when the last chunk is made, however slowly they are read.
-        loop.call_at(start + len(texts) * self.chunk_s, self._slots.release)
-        for i in range(len(texts)):
-            await asyncio.sleep(max(0.0, start + (i + 1) * self.chunk_s - loop.time()))
-            self.chunks_made += 1
+        async for i in self._paced(len(texts)):
             yield SpokenChunk(i, self.audio[i % len(self.audio)], self.chunk_s)
 
     async def info(self) -> dict[str, Any]:
@@ -92,6 +89,53 @@ class PacedReplayBackend:
 
     async def close(self) -> None:
         return None
+
+    async def _paced(self, chunks: int) -> AsyncIterator[int]:
+        """Chunk numbers at the GPU's pace, holding one of the `in_flight` slots meanwhile."""
+        await self._slots.acquire()
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        loop.call_at(start + chunks * self.chunk_s, self._slots.release)
+        for i in range(chunks):
+            await asyncio.sleep(max(0.0, start + (i + 1) * self.chunk_s - loop.time()))
+            self.chunks_made += 1
+            yield i
+
+
+class EncodedReplayBackend(PacedReplayBackend):
+    """As `PacedReplayBackend`, answering as the Modal backend now does (`bot.tts.EncodingBackend`): a
+    file request gets a progress per chunk and then the finished voice message, live speech gets Opus
+    packets, all made in advance: the bot only forwards bytes."""
+
+    def __init__(self, *, in_flight: int, chunk_s: float, chunks: int) -> None:
+        super().__init__(in_flight=in_flight, chunk_s=chunk_s, chunks=chunks)
+        from modal_tts import output
+        from modal_tts.output import voice_messages
+
+        pcm = output.stitch(self.audio)
+        tags = output.Tags(title="Replay", voice="Narrator")
+        self.message = voice_messages.voice_message(pcm, tags=tags, limit_bytes=10 * 2**20)
+        self.packets = [tuple(output.opus_packets([chunk])) for chunk in self.audio]
+
+    async def speak_file(
+        self,
+        texts: Sequence[str],
+        latent: SpeakerLatent,
+        params: SynthesisParams,
+        seed: int,
+        spec: wire.FileSpec,
+    ) -> AsyncIterator[wire.Progress | SpokenFile]:
+        async for i in self._paced(len(texts)):
+            yield wire.Progress(i + 1, len(texts), 0.5)
+        message = self.message
+        yield SpokenFile("ogg", message.data, message.duration_s, self.chunk_s * len(texts), message.waveform)
+
+    async def speak_live(
+        self, texts: Sequence[str], latent: SpeakerLatent, params: SynthesisParams, seed: int
+    ) -> AsyncIterator[SpokenChunk]:
+        async for i in self._paced(len(texts)):
+            packets = self.packets[i % len(self.packets)]
+            yield SpokenChunk(i, np.zeros(0, np.float32), self.chunk_s, packets=packets, peak=0.5)
 
 
 # --- the bot's process --------------------------------------------------------------------------
@@ -129,7 +173,8 @@ async def _run_bot(
 
     told = asyncio.Event()
     loop.add_reader(conn.fileno(), told.set)
-    backend = PacedReplayBackend(**backend_options)
+    options = dict(backend_options)
+    backend = (EncodedReplayBackend if options.pop("encoded") else PacedReplayBackend)(**options)
     if shards:
         bot: VoiceBot = ShardedVoiceBot(
             config, backend=backend, shard_ids=shards[0], shard_count=shards[1], sync_on_start=0 in shards[0]
@@ -245,10 +290,13 @@ async def burst(
     chunk_s: float = 0.5,
     processes: int = 1,
     database_url: str | None = None,
+    encoded: bool = True,
 ) -> dict[str, Any]:
     """One burst, as described in the module docstring; returns its figures. `processes` > 1 runs
     that many bot processes, one shard each, over the library at `database_url` (PostgreSQL) or the
-    data folder's; the replay backend's `in_flight` slots are split between them (one GPU's worth)."""
+    data folder's; the replay backend's `in_flight` slots are split between them (one GPU's worth).
+    `encoded=False` replays PCM that the bot encodes itself (the local backend's way, and the Modal
+    path's before wire format 2)."""
     from bot import text
     from bot.store import open_library
     from tests.fakediscord import FakeDiscord
@@ -286,7 +334,12 @@ async def burst(
                 "database_url": database_url,
                 "identify_interval_s": 0.1,
             }
-            backend = {"in_flight": max(1, in_flight // processes), "chunk_s": chunk_s, "chunks": chunks}
+            backend = {
+                "in_flight": max(1, in_flight // processes),
+                "chunk_s": chunk_s,
+                "chunks": chunks,
+                "encoded": encoded,
+            }
             pipes = [multiprocessing.Pipe() for _ in range(processes)]
             bots = [
                 multiprocessing.get_context("spawn").Process(
@@ -348,6 +401,7 @@ async def burst(
     return {
         "processes": processes,
         "library": "postgresql" if database_url else "sqlite",
+        "audio_from_backend": "encoded" if encoded else "pcm",
         "requests": requests,
         "guilds": guilds,
         "in_flight": in_flight,
@@ -383,6 +437,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--in-flight", type=int, default=32)
     parser.add_argument("--chunk-seconds", type=float, default=0.5)
     parser.add_argument("--runs", type=int, default=1, help="report each run, then the medians")
+    parser.add_argument(
+        "--pcm", action="store_true", help="the backend returns PCM the bot encodes (before wire format 2)"
+    )
     args = parser.parse_args(argv)
     runs = []
     for _ in range(args.runs):
@@ -393,6 +450,7 @@ def main(argv: list[str] | None = None) -> int:
                     guilds=args.guilds,
                     in_flight=args.in_flight,
                     chunk_s=args.chunk_seconds,
+                    encoded=not args.pcm,
                 )
             )
         )

@@ -30,8 +30,8 @@ import numpy as np
 from bot import audio, replies, speech, text
 from bot.errors import CannotJoinVoice, UploadFailed
 from bot.limits import Reservation
-from bot.playback import Ending, Outcome, QueueItem, VoiceChannel
-from bot.tts import FileBackend
+from bot.playback import Ending, Outcome, Packets, QueueItem, VoiceChannel
+from bot.tts import EncodingBackend
 
 if TYPE_CHECKING:
     from bot.client import VoiceBot
@@ -122,7 +122,7 @@ async def _speak_and_encode(
 ) -> _Encoded:
     """The finished file: made on the engine side when the backend can (Modal), else here, the speech
     itself held (within the encoder's allowance) only until it is encoded."""
-    if isinstance(bot.backend, FileBackend):
+    if isinstance(bot.backend, EncodingBackend):
         made = await speech.speak_to_file(
             bot.store,
             bot.backend,
@@ -257,9 +257,10 @@ class Queued:
     item: QueueItem
 
 
-async def _audio_of(bot: VoiceBot, request: speech.Request) -> AsyncIterator[np.ndarray]:
-    async for chunk in speech.stream(bot.store, bot.backend, request):
-        yield chunk.audio
+async def _audio_of(bot: VoiceBot, request: speech.Request) -> AsyncIterator[np.ndarray | Packets]:
+    """What the voice channel plays: PCM pieces, or Opus packets the engine side encoded."""
+    async for chunk in speech.stream(bot.store, bot.backend, request, live=True):
+        yield chunk.audio if chunk.packets is None else Packets(chunk.packets)
 
 
 def queue_notice(position: int, where: str, voice: str) -> str:

@@ -17,7 +17,7 @@ import numpy as np
 from bot import audio, text
 from bot.errors import SilentSpeech, SpeakerLatentRejected, VoiceDeleted, VoiceNeedsRepair, VoiceNotFound
 from bot.store import Voice, VoiceLibrary
-from bot.tts import FileBackend, SpeakerLatent, SpokenChunk, TTSBackend
+from bot.tts import EncodingBackend, SpeakerLatent, SpokenChunk, TTSBackend
 from modal_tts.params import SynthesisParams
 from modal_tts.wire import FileSpec, Progress
 
@@ -91,15 +91,18 @@ def plan(
     return Request(guild_id, user_id, voice, chunks, params or settings(), seed)
 
 
-async def stream(store: VoiceLibrary, backend: TTSBackend, request: Request) -> AsyncIterator[SpokenChunk]:
-    """The request's speech as it is made, piece by piece (a chunk, or a block of one). The voice is
-    looked up again first: a queued request may come up after its voice was deleted."""
+async def stream(
+    store: VoiceLibrary, backend: TTSBackend, request: Request, *, live: bool = False
+) -> AsyncIterator[SpokenChunk]:
+    """The request's speech as it is made, piece by piece (a chunk, or a block of one); `live` asks an
+    encoding backend for Opus packets instead of PCM. The voice is looked up again first: a queued
+    request may come up after its voice was deleted."""
     speaker = await _speaker(store, request.voice)
     peak = 0.0  # of the chunk so far: a quiet first block is a lead-in, a quiet chunk is a failure
+    speak = backend.speak_live if live and isinstance(backend, EncodingBackend) else backend.synthesize
     async with _rejected_voice(store, request.voice):
-        async for chunk in backend.synthesize(request.chunks, speaker, request.params, request.seed):
-            if chunk.audio.size:
-                peak = max(peak, float(np.max(np.abs(chunk.audio))))
+        async for chunk in speak(request.chunks, speaker, request.params, request.seed):
+            peak = max(peak, chunk.loudest)
             if chunk.last:
                 if peak < SILENCE_PEAK:
                     raise SilentSpeech()
@@ -117,7 +120,7 @@ class SpokenFile:
 
 async def speak_to_file(
     store: VoiceLibrary,
-    backend: FileBackend,
+    backend: EncodingBackend,
     request: Request,
     *,
     file_format: str,
@@ -144,7 +147,7 @@ async def speak_to_file(
             if voice_message:
                 made = audio.VoiceMessage(reply.data, reply.seconds, reply.waveform or "")
             return SpokenFile(request, made, reply.seconds, reply.gpu_seconds)
-    raise AssertionError("a FileBackend ends with the file or raises")
+    raise AssertionError("a EncodingBackend ends with the file or raises")
 
 
 async def _speaker(store: VoiceLibrary, voice: Voice) -> SpeakerLatent:

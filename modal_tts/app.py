@@ -214,4 +214,11 @@ class EchoTTS:
             "gpu": GPU,
             "fast_path": getattr(self, "fast_path", {"fast_path": "off", "why": "no GPU"}),
             "warmup_seconds": getattr(self, "warmup_seconds", 0.0),
+            # Since the container started: sampler calls, chunks cut and sampled again in a bigger
+            # window, blocks sampled again for a long silence (the silence guard).
+            "scheduler": {
+                "batches": self.scheduler.batches_run,
+                "cut_resamples": self.scheduler.planner.resampled,
+                "silence_resamples": self.scheduler.planner.silences,
+            },
         }

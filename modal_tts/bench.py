@@ -16,7 +16,8 @@ These are smoke figures on a CPU, not speed: they show the scheduling works as d
 (`--full-size-random` is implied unless `--weights` is given): the same FLOPs as the real checkpoint, no
 download. Prints JSON lines: device and versions; forward-pass time per (window, batch), eager and fast
 path; time to first audio and real-time factor for one short request, one full-window request and 8
-concurrent full-window requests; decode time; peak memory; GPU-seconds and cost per 20 s `/say`.
+concurrent full-window requests; the low-latency plan's first-block latency at batch 1, 4 and 8 and its
+real-time factor; decode time; peak memory; GPU-seconds and cost per 20 s `/say`.
 Random weights never reach Echo's end of speech, so every chunk decodes its whole window: a worst case.
 """
 
@@ -30,7 +31,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from importlib import metadata
 from typing import Any
 
@@ -97,10 +98,16 @@ def _reference_latent(engine: EchoEngine) -> np.ndarray:
 
 
 def timed_requests(
-    scheduler: Scheduler, requests: list[list[str]], latent: np.ndarray, params: SynthesisParams
+    scheduler: Scheduler,
+    requests: list[list[str]],
+    latent: np.ndarray,
+    params: SynthesisParams,
+    *,
+    pieces: bool = False,
 ) -> list[dict[str, float]]:
     """Send `requests` at once (one thread each, as Modal inputs arrive); per request: seconds to the
-    first chunk and to the last, and seconds of audio."""
+    first audio (the first chunk, or with `pieces` the first block's) and to the last, and seconds of
+    audio."""
     results: list[dict[str, float]] = [{} for _ in requests]
     gate = threading.Event()
     scheduler.call(gate.wait)  # all requests wait together, as a burst does
@@ -108,9 +115,10 @@ def timed_requests(
     def ask(n: int) -> None:
         started = time.perf_counter()
         audio = 0.0
-        for chunk in scheduler.stream(requests[n], latent, params, seed=n):
+        for chunk in scheduler.stream(requests[n], latent, params, seed=n, pieces=pieces):
             audio += chunk.audio.size / SAMPLE_RATE
-            results[n].setdefault("first_s", time.perf_counter() - started)
+            if chunk.audio.size:
+                results[n].setdefault("first_s", time.perf_counter() - started)
         results[n].update(total_s=time.perf_counter() - started, audio_s=audio)
 
     threads = [threading.Thread(target=ask, args=(n,)) for n in range(len(requests))]
@@ -141,40 +149,65 @@ class EndsSpeech:
         return getattr(self.engine, name)
 
 
-def first_audio(engine: Any, text: str, latent: np.ndarray, params: SynthesisParams) -> tuple[float, float]:
-    """Seconds to the first piece of audio and to the last, for one chunk on the calling thread."""
+@dataclass
+class Timed:
+    """One chunk spoken on the calling thread: seconds to its first audio and to its end, its pieces, and
+    the forward passes it cost."""
+
+    first_s: float
+    total_s: float
+    pieces: list[np.ndarray]
+    passes: int
+
+
+def first_audio(engine: Any, text: str, latent: np.ndarray, params: SynthesisParams) -> Timed:
+    before = engine.forward_passes
     started = time.perf_counter()
-    first = None
+    first, pieces = None, []
     for piece in run_inline(engine, [text], latent, params, seed=0, pieces=True):
         if piece.audio.size:
             first = first or time.perf_counter() - started
-    return first or 0.0, time.perf_counter() - started
+            pieces.append(piece.audio)
+    return Timed(first or 0.0, time.perf_counter() - started, pieces, engine.forward_passes - before)
 
 
 def blocks(engine: EchoEngine, latent: np.ndarray, steps: int, repeats: int) -> dict[str, Any]:
-    """What block plans buy: first audio, and early stop's saving."""
+    """What block plans buy: first audio, and early stop's saving; and that seams don't click."""
     whole = SynthesisParams(steps=steps, silence_guard_s=None)
     low = replace(whole, block_plan=plans.LOW_LATENCY)
+    first_audio(engine, FIRST_SENTENCE, latent, low)  # warm-up
     result: dict[str, Any] = {}
+    runs: list[Timed] = []
     for name, text in (("full_window", LONG_CHUNK), ("sentence", FIRST_SENTENCE)):
-        first_audio(engine, text, latent, low)  # warm-up
-        low_first = statistics.median(first_audio(engine, text, latent, low)[0] for _ in range(repeats))
-        whole_s = statistics.median(first_audio(engine, text, latent, whole)[1] for _ in range(repeats))
+        runs = [first_audio(engine, text, latent, low) for _ in range(repeats)]
+        low_first = statistics.median(run.first_s for run in runs)
+        whole_s = statistics.median(first_audio(engine, text, latent, whole).total_s for _ in range(repeats))
         result[name] = {
             "low_latency_first_audio_s": round(low_first, 3),
             "whole_plan_s": round(whole_s, 3),
             "first_audio_ratio": round(low_first / whole_s, 3),
         }
+        if name == "full_window":
+            # Seams: the sample step across each block boundary against the signal's own steps (a
+            # click would stand far above its 99.9th percentile).
+            pieces = runs[0].pieces
+            steps_abs = np.abs(np.diff(np.concatenate(pieces)))
+            seams = np.cumsum([p.size for p in pieces])[:-1]
+            result["seams"] = {
+                "count": len(seams),
+                "largest_seam_step_over_p99_9": round(
+                    float(max(steps_abs[s - 1] for s in seams) / np.percentile(steps_abs, 99.9)), 3
+                ),
+            }
     long_text = "[S1] " + "This sentence is long enough to be given all three blocks of the plan. " * 2
     ends = EndsSpeech(engine, HELLO)
-    early_passes = _forward_passes(engine, lambda: first_audio(ends, long_text, latent, low))
-    full_passes = _forward_passes(engine, lambda: first_audio(engine, long_text, latent, low))
-    early_s = statistics.median(first_audio(ends, long_text, latent, low)[1] for _ in range(repeats))
-    full_s = statistics.median(first_audio(engine, long_text, latent, low)[1] for _ in range(repeats))
+    early = [first_audio(ends, long_text, latent, low) for _ in range(repeats)]
+    full = [first_audio(engine, long_text, latent, low) for _ in range(repeats)]
+    early_s, full_s = (statistics.median(run.total_s for run in timed) for timed in (early, full))
     result["early_stop"] = {
         "speech_ends_at_latent": ends.end,
-        "forward_passes": [early_passes, full_passes],
-        "passes_ratio": round(early_passes / full_passes, 3),
+        "forward_passes": [early[0].passes, full[0].passes],
+        "passes_ratio": round(early[0].passes / full[0].passes, 3),
         "seconds_ratio": round(early_s / full_s, 3),
     }
     return result
@@ -233,6 +266,7 @@ def scheduling(engine: EchoEngine, steps: int = 40, repeats: int = 3) -> dict[st
             "ratio": round(eight / alone, 2),
         },
         "resampled_chunks": scheduler.planner.resampled,
+        "silence_resamples": scheduler.planner.silences,
         "blocks": block_figures,
     }
 
@@ -270,7 +304,13 @@ def forward_times(engine: EchoEngine, repeats: int) -> list[dict[str, Any]]:
 
 
 def gpu_suite(
-    engine: EchoEngine, *, steps: int, repeats: int, price_per_second: float, fast_path: bool
+    engine: EchoEngine,
+    *,
+    steps: int,
+    repeats: int,
+    price_per_second: float,
+    fast_path: bool,
+    block_batches: tuple[int, ...] = (1, 4, 8),
 ) -> None:
     started = time.perf_counter()
     info = engine.info()
@@ -314,6 +354,25 @@ def gpu_suite(
                 audio_s=round(audio, 2),
                 real_time_factor=round(total / audio, 4),
                 chunks_per_second=round(len(requests) / total, 2),
+            )
+        # The low-latency plan: the first block's latency at batch 1, 4 and 8 (random weights never end
+        # speech, so every request runs the whole plan: its real-time factor is the plan's worst case).
+        low = replace(params, block_plan=plans.LOW_LATENCY)
+        for batch in block_batches:
+            requests = [[LONG_CHUNK]] * batch
+            timed_requests(scheduler, requests, latent, low, pieces=True)  # warm-up
+            runs = [timed_requests(scheduler, requests, latent, low, pieces=True) for _ in range(repeats)]
+            first = statistics.median(max(r["first_s"] for r in run) for run in runs)
+            total = statistics.median(max(r["total_s"] for r in run) for run in runs)
+            audio = runs[0][0]["audio_s"]
+            _line(
+                step="blocks",
+                plan=plans.LOW_LATENCY,
+                batch=batch,
+                first_block_s=round(first, 3),
+                total_s=round(total, 3),
+                audio_s=round(audio, 2),
+                real_time_factor=round(total / audio, 4),
             )
     finally:
         scheduler.close()

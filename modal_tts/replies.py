@@ -1,6 +1,8 @@
 """What the engine sends back for a speak request (wire format 2), from the scheduler's pieces.
 
 - `pcm`: each piece as it is decoded (a block of a chunk, or the whole chunk).
+- `opus`: each piece's 20 ms Opus packets for live voice (48 kHz stereo, what Discord's voice gateway
+  takes), one encoder over the whole request: the bot only forwards them.
 - `file`: a progress message per chunk as it is made, then the finished file: stitched and levelled,
   encoded, tagged and fitted to the upload limit here, so the bot only forwards bytes (a 20 s Ogg/Opus
   file is ~160 KB against 1.76 MB of int16 PCM, and the encoding CPU is the container's, not the bot's).
@@ -26,9 +28,26 @@ def replies(pieces: Iterable[ChunkAudio], asked: wire.SpeakRequest) -> Iterator[
         assert asked.file is not None  # speak_request_from_wire insists on one
         yield from _file(pieces, asked.file, len(asked.texts))
         return
+    if asked.output == "opus":
+        yield from _opus(pieces, len(asked.texts))
+        return
     for piece in pieces:
         yield wire.pcm_chunk_to_wire(
             piece.index, piece.audio, piece.gpu_seconds, block=piece.block, last=piece.last
+        )
+
+
+def _opus(pieces: Iterable[ChunkAudio], total: int) -> Iterator[dict[str, Any]]:
+    """One Opus stream over the whole request, as the bot's own live encoder makes it: each piece's
+    whole 20 ms packets as soon as it is decoded, the rest flushed after the last chunk."""
+    packetizer = output.OpusPacketizer()
+    for piece in pieces:
+        packets = packetizer.feed(piece.audio)
+        if piece.last and piece.index == total - 1:
+            packets += packetizer.flush()
+        peak = float(np.max(np.abs(piece.audio))) if piece.audio.size else 0.0
+        yield wire.opus_block_to_wire(
+            piece.index, piece.block, packets, piece.audio.size, piece.gpu_seconds, last=piece.last, peak=peak
         )
 
 

@@ -144,6 +144,7 @@ class OpusBlock:
     samples: int  # 44.1 kHz PCM samples this block covers
     gpu_seconds: float
     last: bool  # the chunk's last block: its packets are flushed
+    peak: float = 0.0  # the block's loudest sample: the bot refuses a silent chunk as it does PCM
 
 
 @dataclass(frozen=True)
@@ -179,7 +180,7 @@ class PcmChunk:
     last: bool = True
 
 
-OUTPUTS = ("pcm", "file")  # what a speak request may ask the engine to return
+OUTPUTS = ("pcm", "opus", "file")  # what a speak request may ask the engine to return
 
 
 @dataclass(frozen=True)
@@ -257,9 +258,17 @@ def check_request_version(version: object) -> None:
 
 
 def opus_block_to_wire(
-    index: int, block: int, packets: Sequence[bytes], samples: int, gpu_seconds: float, *, last: bool
+    index: int,
+    block: int,
+    packets: Sequence[bytes],
+    samples: int,
+    gpu_seconds: float,
+    *,
+    last: bool,
+    peak: float = 0.0,
 ) -> dict[str, Any]:
     return {
+        "peak": float(peak),
         "v": WIRE_VERSION,
         "kind": "opus",
         "index": int(index),
@@ -327,6 +336,7 @@ def opus_block_from_wire(message: object) -> OpusBlock:
         samples=fields.count("samples"),
         gpu_seconds=fields.seconds("gpu_seconds"),
         last=fields.flag("last"),
+        peak=fields.seconds("peak"),
     )
 
 

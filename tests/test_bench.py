@@ -16,15 +16,22 @@ def test_the_scheduling_bench_reports_sizing_ordering_and_sharing(tiny_engine):
     assert 0 < short["cost_ratio"] and report["first_chunk"]["ratio"] > 0
     # Eight requests waiting together share one call per step: the same passes as one.
     assert report["concurrent"]["ratio"] == 1.0 and report["concurrent"]["forward_passes_1"] == 2
+    blocks = report["blocks"]
+    # Speech that ends in the second block: its 8 + 15 steps, not the third block's 20 more.
+    assert blocks["early_stop"]["forward_passes"] == [23, 43]
+    assert blocks["seams"]["count"] == 2 and blocks["seams"]["largest_seam_step_over_p99_9"] <= 1.0
+    assert 0 < blocks["full_window"]["first_audio_ratio"] < 1
 
 
 def test_the_gpu_suite_runs_end_to_end_on_any_device(tiny_engine, capsys):
-    gpu_suite(tiny_engine, steps=2, repeats=1, price_per_second=0.001, fast_path=True)
+    gpu_suite(tiny_engine, steps=2, repeats=1, price_per_second=0.001, fast_path=True, block_batches=(1,))
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     steps = [line.get("step", line.get("suite")) for line in lines]
     assert steps[0] == "gpu" and "end of speech" in lines[0]["note"]
     assert lines[1] == {"step": "fast_path", "fast_path": "off", "why": "CUDA only"}
     assert steps.count("forward_pass") == 20 and steps.count("request") == 3 and steps[-1] == "done"
+    (blocks,) = [line for line in lines if line.get("step") == "blocks"]
+    assert blocks["batch"] == 1 and 0 < blocks["first_block_s"] < blocks["total_s"]
     cost = next(line for line in lines if line.get("step") == "cost")
     assert cost["gpu_seconds"] > 0 and cost["cost_per_say_usd"] > 0
 

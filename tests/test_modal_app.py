@@ -40,6 +40,7 @@ def test_info_reports_revision_device_and_versions(echo_tts, tiny_engine):
     assert info["revision"] == tiny_engine.revision
     assert info["device"] == "cpu" and info["dtype"] == "float32"
     assert info["versions"]["echo-tts"] == "0.1.4" and info["versions"]["torch"].startswith("2.11.0")
+    assert set(info["scheduler"]) == {"batches", "cut_resamples", "silence_resamples"}
 
 
 def test_encode_speaker_speaks_the_wire_format(echo_tts, tiny_engine):
@@ -115,6 +116,29 @@ def test_speak_can_return_the_finished_file(echo_tts, tiny_engine, tiny_latent, 
     ours = output.fit_to_limit(pcm, "ogg", 10_000_000, tags)
     np.testing.assert_array_equal(media.decode(done.data)[0], media.decode(ours)[0])
     assert OggOpus(io.BytesIO(done.data))["title"] == ["One."]
+
+
+def test_speak_can_return_live_opus_packets(echo_tts, tiny_engine, tiny_latent):
+    """Output "opus": each block's 20 ms packets as it is decoded, one encoder over the request: the same
+    packets the bot's own live encoder makes from the same speech."""
+    from modal_tts import output
+
+    texts = ["[S1] One, a sentence long enough for two blocks.", "[S1] Two."]
+    params = SynthesisParams(steps=4, block_plan="low-latency", silence_guard_s=None)
+    request = wire.speak_request_to_wire(
+        wire.SpeakRequest(texts, tiny_latent, "r", params.to_dict(), 11, "opus")
+    )
+    blocks = [wire.reply_from_wire(m) for m in echo_tts.speak.local(request)]
+    assert all(isinstance(b, wire.OpusBlock) for b in blocks)
+    assert [(b.index, b.block, b.last) for b in blocks] == [
+        (0, 0, False),
+        (0, 1, True),
+        (1, 0, False),
+        (1, 1, True),
+    ]
+    assert blocks[0].samples == 32 * 2048 and len(blocks[0].packets) >= 70  # 1.49 s: playable at once
+    expected = tiny_engine.synthesize(texts, tiny_latent, params, seed=11)
+    assert [p for b in blocks for p in b.packets] == list(output.opus_packets(expected))
 
 
 def test_the_image_pins_the_locked_audio_packages():

@@ -292,6 +292,23 @@ async def test_round_trip_against_the_real_modal_class(tiny_model_dir, tiny_engi
     assert made.seconds == pytest.approx(output.stitch(expected).size / 44_100)
 
 
+async def test_live_speech_arrives_as_opus_packets_and_the_stream_asks_for_them():
+    from bot import speech
+
+    blocks = [
+        wire.opus_block_to_wire(0, 0, [b"\x01", b"\x02"], 1764, 0.1, last=False, peak=0.4),
+        wire.opus_block_to_wire(0, 1, [b"\x03"], 882, 0.2, last=True, peak=0.3),
+    ]
+    method = Method([blocks])
+    got = [c async for c in backend(speak=method).speak_live(["a"], LATENT, PARAMS, 1)]
+    assert [(c.packets, c.samples, c.last, c.audio.size) for c in got] == [
+        ((b"\x01", b"\x02"), 1764, False, 0),
+        ((b"\x03",), 882, True, 0),
+    ]
+    assert method.calls[0][0]["output"] == "opus"
+    assert isinstance(ModalBackend(), speech.EncodingBackend)  # live voice asks it for packets
+
+
 async def test_a_file_too_big_on_the_engine_side_is_told_as_the_bots_own_error():
     too_big = output.OutputTooLarge(600.0, "wav", 52_000_000, 10_485_760)
     spec = wire.FileSpec("wav", title="t", voice="v", limit_bytes=10_485_760)

@@ -20,7 +20,7 @@ import pytest
 
 from bot import audio
 from bot.errors import BackendFailed
-from bot.playback import OPUS_SILENCE, Ending, Outcome, Playback, QueueItem, StreamingSource
+from bot.playback import OPUS_SILENCE, Ending, Outcome, Packets, Playback, QueueItem, StreamingSource
 from tests.fakediscord import FakeDiscord
 from tests.fakediscord.audio import align
 from tests.fakediscord.leftovers import DISCORD_THREADS, assert_nothing_left_behind
@@ -188,6 +188,19 @@ async def test_source_never_blocks_the_player_and_fills_gaps_with_silence() -> N
     first_gap = next(i for i, p in enumerate(packets) if p == OPUS_SILENCE)
     assert 0 < first_gap < len(audio_packets)  # the silence sits between chunks, not at the start
     assert source.exhausted and source.error is None and stream.finally_ran
+
+
+async def test_packets_encoded_on_the_engine_side_are_played_as_they_came() -> None:
+    """Live speech from an encoding backend: its Opus packets go out untouched, nothing is encoded here."""
+    chunks = [tone(0.3, 300), tone(0.3, 500)]
+    packets = list(audio.opus_packets(chunks))
+    stream = Stream([Packets(tuple(packets[:7])), Packets(tuple(packets[7:]))], delay=0.0)
+    source = StreamingSource(stream.iterator, loop=asyncio.get_running_loop(), name="unit")
+    source.start()
+    await source.wait_ready()
+    played = await asyncio.to_thread(lambda: list(iter(source.read, b"")))
+    await source.aclose()
+    assert [p for p in played if p != OPUS_SILENCE] == packets and source.error is None
 
 
 # --- playing through Discord ----------------------------------------------------------------------

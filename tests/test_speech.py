@@ -11,7 +11,7 @@ import pytest
 from bot import audio, speech
 from bot.errors import SilentSpeech, SpeakerLatentRejected, VoiceNeedsRepair
 from bot.store import VoiceStore
-from bot.tts import FileBackend, SpokenChunk, SpokenFile
+from bot.tts import EncodingBackend, SpokenChunk, SpokenFile
 from modal_tts import wire
 from tests.test_store import add
 
@@ -78,7 +78,7 @@ async def test_a_file_joins_each_chunks_pieces_and_counts_progress_by_chunk(tmp_
 
 
 class FileMaker:
-    """A backend whose engine side makes the file (`bot.tts.FileBackend`), as the Modal one does."""
+    """A backend whose engine side encodes (`bot.tts.EncodingBackend`), as the Modal one does."""
 
     name = "files"
 
@@ -88,6 +88,10 @@ class FileMaker:
 
     async def synthesize(self, texts, latent, params, seed):
         raise AssertionError("a file request never asks for PCM")
+        yield
+
+    async def speak_live(self, texts, latent, params, seed):
+        raise AssertionError("a file request never asks for live packets")
         yield
 
     async def speak_file(self, texts, latent, params, seed, spec):
@@ -114,7 +118,7 @@ async def test_a_file_made_on_the_engine_side_is_forwarded_as_it_came(tmp_path):
             voice_message=True,
             progress=lambda d, n: progress.append((d, n)),
         )
-        assert isinstance(maker, FileBackend) and progress == [(1, 2), (2, 2)]
+        assert isinstance(maker, EncodingBackend) and progress == [(1, 2), (2, 2)]
         assert maker.specs == [wire.FileSpec("ogg", "Hello there.", "Ada", 1000, True)]
         assert isinstance(made.file, audio.VoiceMessage)
         assert (made.file.data, made.file.duration_s, made.file.waveform) == (b"OggS...", 3.5, "AAAA")

@@ -36,7 +36,16 @@ Modules, by concern (import the names below from `bot.playback`):
 - `manager`: `Playback`, every guild's player behind the API above.
 """
 
-from bot.playback.items import Ending, ItemEnd, OnFinish, Outcome, QueueItem, VoiceChannel, item_outcome
+from bot.playback.items import (
+    Ending,
+    ItemEnd,
+    OnFinish,
+    Outcome,
+    Packets,
+    QueueItem,
+    VoiceChannel,
+    item_outcome,
+)
 from bot.playback.manager import Playback
 from bot.playback.source import OPUS_SILENCE, StreamingSource
 
@@ -46,6 +55,7 @@ __all__ = [
     "ItemEnd",
     "OnFinish",
     "Outcome",
+    "Packets",
     "Playback",
     "QueueItem",
     "StreamingSource",

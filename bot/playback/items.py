@@ -86,11 +86,18 @@ def item_outcome(end: ItemEnd) -> Outcome:
     return Outcome(Ending.STOPPED, None, seconds)  # someone else stopped our player
 
 
+@dataclass(frozen=True)
+class Packets:
+    """20 ms Opus packets encoded on the engine side: played as they are, never encoded again."""
+
+    packets: tuple[bytes, ...]
+
+
 @dataclass(eq=False)
 class QueueItem:
     title: str  # shown to users, e.g. the first words
     requester_id: int
-    chunks: AsyncIterator[np.ndarray] | AsyncIterator[SpokenChunk]
+    chunks: AsyncIterator[np.ndarray | Packets] | AsyncIterator[np.ndarray] | AsyncIterator[SpokenChunk]
     on_finish: OnFinish | None = None
     # Whether a member may hear it (e.g. they can see the channel it was posted in and every channel it
     # names). Checked for every listener when it starts, and for each member who joins while it plays:

@@ -27,14 +27,14 @@ import contextlib
 import logging
 import queue
 import threading
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import discord
 import numpy as np
 
 from bot import audio
-from bot.playback.items import _aclose
+from bot.playback.items import Packets, _aclose
 
 log = logging.getLogger("bot.playback")
 
@@ -88,7 +88,7 @@ class StreamingSource(discord.AudioSource):
             async for chunk in self._chunks:
                 if self._stopped.is_set():
                     break
-                self._pcm.put(getattr(chunk, "audio", chunk))
+                self._pcm.put(chunk if isinstance(chunk, Packets) else getattr(chunk, "audio", chunk))
         except Exception as exc:  # the backend failed mid-way: what came before still plays
             self.error = exc
         finally:
@@ -137,17 +137,25 @@ class StreamingSource(discord.AudioSource):
 
     # -- encoder thread ----------------------------------------------------------------------------
 
-    def _pcm_chunks(self) -> Any:
-        # in short pieces, so no single PyAV call holds the GIL long enough to delay the player
+    def _stream_packets(self) -> Iterator[bytes]:
+        """Packets as the stream brings them: ready ones as they are, PCM encoded here (in short pieces, so
+        no single PyAV call holds the GIL long enough to delay the player)."""
         piece = self._sample_rate // 4
+        encoder: audio.OpusPacketizer | None = None
         while (chunk := self._pcm.get()) is not _END:
+            if isinstance(chunk, Packets):
+                yield from chunk.packets
+                continue
+            encoder = encoder or audio.OpusPacketizer(sample_rate=self._sample_rate)
             pcm = np.asarray(chunk, dtype=np.float32).reshape(-1)
             for start in range(0, pcm.size, piece):
-                yield pcm[start : start + piece]
+                yield from encoder.feed(pcm[start : start + piece])
+        if encoder is not None:
+            yield from encoder.flush()
 
     def _encode(self) -> None:
         try:
-            for packet in audio.opus_packets(self._pcm_chunks(), sample_rate=self._sample_rate):
+            for packet in self._stream_packets():
                 if self._stopped.is_set():
                     break
                 self._packets.append(packet)

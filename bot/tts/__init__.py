@@ -8,11 +8,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from bot.choices import BACKENDS, DEFAULT_BACKEND
-from bot.tts.base import FileBackend, SpeakerLatent, SpokenChunk, SpokenFile, TTSBackend
+from bot.tts.base import EncodingBackend, SpeakerLatent, SpokenChunk, SpokenFile, TTSBackend
 
 __all__ = [
     "BACKENDS",
-    "FileBackend",
+    "EncodingBackend",
     "SpeakerLatent",
     "SpokenChunk",
     "SpokenFile",

@@ -31,11 +31,22 @@ class SpokenChunk:
     gpu_seconds: float
     block: int = 0
     last: bool = True
+    # Encoded on the engine side (`EncodingBackend.speak_live`): its 20 ms Opus packets instead of `audio`,
+    # how many 44.1 kHz samples they cover, and the loudest of them.
+    packets: tuple[bytes, ...] | None = None
+    samples: int = 0
+    peak: float = 0.0
+
+    @property
+    def loudest(self) -> float:
+        if self.packets is not None:
+            return self.peak
+        return float(np.max(np.abs(self.audio))) if self.audio.size else 0.0
 
 
 @dataclass(frozen=True)
 class SpokenFile:
-    """Speech as a finished, tagged file made on the engine side (`FileBackend`); a voice message's has
+    """Speech as a finished, tagged file made on the engine side (`EncodingBackend`); a voice message's has
     Discord's waveform too."""
 
     format: str
@@ -46,8 +57,15 @@ class SpokenFile:
 
 
 @runtime_checkable
-class FileBackend(Protocol):
-    """A backend whose engine side encodes files (Modal): the bot only forwards the bytes."""
+class EncodingBackend(Protocol):
+    """A backend whose engine side encodes (Modal): files and live Opus packets; the bot only forwards
+    the bytes."""
+
+    def speak_live(
+        self, texts: Sequence[str], latent: SpeakerLatent, params: SynthesisParams, seed: int
+    ) -> AsyncIterator[SpokenChunk]:
+        """As `TTSBackend.synthesize`, each piece as Opus packets (`SpokenChunk.packets`)."""
+        ...
 
     def speak_file(
         self, texts: Sequence[str], latent: SpeakerLatent, params: SynthesisParams, seed: int, spec: FileSpec

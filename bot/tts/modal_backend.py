@@ -38,6 +38,7 @@ from modal_tts.params import InvalidLatent, SynthesisParams
 
 log = logging.getLogger(__name__)
 
+_NO_AUDIO = np.zeros(0, np.float32)
 _TRANSIENT = (mx.ConnectionError, mx.InternalFailure, mx.InternalError, mx.ServiceError)
 
 
@@ -153,6 +154,32 @@ class ModalBackend:
                 raise BackendFailed(f"chunk {piece.index} arrived when {done} was expected")
             done += piece.last
             yield SpokenChunk(piece.index, piece.audio, piece.gpu_seconds, piece.block, piece.last)
+        if done != len(texts):
+            raise BackendFailed(f"stream ended after {done} of {len(texts)} chunks")
+
+    async def speak_live(
+        self, texts: Sequence[str], latent: SpeakerLatent, params: SynthesisParams, seed: int
+    ) -> AsyncIterator[SpokenChunk]:
+        """As `synthesize`, each piece already 20 ms Opus packets: live voice encodes nothing here."""
+        texts = checked_request(texts, seed, latent.data)
+        done = 0
+        request = wire.SpeakRequest(texts, latent.data, latent.revision, params.to_dict(), seed, "opus")
+        async for piece in self._speak(request):
+            if not isinstance(piece, wire.OpusBlock):
+                raise BackendFailed(f"a {type(piece).__name__} arrived where Opus was asked for")
+            if piece.index != done:
+                raise BackendFailed(f"chunk {piece.index} arrived when {done} was expected")
+            done += piece.last
+            yield SpokenChunk(
+                piece.index,
+                _NO_AUDIO,
+                piece.gpu_seconds,
+                piece.block,
+                piece.last,
+                packets=piece.packets,
+                samples=piece.samples,
+                peak=piece.peak,
+            )
         if done != len(texts):
             raise BackendFailed(f"stream ended after {done} of {len(texts)} chunks")
 
