@@ -40,7 +40,8 @@ from echo_tts.autoencoder import (
 )
 from echo_tts.model import EchoDiT
 
-from modal_tts.fastpath import BATCH_SIZES, MATCH_TOLERANCE, CudaGraphs, FixedShapes
+from modal_tts import plans
+from modal_tts.fastpath import BATCH_SIZES, MATCH_TOLERANCE, Capture, CudaGraphs, FixedShapes, cuda_capture
 from modal_tts.params import (
     LATENT_SIZE,
     MAX_SEQUENCE_LENGTH,
@@ -64,6 +65,7 @@ from modal_tts.prerequisites import (
 )
 from modal_tts.scheduler import RowSpec as Row
 from modal_tts.scheduler import run_inline
+from modal_tts.windows import BUCKETS
 
 # The sizes of jordand/echo-tts-base.
 OFFICIAL_ECHO_CONFIG: dict[str, Any] = dict(
@@ -331,14 +333,24 @@ class EchoEngine:
         self.shapes = shapes
 
     @torch.inference_mode()
-    def enable_fast_path(self, max_batch: int = BATCH_SIZES[-1]) -> dict[str, Any]:
-        """Capture CUDA graphs for every (batch, window), check them against eager, use them if they
-        match. Returns what happened, for `info()` and the benchmark."""
-        if self.device.type != "cuda":
+    def enable_fast_path(
+        self,
+        max_batch: int = BATCH_SIZES[-1],
+        capture: Capture | None = None,
+        shapes: FixedShapes | None = None,
+    ) -> dict[str, Any]:
+        """Capture CUDA graphs for every (batch, window) and every block of the low-latency plan (live
+        speech, where the first block's latency is what listeners wait for), check them against eager, use
+        them if they match. Returns what happened, for `info()` and the benchmark. `capture`: how a
+        graph is recorded (CUDA's, unless a test replays eagerly on a CPU); `shapes`: what calls are
+        padded to (default: the batch sizes up to `max_batch`, and the longest text and reference)."""
+        if self.device.type != "cuda" and capture is None:
             return {"fast_path": "off", "why": "CUDA only"}
-        shapes = FixedShapes(batch_sizes=tuple(b for b in BATCH_SIZES if b <= max_batch) or (1,))
+        shapes = shapes or FixedShapes(batch_sizes=tuple(b for b in BATCH_SIZES if b <= max_batch) or (1,))
+        blocks = plans.block_shapes(plans.LOW_LATENCY, BUCKETS) if self.blockwise else []
         try:
-            return self._capture_fast_path(shapes, CudaGraphs(self.model, shapes))
+            graphs = CudaGraphs(self.model, shapes, blocks=blocks, capture=capture or cuda_capture)
+            return self._capture_fast_path(shapes, graphs)
         except Exception as exc:  # eager is slow, never down: a capture problem must not stop a container
             self.graphs = None
             self.use_fixed_shapes(None)
@@ -364,6 +376,12 @@ class EchoEngine:
         errors = {
             f"{rows}x{window}": graphs.matches_eager(rows, window) for rows, window in ((1, 160), (3, 160))
         }
+        if graphs.has(32):  # a second block, after a prefix of 32 latents
+            prefix = torch.zeros((1, 32, LATENT_SIZE), device=self.device, dtype=self.model.dtype)
+            kv_latent = self.model.get_kv_cache_latent(prefix)
+            graphs.load_prefix(32, echo._concat_kv_caches(kv_latent, kv_latent, kv_latent))
+            for rows in (1, 3):
+                errors[f"{rows}x128@32"] = graphs.matches_eager(rows, 128, 32)
         if max(errors.values()) > MATCH_TOLERANCE:
             self.use_fixed_shapes(None)
             return {"fast_path": "off", "why": f"graphs differ from eager: {errors}", "capture_s": seconds}
@@ -383,7 +401,7 @@ class EchoEngine:
     def _forward(self, graphs: CudaGraphs | None, **inputs: Any) -> torch.Tensor:
         self.forward_passes += 1
         if graphs is not None:
-            out = graphs.forward(inputs["x"], inputs["t"])
+            out = graphs.forward(inputs["x"], inputs["t"], inputs.get("start_pos", 0))
             if out is not None:
                 return out
         return self.model(**inputs)
@@ -564,12 +582,14 @@ class EchoEngine:
                 "kv_latent": kv_latent,
                 "kv_latent_3": echo._concat_kv_caches(kv_latent, kv_latent, kv_latent),
             }
-        # Graphs exist for the captured batch sizes and first blocks only; the rest runs eager.
+        # Graphs exist for the captured batch sizes, windows and block starts; the rest runs eager.
         graphs = self.graphs if self.graphs is not None and batch in self.graphs.shapes.batch_sizes else None
-        if prefix is not None:
+        if graphs is not None and not graphs.has(start):
             graphs = None
         if graphs is not None:
             graphs.load(text_mask_3, speaker_mask_3, kv_text_3, kv_speaker_3)
+            if blocks:
+                graphs.load_prefix(start, blocks["kv_latent_3"])
 
         for t, t_next in itertools.pairwise(schedule):
             if p.cfg_min_t <= t <= p.cfg_max_t:

@@ -1,4 +1,4 @@
-"""The GPU fast path: the DiT's forward pass replayed from CUDA graphs, one per (rows, window).
+"""The GPU fast path: the DiT's forward pass replayed from CUDA graphs, one per (rows, window, start).
 
 Why: eager PyTorch launches ~7,000 kernels per forward pass, and at short windows the GPU waits on the
 launches (measured on an H200: a 160-latent chunk took 2.0–2.5 s eager, no faster than 640; 0.27 s
@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -90,11 +90,20 @@ def place_positional_tables_on(device: torch.device) -> None:
 
 class Context:
     """Static inputs for one batch: masks and KV caches in the CFG (3×) layout. The plain steps use its
-    first rows, which hold exactly the plain step's inputs (conditional first, as the sampler lays them)."""
+    first rows, which hold exactly the plain step's inputs (conditional first, as the sampler lays them).
+    A block after the first also attends to the latents before it: one latent-prefix cache per block start
+    (`starts`), as long as that prefix."""
 
-    def __init__(self, model: Any, shapes: FixedShapes, dtype: torch.dtype, device: torch.device) -> None:
+    def __init__(
+        self,
+        model: Any,
+        shapes: FixedShapes,
+        dtype: torch.dtype,
+        device: torch.device,
+        starts: Sequence[int] = (),
+    ) -> None:
         rows = CFG_COPIES * shapes.batch_sizes[-1]
-        speaker_len = shapes.speaker_latents // model.speaker_patch_size
+        patch = model.speaker_patch_size
         heads, dim = model.blocks[0].attention.num_heads, model.head_dim
 
         def kv(length: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -108,7 +117,14 @@ class Context:
 
         self.text_mask = torch.zeros((rows, shapes.text_tokens), dtype=torch.bool, device=device)
         self.speaker_mask = torch.zeros((rows, shapes.speaker_latents), dtype=torch.bool, device=device)
-        self.kv_text, self.kv_speaker = kv(shapes.text_tokens), kv(speaker_len)
+        self.kv_text, self.kv_speaker = kv(shapes.text_tokens), kv(shapes.speaker_latents // patch)
+        self.kv_latent = {start: kv(start // patch) for start in starts if start}
+
+    def load_prefix(self, start: int, kv_latent: Any) -> None:
+        n = kv_latent[0][0].shape[0]
+        for (k, v), (k_in, v_in) in zip(self.kv_latent[start], kv_latent, strict=True):
+            k[:n].copy_(k_in)
+            v[:n].copy_(v_in)
 
     def load(
         self, text_mask: torch.Tensor, speaker_mask: torch.Tensor, kv_text: Any, kv_speaker: Any
@@ -123,66 +139,108 @@ class Context:
             k[:n].copy_(k_in)
             v[:n].copy_(v_in)
 
-    def view(self, rows: int) -> dict[str, Any]:
-        return {
+    def view(self, rows: int, start: int = 0) -> dict[str, Any]:
+        inputs: dict[str, Any] = {
             "text_mask": self.text_mask[:rows],
             "speaker_mask": self.speaker_mask[:rows],
             "kv_cache_text": [(k[:rows], v[:rows]) for k, v in self.kv_text],
             "kv_cache_speaker": [(k[:rows], v[:rows]) for k, v in self.kv_speaker],
         }
+        if start:
+            inputs["start_pos"] = start
+            inputs["kv_cache_latent"] = [(k[:rows], v[:rows]) for k, v in self.kv_latent[start]]
+        return inputs
+
+
+# (run the forward pass on the static inputs) -> (replay it, its static output)
+Capture = Callable[[Callable[[], torch.Tensor], Any], tuple[Callable[[], None], torch.Tensor]]
+
+
+def cuda_capture(forward: Callable[[], torch.Tensor], pool: Any) -> tuple[Callable[[], None], torch.Tensor]:
+    """Record `forward` as a CUDA graph in `pool`: replaying it reruns every kernel in one launch."""
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side), torch.inference_mode():
+        for _ in range(2):  # warm-up: cuBLAS handles and workspaces exist before capture
+            forward()
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph, pool=pool), torch.inference_mode():
+        out = forward()
+    return graph.replay, out
 
 
 class Graph:
-    """One captured forward pass for `rows` × `window`."""
+    """One captured forward pass for `rows` × `window`, at positions from `start` (a later block)."""
 
-    def __init__(self, model: Any, context: Context, rows: int, window: int, pool: Any) -> None:
+    def __init__(
+        self,
+        model: Any,
+        context: Context,
+        rows: int,
+        window: int,
+        pool: Any,
+        capture: Capture,
+        start: int = 0,
+    ) -> None:
         device, dtype = model.device, model.dtype
         self.x = torch.zeros((rows, window, model.in_proj.in_features), dtype=dtype, device=device)
         self.t = torch.zeros((rows,), dtype=dtype, device=device)
-        inputs = context.view(rows)
-        side = torch.cuda.Stream()
-        side.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(side), torch.inference_mode():
-            for _ in range(2):  # warm-up: cuBLAS handles and workspaces exist before capture
-                model(x=self.x, t=self.t, **inputs)
-        torch.cuda.current_stream().wait_stream(side)
-        self.graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(self.graph, pool=pool), torch.inference_mode():
-            self.out = model(x=self.x, t=self.t, **inputs)
+        inputs = context.view(rows, start)
+        self.replay, self.out = capture(lambda: model(x=self.x, t=self.t, **inputs), pool)
 
     def __call__(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         self.x.copy_(x)
         self.t.copy_(t)
-        self.graph.replay()
+        self.replay()
         return self.out.clone()  # the next replay (of any graph in the pool) overwrites it
 
 
 class CudaGraphs:
-    """Every (rows, window) graph of one model, over one shared `Context`."""
+    """Every (rows, window, start) graph of one model, over one shared `Context`: the whole plan's
+    windows (`windows`, from the first latent) and the blocks of the plans in `blocks` (`(start, size)`,
+    `modal_tts.plans.block_shapes`). `capture` is `cuda_capture`; a test can replay eagerly on a CPU."""
 
-    def __init__(self, model: Any, shapes: FixedShapes, windows: Sequence[int] = BUCKETS) -> None:
-        self.model, self.shapes, self.windows = model, shapes, tuple(windows)
+    def __init__(
+        self,
+        model: Any,
+        shapes: FixedShapes,
+        windows: Sequence[int] = BUCKETS,
+        blocks: Sequence[tuple[int, int]] = (),
+        capture: Capture = cuda_capture,
+    ) -> None:
+        self.model, self.shapes = model, shapes
+        self.sizes = sorted({(0, w) for w in windows} | set(blocks), key=lambda s: (-s[1], s[0]))
+        self._capture = capture
         self.context: Context | None = None
-        self.graphs: dict[tuple[int, int], Graph] = {}
+        self.graphs: dict[tuple[int, int, int], Graph] = {}
 
     def capture(self) -> float:
         """Capture all graphs; seconds taken."""
         started = time.perf_counter()
-        place_positional_tables_on(self.model.device)
-        self.context = Context(self.model, self.shapes, self.model.dtype, self.model.device)
-        pool = torch.cuda.graph_pool_handle()
+        device = self.model.device
+        place_positional_tables_on(device)
+        starts = sorted({start for start, _ in self.sizes})
+        self.context = Context(self.model, self.shapes, self.model.dtype, device, starts)
+        pool = torch.cuda.graph_pool_handle() if device.type == "cuda" else None
         # Largest first: the shared pool is sized by the biggest graph, the rest fit inside it.
-        for window in sorted(self.windows, reverse=True):
+        for start, window in self.sizes:
             for batch in sorted(self.shapes.batch_sizes, reverse=True):
                 for rows in (CFG_COPIES * batch, batch):
-                    self.graphs[(rows, window)] = Graph(self.model, self.context, rows, window, pool)
-        torch.cuda.synchronize()
+                    self.graphs[(rows, window, start)] = Graph(
+                        self.model, self.context, rows, window, pool, self._capture, start
+                    )
+        if device.type == "cuda":
+            torch.cuda.synchronize()
         return time.perf_counter() - started
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor | None:
-        """The graphed forward pass for `x`'s shape, or None when no graph has it (run eager)."""
-        graph = self.graphs.get((x.shape[0], x.shape[1]))
+    def forward(self, x: torch.Tensor, t: torch.Tensor, start: int = 0) -> torch.Tensor | None:
+        """The graphed forward pass for `x`'s shape at `start`, or None when no graph has it (run eager)."""
+        graph = self.graphs.get((x.shape[0], x.shape[1], start))
         return None if graph is None else graph(x, t)
+
+    def has(self, start: int) -> bool:
+        return self.context is not None and (not start or start in self.context.kv_latent)
 
     def load(
         self, text_mask: torch.Tensor, speaker_mask: torch.Tensor, kv_text: Any, kv_speaker: Any
@@ -190,7 +248,12 @@ class CudaGraphs:
         assert self.context is not None, "capture() first"
         self.context.load(text_mask, speaker_mask, kv_text, kv_speaker)
 
-    def matches_eager(self, rows: int, window: int) -> float:
+    def load_prefix(self, start: int, kv_latent: Any) -> None:
+        """The latent-prefix cache of a block at `start` (CFG layout), for the graphs at that start."""
+        assert self.context is not None, "capture() first"
+        self.context.load_prefix(start, kv_latent)
+
+    def matches_eager(self, rows: int, window: int, start: int = 0) -> float:
         """Relative difference between a graph's output and the eager forward on the same inputs."""
         assert self.context is not None, "capture() first"
         generator = torch.Generator(device=self.model.device).manual_seed(0)
@@ -199,7 +262,7 @@ class CudaGraphs:
         )
         x = x.to(self.model.dtype)
         t = torch.full((rows,), 0.7, device=self.model.device, dtype=self.model.dtype)
-        graphed = self.graphs[(rows, window)](x, t).float()
+        graphed = self.graphs[(rows, window, start)](x, t).float()
         with torch.inference_mode():
-            eager = self.model(x=x, t=t, **self.context.view(rows)).float()
+            eager = self.model(x=x, t=t, **self.context.view(rows, start)).float()
         return float((graphed - eager).norm() / eager.norm().clamp(min=1e-6))

@@ -26,6 +26,7 @@ Torch-free: the bot names plans with the same table.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from modal_tts import windows
@@ -81,6 +82,12 @@ def blocks_for(plan: str, text: str, steps: int, sequence_length: int | None = N
         blocks.append(Block(len(blocks), start, size, block_steps or steps))
         start += size
     return blocks
+
+
+def block_shapes(plan: str, caps: Sequence[int]) -> list[tuple[int, int]]:
+    """Every (start, size) a chunk's block can have under `plan` when its cap is one of `caps` (the
+    window buckets): the shapes a CUDA graph is captured for. The whole plan's are the caps themselves."""
+    return sorted({(b.start, b.size) for cap in caps for b in blocks_for(plan, "", 0, sequence_length=cap)})
 
 
 def speech_ended(flattening_point: int, sampled: int) -> bool:

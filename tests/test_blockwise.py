@@ -217,3 +217,50 @@ def test_the_silence_guard_never_fires_on_clean_output(tiny_engine, tiny_latent,
     engine = Recorder(tiny_engine)
     chunks = list(run_inline(engine, texts, tiny_latent, guarded, seed=21))
     assert [c.silences for c in chunks] == [0, 0, 0]
+
+
+# --- the fast path's block graphs ------------------------------------------------------------------------
+
+
+def eager_capture(forward, pool):
+    """A CPU stand-in for CUDA graph capture: replay reruns the forward pass on the same static inputs."""
+    out = forward()
+    return (lambda: out.copy_(forward())), out
+
+
+def test_the_fast_path_covers_the_low_latency_blocks(tiny_model_dir, tiny_latent, monkeypatch):
+    """Graphs for every (rows, window, start) of the low-latency plan, checked against eager at capture,
+    replayed with each block's prefix loaded: the same speech as without them. (On a CPU the "graph"
+    reruns the forward pass on the graph's static inputs: what is checked is that the right inputs are
+    in place for every block; CUDA's own capture is the GPU suite's to check.)"""
+    from echo_tts import model as echo_model
+
+    from modal_tts.engine import EchoEngine
+    from modal_tts.fastpath import FixedShapes
+
+    for name in ("precompute_freqs_cis", "get_timestep_embedding"):  # capture patches echo's tables
+        monkeypatch.setattr(echo_model, name, getattr(echo_model, name))
+    params = SynthesisParams(steps=3, block_plan="low-latency", silence_guard_s=None)
+    plain = Recorder(EchoEngine.from_dir(tiny_model_dir))
+    expected = list(run_inline(plain, [TEXT], tiny_latent, params, seed=5, pieces=True))
+
+    fast = EchoEngine.from_dir(tiny_model_dir)
+    shapes = FixedShapes(batch_sizes=(1,), text_tokens=128, speaker_latents=512)  # small, for a CPU
+    report = fast.enable_fast_path(capture=eager_capture, shapes=shapes)
+    assert report["fast_path"] == "cuda-graphs", report
+    assert max(report["relative_error"].values()) < 1e-4 and "1x128@32" in report["relative_error"]
+    assert {(w, s) for _, w, s in fast.graphs.graphs} >= {(32, 0), (128, 32), (96, 160), (480, 160), (640, 0)}
+    used = []
+    forward = fast.graphs.forward
+    monkeypatch.setattr(
+        fast.graphs, "forward", lambda x, t, start=0: used.append(start) or forward(x, t, start)
+    )
+    recorded = Recorder(fast)
+    got = list(run_inline(recorded, [TEXT], tiny_latent, params, seed=5, pieces=True))
+    assert sorted(set(used)) == [0, 32, 160]  # every block of the plan replayed a graph
+    assert [(p.block, p.audio.size) for p in got] == [(p.block, p.audio.size) for p in expected]
+    # Each block's latents, the prefix of the next: a stale prefix in a graph would move them by ~0.2.
+    for ours, theirs in zip(recorded.so_far, plain.so_far, strict=True):
+        np.testing.assert_allclose(ours.numpy(), theirs.numpy(), atol=1e-4)
+    for ours, theirs in zip(got, expected, strict=True):
+        np.testing.assert_allclose(ours.audio, theirs.audio, atol=2e-4)
