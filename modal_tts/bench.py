@@ -45,7 +45,7 @@ from modal_tts.windows import BUCKETS, window_for
 with engine_imports("python -m modal_tts.bench"):
     import torch
 
-    from modal_tts.engine import OFFICIAL_ECHO_CONFIG, EchoEngine, Row, build_dac
+    from modal_tts.engine import OFFICIAL_ECHO_CONFIG, EchoEngine, Row, build_dac, fold_weight_norm
     from modal_tts.fastpath import BATCH_SIZES
     from modal_tts.scheduler import Scheduler, run_inline
 
@@ -69,6 +69,7 @@ def full_size_random_engine(device: str, dtype: torch.dtype | None = None) -> Ec
     with torch.device(device):  # initialise on the target device: seconds on a GPU, not minutes
         model = EchoDiT(**OFFICIAL_ECHO_CONFIG).eval()  # with the blockwise modules, as released
         fish_ae = build_dac(None).eval()
+        fold_weight_norm(fish_ae)
         components, _ = torch.linalg.qr(torch.randn(fish_ae.latent_dim, 80))
         pca = PCAState(components.T.contiguous(), torch.zeros(fish_ae.latent_dim), 1.0)
     engine = EchoEngine(model, fish_ae, pca, "random-full-size", {"echo": OFFICIAL_ECHO_CONFIG})

@@ -79,6 +79,28 @@ def test_blockwise_weights_are_kept_unless_dropped(tiny_model_dir, tiny_engine):
         )
 
 
+def test_the_dacs_weight_norm_is_folded_without_changing_a_sample(tiny_model_dir, tiny_engine):
+    """Weights baked once at load decode and encode exactly as the weight-normed DAC does."""
+    import safetensors.torch
+
+    from modal_tts.engine import build_dac
+
+    normed = build_dac(json.loads((tiny_model_dir / "config.json").read_text())["dac"]).eval()
+    normed.load_state_dict(safetensors.torch.load_file(str(tiny_model_dir / DAC_WEIGHTS)))
+    assert not any("parametrizations" in k for k in tiny_engine.fish_ae.state_dict())
+    latents = torch.randn((1, 48, 80), generator=torch.Generator().manual_seed(0))
+    with torch.inference_mode():
+        ours = echo.ae_decode(tiny_engine.fish_ae, tiny_engine.pca, latents)
+        theirs = echo.ae_decode(normed, tiny_engine.pca, latents)
+    np.testing.assert_allclose(ours.numpy(), theirs.numpy(), atol=1e-6)
+    pcm = speech_like(2.0)
+    with torch.inference_mode():
+        audio = torch.from_numpy(pcm)[None, None]
+        ours = echo.ae_encode(tiny_engine.fish_ae, tiny_engine.pca, audio)
+        theirs = echo.ae_encode(normed, tiny_engine.pca, audio)
+    np.testing.assert_allclose(ours.numpy(), theirs.numpy(), atol=1e-5)
+
+
 @pytest.mark.parametrize("name", [ECHO_WEIGHTS, PCA_STATE, DAC_WEIGHTS])
 def test_a_missing_weights_file_is_named(tmp_path, tiny_model_dir, name):
     root = _copy(tiny_model_dir, tmp_path / "w")
