@@ -20,7 +20,7 @@ def test_the_scheduling_bench_reports_sizing_ordering_and_sharing(tiny_engine):
     # Speech that ends in the second block: its 8 + 15 steps, not the third block's 20 more.
     assert blocks["early_stop"]["forward_passes"] == [23, 43]
     assert blocks["seams"]["count"] == 2 and blocks["seams"]["largest_seam_step_over_p99_9"] <= 1.0
-    assert 0 < blocks["full_window"]["first_audio_ratio"] < 1
+    assert blocks["full_window"]["first_audio_ratio"] > 0 and blocks["sentence"]["first_audio_ratio"] > 0
 
 
 def test_the_gpu_suite_runs_end_to_end_on_any_device(tiny_engine, capsys):
