@@ -1,10 +1,10 @@
 """Crash safety: processes killed with SIGKILL mid-clone leave a library that a fresh start repairs.
 
-Two angles: the real `voicebot clone` killed at random points of its work (8 times), and a process
-that does nothing but add, rename and delete voices, killed right after it reports a random number of
-steps (14 times per engine), so kills land inside the write path itself rather than mostly in
-interpreter start-up. The writer runs on both engines: on PostgreSQL a kill lands mid-transaction
-(the server rolls it back and frees the guild's lock) or between two.
+Two angles: the real `voicebot clone` killed at a random point in each quarter of its work after
+start-up (4 kills), and a process that does nothing but add, rename and delete voices, killed right
+after it reports a random number of steps (14 times per engine), so kills land inside the write path
+itself rather than in interpreter start-up. The writer runs on both engines: on PostgreSQL a kill lands
+mid-transaction (the server rolls it back and frees the guild's lock) or between two.
 
 Kills follow observed progress (CPU seconds the clone has used, steps the writer has reported), never
 the wall clock: a loaded machine only makes the same kills take longer, and a fast one can't finish first.
@@ -138,20 +138,28 @@ def test_voicebot_clone_killed_at_random_moments(tmp_path, tiny_model_dir):
         work = min(pool.map(lambda name: _whole_run_cpu(clone(name)), ["whole", "whole2"]))
 
     rng = np.random.default_rng(2026)
+    # Points across the later part of a run (the first third is interpreter and torch start-up): one at
+    # random in each of its quarters, so four kills spread over the whole of the work, never bunched.
+    quarters = np.linspace(0.35 * work, 0.97 * work, 5)  # their bounds
+    unkilled = [0, 1, 2, 3]  # the quarters no kill has landed in yet
     kills = attempts = 0
     # Two at a time: half the wall time, and two writers sharing one library, as CLI beside bot would.
-    # A run that needed less CPU than its kill point finished: not a kill; keep going until 8 real ones
-    # (the suite's longest test: 8 kill points across the run, with room for 20 runs that finish).
+    # A run that needed less CPU than its kill point finished: not a kill; its quarter gets another
+    # point (at most 20 runs in all).
     with ThreadPoolExecutor(max_workers=2) as pool:
-        while kills < 8 and attempts < 28:
-            # Points across the later part of a run: the first third is interpreter and torch start-up.
-            points = rng.uniform(0.35 * work, 0.97 * work, size=2)
+        while unkilled and attempts < 20:
+            bands = [*unkilled[:2], int(rng.integers(4))][:2]  # the last one left still runs in a pair
+            points = [rng.uniform(quarters[band], quarters[band + 1]) for band in bands]
             pair = [f"v{attempts}", f"v{attempts + 1}"]
             jobs = zip(pair, points, strict=True)
             codes = list(pool.map(lambda job: _kill_after_cpu(clone(job[0]), float(job[1])), jobs))
-            kills += sum(code == -signal.SIGKILL for code in codes)
+            for band, code in zip(bands, codes, strict=True):
+                if code == -signal.SIGKILL:
+                    kills += 1
+                    if band in unkilled:
+                        unkilled.remove(band)
             attempts += 2
-    assert kills >= 8, f"only {kills} of {attempts} runs were still working when their point came"
+    assert not unkilled, f"no kill landed in quarters {unkilled} in {attempts} runs ({kills} kills)"
     print(f"{kills} clones killed in {attempts} runs; one run needs about {work:.1f} CPU s")
 
     store = assert_consistent(str(data))
@@ -160,27 +168,55 @@ def test_voicebot_clone_killed_at_random_moments(tmp_path, tiny_model_dir):
     store.close()
 
 
+# The writers are forked, one at a time, from one process that has imported the library already: each
+# starts in milliseconds, so the whole run goes to kills in the write path, not to interpreter start-ups.
+# The forker prints each writer's pid before letting it start, then how it ended.
 WRITER = f"""
-import sys, numpy as np
-from tests.engines import open_at
-store = open_at(sys.argv[1], max_voices_per_guild={LIMIT})
-latent = np.ones((64, 80), np.float16)
-flac = b"fLaC" + bytes(200_000)
-print("open", flush=True)
-i = 0
-def guild_of(i):
-    return 1 + i % 2
-while True:
-    store.add(guild_of(i), f"w{{sys.argv[2]}}x{{i}}", owner_id=1, reference_flac=flac, latent=latent,
-              duration_s=6.0, revision="r", consent_by=1, source="crash")
-    print("added", flush=True)
-    if i % 3 == 1:
-        store.rename(guild_of(i - 1), f"w{{sys.argv[2]}}x{{i - 1}}", f"w{{sys.argv[2]}}y{{i - 1}}")
-        print("renamed", flush=True)
-    if i % 3 == 2:
-        store.delete(guild_of(i - 2), f"w{{sys.argv[2]}}y{{i - 2}}")
-        print("deleted", flush=True)
-    i += 1
+import os, sys, traceback
+import numpy as np
+from tests.engines import is_database_url, open_at
+if is_database_url(sys.argv[1]):
+    import psycopg  # as the library does on opening: once here, not in every writer
+
+def write(attempt):
+    store = open_at(sys.argv[1], max_voices_per_guild={LIMIT})
+    latent = np.ones((64, 80), np.float16)
+    flac = b"fLaC" + bytes(200_000)
+    print("open", flush=True)
+    i = 0
+    def guild_of(i):
+        return 1 + i % 2
+    while True:
+        store.add(guild_of(i), f"w{{attempt}}x{{i}}", owner_id=1, reference_flac=flac, latent=latent,
+                  duration_s=6.0, revision="r", consent_by=1, source="crash")
+        print("added", flush=True)
+        if i % 3 == 1:
+            store.rename(guild_of(i - 1), f"w{{attempt}}x{{i - 1}}", f"w{{attempt}}y{{i - 1}}")
+            print("renamed", flush=True)
+        if i % 3 == 2:
+            store.delete(guild_of(i - 2), f"w{{attempt}}y{{i - 2}}")
+            print("deleted", flush=True)
+        i += 1
+
+print("ready", flush=True)
+for line in sys.stdin:
+    go, release = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the writer
+        os.close(release)
+        os.read(go, 1)
+        try:
+            write(line.strip())
+        except BaseException:
+            traceback.print_exc()
+        finally:
+            sys.stderr.flush()
+            os._exit(1)
+    os.close(go)
+    print("pid", pid, flush=True)
+    os.write(release, b"go")
+    os.close(release)
+    print("exit", os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]), flush=True)
 """
 
 
@@ -207,27 +243,40 @@ def _writer_states(attempt: int, limit: int) -> list[frozenset[tuple[int, str]]]
     return states
 
 
-def _kill_after_steps(cmd: list[str], steps: int) -> int:
-    """Start the writer and SIGKILL it as soon as it reports `steps` finished steps; how many it reported."""
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    assert proc.stdout.readline() == "open\n", proc.stderr.read()
+def _kill_after_steps(forker: subprocess.Popen, attempt: int, steps: int, err) -> int:
+    """Fork writer `attempt` and SIGKILL it as soon as it reports `steps` finished steps; how many it
+    reported."""
+    forker.stdin.write(f"{attempt}\n")
+    forker.stdin.flush()
+    pid = int(forker.stdout.readline().removeprefix("pid "))
+    assert forker.stdout.readline() == "open\n", err.read_text()
     done = 0
-    while done < steps and proc.stdout.readline():
+    while done < steps and forker.stdout.readline() in ("added\n", "renamed\n", "deleted\n"):
         done += 1
-    proc.send_signal(signal.SIGKILL)  # the writer is already busy with its next step
-    assert proc.wait() == -signal.SIGKILL, proc.stderr.read()
-    proc.stdout.close()
-    proc.stderr.close()
+    os.kill(pid, signal.SIGKILL)  # the writer is already busy with its next step
+    line = forker.stdout.readline()
+    while line and not line.startswith("exit "):  # what it reported after `steps`, before it died
+        line = forker.stdout.readline()
+    assert line == f"exit {-signal.SIGKILL}\n", err.read_text()
     return done
 
 
-def test_a_store_writer_killed_at_random_moments(library_at):
+def test_a_store_writer_killed_at_random_moments(library_at, tmp_path):
     open_at(library_at).close()
     rng = np.random.default_rng(7)
     reported = {}
-    for attempt in range(14):
-        cmd = [sys.executable, "-c", WRITER, library_at, str(attempt)]
-        reported[attempt] = _kill_after_steps(cmd, int(rng.integers(1, 8)))
+    err = tmp_path / "writers.err"
+    with err.open("w") as stderr:
+        forker = subprocess.Popen(
+            [sys.executable, "-c", WRITER, library_at],
+            cwd=ROOT, env=ENV, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr, text=True,
+        )  # fmt: skip
+        assert forker.stdout.readline() == "ready\n", err.read_text()
+        for attempt in range(14):
+            reported[attempt] = _kill_after_steps(forker, attempt, int(rng.integers(1, 8)), err)
+        forker.stdin.close()
+        assert forker.wait(timeout=60) == 0, err.read_text()
+        forker.stdout.close()
     store = assert_consistent(library_at)
     held = {(v.guild_id, v.name) for g in (1, 2) for v in store.list(g)}
     accounted: set[tuple[int, str]] = set()
@@ -241,12 +290,34 @@ def test_a_store_writer_killed_at_random_moments(library_at):
     store.close()
 
 
+# Six processes forked from one that has imported the library, all let go at one moment: their opens
+# (and so their migrations) race each other, not their interpreters' start-ups.
 OPENER = """
-import sys
-from tests.engines import open_at
-store = open_at(sys.argv[1])
-assert store.integrity_check() == "ok"
-store.close()
+import os, sys, traceback
+from tests.engines import is_database_url, open_at
+if is_database_url(sys.argv[1]):
+    import psycopg  # as the library does on opening: once here, not in every opener
+go, release = os.pipe()
+pids = []
+for _ in range(6):
+    pid = os.fork()
+    if pid == 0:
+        os.close(release)
+        os.read(go, 1)
+        code = 1
+        try:
+            store = open_at(sys.argv[1])
+            assert store.integrity_check() == "ok"
+            store.close()
+            code = 0
+        except BaseException:
+            traceback.print_exc()
+        finally:
+            sys.stderr.flush()
+            os._exit(code)
+    pids.append(pid)
+os.write(release, b"g" * len(pids))
+print(*(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) for pid in pids))
 """
 
 
@@ -254,10 +325,11 @@ def test_a_new_library_opened_by_several_processes_at_once(library_at, engine):
     """The bot and the CLI (or two CLI runs, or a fleet of bot processes) may create the library
     together: one migrates."""
     env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
-    cmd = [sys.executable, "-c", OPENER, library_at]
-    procs = [subprocess.Popen(cmd, cwd=ROOT, env=env, stderr=subprocess.PIPE) for _ in range(6)]
-    results = [(p.wait(timeout=60), p.stderr.read().decode()) for p in procs]
-    assert all(code == 0 for code, _ in results), [err for code, err in results if code]
+    opened = subprocess.run(
+        [sys.executable, "-c", OPENER, library_at], cwd=ROOT, env=env, capture_output=True, text=True,
+        timeout=120,
+    )  # fmt: skip
+    assert opened.returncode == 0 and opened.stdout.split() == ["0"] * 6, opened.stdout + opened.stderr
     store = open_at(library_at)
     assert store.schema_version() == store.schema_latest
     if engine == "sqlite":

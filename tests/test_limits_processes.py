@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import multiprocessing
 
-import pytest
-
-from bot.store import open_library
+from bot.store import open_library  # and no pytest: the four spawned racers import only this module
 
 PROCESSES = 4
 
@@ -36,7 +34,6 @@ def _race_when_released(data: str, url: str | None, user: int, barrier, results)
         library.close()
 
 
-@pytest.mark.parametrize("engine", ["sqlite", "postgresql"])
 def test_processes_racing_for_a_quota_or_one_members_slot_never_overrun_it(tmp_path, request, engine):
     url = request.getfixturevalue("postgres_url") if engine == "postgresql" else None
     open_library(tmp_path, url).close()  # set up before the race, as the bot's first start does
