@@ -125,12 +125,18 @@ def join_pieces(pieces: Sequence[ChunkAudio]) -> ChunkAudio:
 
 
 class Joiner:
-    """Collects pieces and returns each chunk whole once its last piece arrives (pieces come in order)."""
+    """What a caller gets of a request of `chunks` chunks, from its pieces in order: each piece as it
+    comes (`pieces`), or each chunk whole once its last piece arrives; `done` after the last chunk's."""
 
-    def __init__(self) -> None:
+    def __init__(self, chunks: int, *, pieces: bool) -> None:
+        self.chunks, self.pieces = chunks, pieces
+        self.done = False
         self._pieces: list[ChunkAudio] = []
 
     def add(self, piece: ChunkAudio) -> ChunkAudio | None:
+        self.done = piece.last and piece.index == self.chunks - 1
+        if self.pieces:
+            return piece
         self._pieces.append(piece)
         if not piece.last:
             return None
@@ -424,16 +430,14 @@ def run_inline(
     planner.add(
         Request(check_texts(list(texts)), latent, params, check_seed(seed), out.append, errors.append)
     )
-    joiner = Joiner()
+    joiner = Joiner(len(texts), pieces=pieces)
     while (batch := planner.next_batch()) is not None:
         run_batch(engine, planner, batch)
         if errors:
             raise errors[0]
         for piece in out:
-            if pieces:
-                yield piece
-            elif (chunk := joiner.add(piece)) is not None:
-                yield chunk
+            if (handed := joiner.add(piece)) is not None:
+                yield handed
         out.clear()
 
 
@@ -512,18 +516,14 @@ class Scheduler:
         (`pieces`); closing the iterator cancels the rest. `chunk_timeout` bounds the wait for each."""
         results: queue.Queue[ChunkAudio | BaseException] = queue.Queue()
         request = self.submit(texts, latent, params, seed, results.put, results.put)
-        joiner = Joiner()
+        joiner = Joiner(len(request.texts), pieces=pieces)
         try:
-            while True:
+            while not joiner.done:
                 item = results.get(timeout=chunk_timeout)
                 if isinstance(item, BaseException):
                     raise item
-                if pieces:
-                    yield item
-                elif (chunk := joiner.add(item)) is not None:
-                    yield chunk
-                if item.last and item.index == len(request.texts) - 1:
-                    return
+                if (handed := joiner.add(item)) is not None:
+                    yield handed
         except queue.Empty:
             raise TimeoutError(f"no chunk within {chunk_timeout:g} s") from None
         finally:
@@ -548,21 +548,17 @@ class Scheduler:
                 loop.call_soon_threadsafe(results.put_nowait, item)
 
         request = self.submit(texts, latent, params, seed, hand_over, hand_over)
-        joiner = Joiner()
+        joiner = Joiner(len(request.texts), pieces=pieces)
         try:
-            while True:
+            while not joiner.done:
                 try:
                     item = await asyncio.wait_for(results.get(), chunk_timeout)
                 except TimeoutError:
                     raise TimeoutError(f"no chunk within {chunk_timeout:g} s") from None
                 if isinstance(item, BaseException):
                     raise item
-                if pieces:
-                    yield item
-                elif (chunk := joiner.add(item)) is not None:
-                    yield chunk
-                if item.last and item.index == len(request.texts) - 1:
-                    return
+                if (handed := joiner.add(item)) is not None:
+                    yield handed
         finally:
             request.cancel()
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import modal
 import modal.exception as mx
@@ -39,6 +39,7 @@ from modal_tts.params import InvalidLatent, SynthesisParams
 log = logging.getLogger(__name__)
 
 _NO_AUDIO = np.zeros(0, np.float32)
+Piece = TypeVar("Piece", wire.PcmChunk, wire.OpusBlock)
 _TRANSIENT = (mx.ConnectionError, mx.InternalFailure, mx.InternalError, mx.ServiceError)
 
 
@@ -145,43 +146,41 @@ class ModalBackend:
         self, texts: Sequence[str], latent: SpeakerLatent, params: SynthesisParams, seed: int
     ) -> AsyncIterator[SpokenChunk]:
         texts = checked_request(texts, seed, latent.data)  # a damaged voice never costs a Modal call
-        done = 0  # chunks whose last piece arrived
         request = wire.SpeakRequest(texts, latent.data, latent.revision, params.to_dict(), seed)
-        async for piece in self._speak(request):
-            if not isinstance(piece, wire.PcmChunk):
-                raise BackendFailed(f"a {type(piece).__name__} arrived where PCM was asked for")
-            if piece.index != done:
-                raise BackendFailed(f"chunk {piece.index} arrived when {done} was expected")
-            done += piece.last
+        async for piece in self._pieces(request, wire.PcmChunk):
             yield SpokenChunk(piece.index, piece.audio, piece.gpu_seconds, piece.block, piece.last)
-        if done != len(texts):
-            raise BackendFailed(f"stream ended after {done} of {len(texts)} chunks")
 
     async def speak_live(
         self, texts: Sequence[str], latent: SpeakerLatent, params: SynthesisParams, seed: int
     ) -> AsyncIterator[SpokenChunk]:
         """As `synthesize`, each piece already 20 ms Opus packets: live voice encodes nothing here."""
         texts = checked_request(texts, seed, latent.data)
-        done = 0
         request = wire.SpeakRequest(texts, latent.data, latent.revision, params.to_dict(), seed, "opus")
+        async for block in self._pieces(request, wire.OpusBlock):
+            yield SpokenChunk(
+                block.index,
+                _NO_AUDIO,
+                block.gpu_seconds,
+                block.block,
+                block.last,
+                packets=block.packets,
+                samples=block.samples,
+                peak=block.peak,
+            )
+
+    async def _pieces(self, request: wire.SpeakRequest, kind: type[Piece]) -> AsyncIterator[Piece]:
+        """The request's pieces, all of `kind`, chunk after chunk: anything else, a chunk out of order or
+        a stream that ends before the last chunk's last piece is BackendFailed."""
+        done = 0  # chunks whose last piece arrived
         async for piece in self._speak(request):
-            if not isinstance(piece, wire.OpusBlock):
-                raise BackendFailed(f"a {type(piece).__name__} arrived where Opus was asked for")
+            if not isinstance(piece, kind):
+                raise BackendFailed(f"a {type(piece).__name__} arrived where {kind.__name__} was asked for")
             if piece.index != done:
                 raise BackendFailed(f"chunk {piece.index} arrived when {done} was expected")
             done += piece.last
-            yield SpokenChunk(
-                piece.index,
-                _NO_AUDIO,
-                piece.gpu_seconds,
-                piece.block,
-                piece.last,
-                packets=piece.packets,
-                samples=piece.samples,
-                peak=piece.peak,
-            )
-        if done != len(texts):
-            raise BackendFailed(f"stream ended after {done} of {len(texts)} chunks")
+            yield piece
+        if done != len(request.texts):
+            raise BackendFailed(f"stream ended after {done} of {len(request.texts)} chunks")
 
     async def speak_file(
         self,
