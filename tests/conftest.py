@@ -35,6 +35,20 @@ def tiny_latent(tiny_engine) -> np.ndarray:
     return tiny_engine.encode_speaker(speech_like(6.0))
 
 
+@pytest.fixture(scope="module")
+def echo_tts(tiny_model_dir: Path) -> Iterator[Any]:
+    """The Modal class in-process on the tiny model (`.local()` runs its @modal.enter hooks, no token)."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("ECHO_WEIGHTS_DIR", str(tiny_model_dir))
+    from modal_tts.app import EchoTTS
+
+    obj = EchoTTS()
+    yield obj
+    if obj.info.local():  # entered: stop its GPU thread
+        obj.scheduler.close()
+    mp.undo()
+
+
 @pytest.fixture(scope="session")
 def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresServer]:
     server = PostgresServer(tmp_path_factory.mktemp("postgres"))

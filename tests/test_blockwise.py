@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import itertools
-from functools import partial
 
 import numpy as np
 import pytest
@@ -15,6 +14,7 @@ from modal_tts.engine import Row
 from modal_tts.params import SAMPLE_RATE, SAMPLES_PER_LATENT, SynthesisParams, chunk_seed
 from modal_tts.scheduler import run_inline
 from modal_tts.silence import long_silence
+from tests.test_engine import echos_own
 
 TEXT = "[S1] A second, rather longer sentence, long enough for a few blocks of speech."
 LOW = SynthesisParams(steps=10, block_plan="low-latency", silence_guard_s=None)
@@ -91,27 +91,7 @@ def test_the_whole_plan_gives_exactly_echos_own_output(tiny_engine, tiny_latent)
     p = SynthesisParams(steps=12, sequence_length=128, block_plan="whole", silence_guard_s=None)
     ((_, ours),) = list(tiny_engine.synthesize_iter([TEXT], tiny_latent, p, seed=99))
 
-    speaker = torch.from_numpy(tiny_latent.astype(np.float32))[None]
-    ids, text_mask = echo.get_text_input_ids_and_mask([TEXT], max_length=None)
-    sample = partial(
-        echo.sample_euler_cfg_independent_guidances,
-        num_steps=p.steps,
-        cfg_scale_text=p.cfg_scale_text,
-        cfg_scale_speaker=p.cfg_scale_speaker,
-        cfg_min_t=p.cfg_min_t,
-        cfg_max_t=p.cfg_max_t,
-        truncation_factor=p.truncation_factor,
-        rescale_k=p.rescale_k,
-        rescale_sigma=p.rescale_sigma,
-        speaker_kv_scale=None,
-        speaker_kv_max_layers=None,
-        speaker_kv_min_t=None,
-        sequence_length=p.sequence_length,
-    )
-    mask = torch.ones(speaker.shape[:2], dtype=torch.bool)
-    latents = sample(tiny_engine.model, speaker, mask, ids, text_mask, chunk_seed(99, 0))
-    decoded = echo.ae_decode(tiny_engine.fish_ae, tiny_engine.pca, latents)
-    theirs = echo.crop_audio_to_flattening_point(decoded, latents[0])[0, 0].numpy()
+    theirs = echos_own(tiny_engine, TEXT, tiny_latent, p, chunk_seed(99, 0))
     assert ours.shape == theirs.shape
     np.testing.assert_allclose(ours, theirs, atol=2e-4)
 

@@ -199,14 +199,10 @@ def test_synthesize_iter_yields_in_order(tiny_engine, tiny_latent):
     assert indices == [0, 1, 2]
 
 
-def test_sampler_matches_echos_own_sampler(tiny_engine, tiny_latent):
-    """Same noise in, same audio out as echo-tts's sampler + decode + crop."""
-    p = SynthesisParams(steps=12, sequence_length=128, speaker_kv_scale=1.5)
-    text, seed = TEXTS[1], 99
-    ((_, ours),) = list(tiny_engine.synthesize_rows([Row(text, tiny_latent, seed)], p))
-
-    model, fish_ae, pca = tiny_engine.model, tiny_engine.fish_ae, tiny_engine.pca
-    speaker = torch.from_numpy(tiny_latent.astype(np.float32))[None]
+def echos_own(engine: EchoEngine, text: str, latent: np.ndarray, p: SynthesisParams, seed: int) -> np.ndarray:
+    """What echo-tts itself makes of `text` with these settings and noise seed: its sampler, decode and
+    crop at the flattening point."""
+    speaker = torch.from_numpy(latent.astype(np.float32))[None]
     mask = torch.ones(speaker.shape[:2], dtype=torch.bool)
     ids, text_mask = echo.get_text_input_ids_and_mask([text], max_length=None)
     sample = partial(
@@ -224,10 +220,17 @@ def test_sampler_matches_echos_own_sampler(tiny_engine, tiny_latent):
         speaker_kv_min_t=p.speaker_kv_min_t,
         sequence_length=p.sequence_length,
     )
-    latent_out = sample(model, speaker, mask, ids, text_mask, seed)
-    theirs = echo.crop_audio_to_flattening_point(echo.ae_decode(fish_ae, pca, latent_out), latent_out[0])[
-        0, 0
-    ].numpy()
+    latent_out = sample(engine.model, speaker, mask, ids, text_mask, seed)
+    decoded = echo.ae_decode(engine.fish_ae, engine.pca, latent_out)
+    return echo.crop_audio_to_flattening_point(decoded, latent_out[0])[0, 0].numpy()
+
+
+def test_sampler_matches_echos_own_sampler(tiny_engine, tiny_latent):
+    """Same noise in, same audio out as echo-tts's sampler + decode + crop."""
+    p = SynthesisParams(steps=12, sequence_length=128, speaker_kv_scale=1.5)
+    text, seed = TEXTS[1], 99
+    ((_, ours),) = list(tiny_engine.synthesize_rows([Row(text, tiny_latent, seed)], p))
+    theirs = echos_own(tiny_engine, text, tiny_latent, p, seed)
     assert ours.shape == theirs.shape
     np.testing.assert_allclose(ours, theirs, atol=2e-4)
 

@@ -22,19 +22,6 @@ pytestmark = pytest.mark.filterwarnings("ignore:.*executing locally.*:UserWarnin
 FAST = SynthesisParams(steps=6, sequence_length=96).to_dict()
 
 
-@pytest.fixture(scope="module")
-def echo_tts(tiny_model_dir):
-    mp = pytest.MonkeyPatch()
-    mp.setenv("ECHO_WEIGHTS_DIR", str(tiny_model_dir))
-    from modal_tts.app import EchoTTS
-
-    obj = EchoTTS()
-    yield obj
-    if obj.info.local():  # entered: stop its GPU thread
-        obj.scheduler.close()
-    mp.undo()
-
-
 def test_info_reports_revision_device_and_versions(echo_tts, tiny_engine):
     info = echo_tts.info.local()
     assert info["revision"] == tiny_engine.revision

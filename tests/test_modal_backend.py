@@ -26,6 +26,7 @@ from bot.tts.base import SpeakerLatent
 from bot.tts.modal_backend import ModalBackend
 from modal_tts import output, wire
 from modal_tts.params import InvalidParams, SynthesisParams
+from tests.modal_local import LocalModal
 
 LATENT = SpeakerLatent(np.zeros((8, 80), dtype=np.float16), "rev-1")
 PARAMS = SynthesisParams(steps=4, sequence_length=32)
@@ -253,26 +254,9 @@ async def test_bad_requests_never_reach_modal():
 
 
 @pytest.mark.filterwarnings("ignore:.*executing locally.*:UserWarning")
-async def test_round_trip_against_the_real_modal_class(tiny_model_dir, tiny_engine, monkeypatch):
+async def test_round_trip_against_the_real_modal_class(echo_tts, tiny_engine):
     """The bot's wire format against the app's, with `.local()` standing in for the network."""
-    monkeypatch.setenv("ECHO_WEIGHTS_DIR", str(tiny_model_dir))
-    from modal_tts.app import EchoTTS
-
-    obj = EchoTTS()
-
-    class Local:
-        def __init__(self, method: Any) -> None:
-            async def call(*args: Any) -> Any:
-                return await asyncio.to_thread(method.local, *args)
-
-            async def stream(*args: Any):
-                for item in await asyncio.to_thread(lambda: list(method.local(*args))):
-                    yield item
-
-            self.remote = type("R", (), {"aio": staticmethod(call)})()
-            self.remote_gen = type("G", (), {"aio": staticmethod(stream)})()
-
-    handle = Handle(**{m: Local(getattr(obj, m)) for m in ("encode_speaker", "speak", "info")})
+    handle = LocalModal(echo_tts)
     b = ModalBackend(lookup=lambda: handle)
     from tests.media import speech_like
 

@@ -4,10 +4,8 @@ is wire format 2 exactly as it would cross the network; the bot encodes nothing 
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import io
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +19,7 @@ from bot.tts.modal_backend import ModalBackend
 from modal_tts import wire
 from tests.fakediscord import FakeDiscord
 from tests.media import speech_like
+from tests.modal_local import LocalModal
 
 pytestmark = [
     pytest.mark.filterwarnings("ignore::DeprecationWarning"),
@@ -28,53 +27,8 @@ pytestmark = [
 ]
 
 
-class LocalModal:
-    """The deployed class as `ModalBackend` looks it up, each method run with `.local()` in a thread;
-    records the output kind of every `speak` request."""
-
-    def __init__(self, obj: Any) -> None:
-        self.outputs: list[str] = []
-        for name in ("encode_speaker", "speak", "info"):
-            setattr(self, name, self._method(getattr(obj, name)))
-
-    def _method(self, method: Any) -> Any:
-        outputs = self.outputs
-
-        async def call(*args: Any) -> Any:
-            return await asyncio.to_thread(method.local, *args)
-
-        async def stream(*args: Any) -> AsyncIterator[Any]:
-            outputs.append(args[0]["output"])
-            for reply in await asyncio.to_thread(lambda: list(method.local(*args))):
-                yield reply
-
-        return type(
-            "Method",
-            (),
-            {
-                "remote": type("R", (), {"aio": staticmethod(call)})(),
-                "remote_gen": type("G", (), {"aio": staticmethod(stream)})(),
-            },
-        )()
-
-
-@pytest.fixture(scope="module")
-def modal_class(tiny_model_dir):
-    mp = pytest.MonkeyPatch()
-    mp.setenv("ECHO_WEIGHTS_DIR", str(tiny_model_dir))
-    from modal_tts.app import EchoTTS
-
-    obj = EchoTTS()
-    yield obj
-    if obj.info.local():  # entered: stop its GPU thread
-        obj.scheduler.close()
-    mp.undo()
-
-
-async def test_files_and_live_speech_come_encoded_from_the_engine_side(
-    tmp_path: Path, modal_class, monkeypatch
-):
-    handle = LocalModal(modal_class)
+async def test_files_and_live_speech_come_encoded_from_the_engine_side(tmp_path: Path, echo_tts, monkeypatch):
+    handle = LocalModal(echo_tts)
     async with FakeDiscord(patch_discord=False) as fake:
         guild = fake.add_guild("Alpha")
         alice = fake.add_member(guild, "Alice")
@@ -99,7 +53,7 @@ async def test_files_and_live_speech_come_encoded_from_the_engine_side(
             async with fake.running(bot, ready_timeout=20):
                 await fake.wait_for_commands("say", "clone")
                 latent = wire.latent_from_wire(
-                    modal_class.encode_speaker.local(wire.pcm_to_bytes(speech_like(6.0)))
+                    echo_tts.encode_speaker.local(wire.pcm_to_bytes(speech_like(6.0)))
                 )
                 bot.store.add(
                     guild.id,
