@@ -44,6 +44,7 @@ class Config:
     discord_gateway: str | None = None
     voice_tls_verify: bool = True
     identify_interval_s: float = 5.5  # between two IDENTIFYs of one bucket (Discord's 5 s, and a margin)
+    log_format: str = "text"  # or "json": one JSON object per log line (bot.audit.JsonFormatter)
 
     def with_overrides(self, **changes: object) -> Config:
         kept: dict[str, Any] = {k: v for k, v in changes.items() if v is not None}
@@ -69,6 +70,7 @@ _ENV = {
     "discord_gateway": "VOICEBOT_DISCORD_GATEWAY",
     "voice_tls_verify": "VOICEBOT_VOICE_TLS_VERIFY",
     "identify_interval_s": "VOICEBOT_IDENTIFY_INTERVAL",
+    "log_format": "VOICEBOT_LOG_FORMAT",
 }
 
 _LIMITS: dict[str, tuple[float, float]] = {
@@ -119,6 +121,8 @@ def _convert(name: str, var: str, raw: str) -> object:
             f"{var} must be a PostgreSQL URL (postgresql://user:password@host:5432/dbname); leave it unset "
             "to keep the library in the data folder."
         )
+    if name == "log_format" and raw not in ("text", "json"):
+        raise ConfigError(f"{var}={raw!r} is not a log format; use text or json.")
     try:
         if "Path" in str(kind):
             return Path(raw).expanduser()

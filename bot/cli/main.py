@@ -18,6 +18,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from bot import audit
 from bot.cli import backup, deploy, service, settings, speech, voices, weights
 from bot.cli.common import config_for, terminal_message
 from bot.cli.options import EXAMPLES, Parser, data_dir_option, environment, voicebot_version
@@ -74,6 +75,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if extra:  # named by the subcommand's parser, so the line points at `voicebot voices --help`
         getattr(args, "usage_parser", parser).error(f"unrecognized arguments: {' '.join(extra)}")
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    # Before the settings are read (a bad one is reported in the format asked for); checked there.
+    log_format = os.environ.get("VOICEBOT_LOG_FORMAT") or read_dotenv(Path(".env")).get("VOICEBOT_LOG_FORMAT")
+    if log_format in audit.LOG_FORMATS:
+        audit.use_format(log_format)
 
     def fail(message: str, code: int) -> int:
         print(f"voicebot: {message}", file=sys.stderr)

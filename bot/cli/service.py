@@ -7,6 +7,7 @@ import asyncio
 import json
 import logging
 
+from bot import audit
 from bot.cli.common import create_backend, library_exists, open_store
 from bot.cli.options import examples, json_option, library_command, speech_options
 from bot.config import Config, check
@@ -93,12 +94,9 @@ def _check_scale(args: argparse.Namespace) -> None:
         )
 
 
-def _name_the_process(label: str) -> None:
-    """Every log line says which process and which shards it comes from."""
-    for handler in logging.getLogger().handlers:
-        handler.setFormatter(
-            logging.Formatter(f"%(levelname)s [{label}, pid %(process)d] %(name)s: %(message)s")
-        )
+def _name_the_process(label: str, config: Config) -> None:
+    """Every log line says which process and which shards it comes from, as text or JSON."""
+    audit.use_format(config.log_format, label)
 
 
 async def cmd_run(args: argparse.Namespace, config: Config) -> int:
@@ -116,14 +114,14 @@ async def cmd_run(args: argparse.Namespace, config: Config) -> int:
     if getattr(args, "processes", None):
         from bot.launcher import launch
 
-        _name_the_process("launcher")
+        _name_the_process("launcher", config)
         try:
             return await launch(config, args.processes, token, args.shard_count)
         except _discord_errors() as exc:
             raise DiscordUnreachable(_api_base(config), _short(exc)) from None
     shards = (args.shard_ids, args.shard_count) if getattr(args, "shards", None) else None
     if shards:
-        _name_the_process(shard_label(*shards))
+        _name_the_process(shard_label(*shards), config)
     try:
         await run_bot(config, shards=shards)
     except _discord_errors() as exc:

@@ -124,7 +124,39 @@ _VERSION_3 = """
 CREATE TABLE identify_slots (bucket integer PRIMARY KEY, claimed_at double precision NOT NULL);
 """
 
-MIGRATIONS: list[str] = [_VERSION_1, _VERSION_2, _VERSION_3]
+# The speaker's own consent, deletion on request and purge after the bot leaves a server: what SQLite's
+# schema 9 adds (see bot.store.schema._migrate_9).
+_VERSION_4 = """
+ALTER TABLE voices ADD COLUMN consent_pending integer NOT NULL DEFAULT 0;
+ALTER TABLE guild_settings ADD COLUMN speaker_consent integer;
+CREATE INDEX voices_by_speaker ON voices (speaker_id) WHERE speaker_id IS NOT NULL;
+CREATE INDEX voices_by_owner ON voices (owner_id);
+ALTER TABLE usage ADD COLUMN voice_id text;
+CREATE INDEX usage_by_voice ON usage (voice_id, at);
+CREATE INDEX usage_by_user ON usage (user_id);
+CREATE TABLE consents (
+    voice_id text PRIMARY KEY,
+    guild_id bigint NOT NULL,
+    speaker_id bigint NOT NULL,
+    requested_by bigint NOT NULL,
+    channel_id bigint,
+    message_id bigint,
+    sentence text NOT NULL,
+    requested_at double precision NOT NULL,
+    expires_at double precision NOT NULL,
+    attempts integer NOT NULL DEFAULT 0
+);
+CREATE INDEX consents_by_speaker ON consents (speaker_id, guild_id);
+CREATE INDEX consents_by_expiry ON consents (expires_at);
+CREATE TABLE forgets (
+    user_id bigint PRIMARY KEY,
+    requested_at double precision NOT NULL,
+    requested_by text NOT NULL
+);
+CREATE TABLE departures (guild_id bigint PRIMARY KEY, left_at double precision NOT NULL);
+"""
+
+MIGRATIONS: list[str] = [_VERSION_1, _VERSION_2, _VERSION_3, _VERSION_4]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -163,6 +163,40 @@ def _migrate_8(db: sqlite_utils.Database) -> None:
     db.execute("CREATE TABLE identify_slots (bucket INTEGER PRIMARY KEY, claimed_at REAL NOT NULL)")
 
 
+def _migrate_9(db: sqlite_utils.Database) -> None:
+    """The speaker's own consent, deletion on request and purge after the bot leaves a server.
+
+    - `voices.consent_pending`: 1 while the voice waits for its speaker's consent voice message (kept,
+      not usable); `consents` holds what the request asked and until when.
+    - `guild_settings.speaker_consent`: whether a voice needs its speaker's own consent (NULL: yes).
+    - `usage.voice_id`: which voice a delivery spoke in, so a voice's owner and speaker can see its use
+      (NULL on rows from before).
+    - `forgets`: a member's deletion in progress; a row left by a crash is finished at the next start.
+    - `departures`: when the bot left a server; its data is purged after a grace period unless the bot is
+      invited back (the row is removed then).
+    """
+    db.execute("ALTER TABLE voices ADD COLUMN consent_pending INTEGER NOT NULL DEFAULT 0")
+    db.execute("ALTER TABLE guild_settings ADD COLUMN speaker_consent INTEGER")
+    db.execute("CREATE INDEX voices_by_speaker ON voices (speaker_id) WHERE speaker_id IS NOT NULL")
+    db.execute("CREATE INDEX voices_by_owner ON voices (owner_id)")
+    db.execute("ALTER TABLE usage ADD COLUMN voice_id TEXT")
+    db.execute("CREATE INDEX usage_by_voice ON usage (voice_id, at)")
+    db.execute("CREATE INDEX usage_by_user ON usage (user_id)")
+    db.execute(
+        "CREATE TABLE consents (voice_id TEXT PRIMARY KEY, guild_id INTEGER NOT NULL, "
+        "speaker_id INTEGER NOT NULL, requested_by INTEGER NOT NULL, channel_id INTEGER, message_id INTEGER, "
+        "sentence TEXT NOT NULL, requested_at REAL NOT NULL, expires_at REAL NOT NULL, "
+        "attempts INTEGER NOT NULL DEFAULT 0)"
+    )
+    db.execute("CREATE INDEX consents_by_speaker ON consents (speaker_id, guild_id)")
+    db.execute("CREATE INDEX consents_by_expiry ON consents (expires_at)")
+    db.execute(
+        "CREATE TABLE forgets (user_id INTEGER PRIMARY KEY, requested_at REAL NOT NULL, "
+        "requested_by TEXT NOT NULL)"
+    )
+    db.execute("CREATE TABLE departures (guild_id INTEGER PRIMARY KEY, left_at REAL NOT NULL)")
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _migrate_1,
     _migrate_2,
@@ -172,6 +206,7 @@ MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _migrate_6,
     _migrate_7,
     _migrate_8,
+    _migrate_9,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -196,6 +231,7 @@ COLUMNS: dict[str, dict[str, tuple[tuple[str, ...], bool]]] = {
         "state": (TEXT, False),
         "needs_reencode": (INTEGER, False),
         "speaker_id": (INTEGER, True),
+        "consent_pending": (INTEGER, False),
     },
     "guild_settings": {
         "guild_id": (INTEGER, False),
@@ -205,6 +241,7 @@ COLUMNS: dict[str, dict[str, tuple[tuple[str, ...], bool]]] = {
         "daily_quota_s": (NUMBER, True),
         "default_mode": (TEXT, True),
         "file_format": (TEXT, True),
+        "speaker_consent": (INTEGER, True),
     },
     "user_defaults": {"guild_id": (INTEGER, False), "user_id": (INTEGER, False), "voice_id": (TEXT, False)},
     "usage": {"guild_id": (INTEGER, False), "user_id": (INTEGER, False), "at": (NUMBER, False)},

@@ -12,7 +12,7 @@ VOICE_ID = re.compile(rf"[0-9a-f]{{{2 * VOICE_ID_BYTES}}}")  # secrets.token_hex
 
 COLUMNS = (
     "id, guild_id, name, owner_id, created_at, duration_s, sha256, consent_by, consent_at, revision, source, "
-    "speaker_id"
+    "speaker_id, consent_pending"
 )
 FIELDS = tuple(COLUMNS.split(", "))
 
@@ -31,6 +31,11 @@ class Voice:
     revision: str
     source: str
     speaker_id: int | None = None  # whose voice it is, where known (a voice message's author)
+    consent_pending: int = 0  # 1: waiting for the speaker's consent voice message; kept, not usable
+
+    @property
+    def pending(self) -> bool:
+        return bool(self.consent_pending)
 
     def is_own_voice_of(self, user_id: int) -> bool:
         """A member's own voice: one they own, or one cloned from them."""
