@@ -19,9 +19,8 @@ import tempfile
 import wave
 from pathlib import Path
 
-import numpy as np
-
 import av
+import numpy as np
 
 from bot.audio import SAMPLE_RATE, encode
 

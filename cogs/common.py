@@ -6,8 +6,8 @@ Not an extension itself; the feature cogs import it.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, TypeVar, cast
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import discord
 from discord import app_commands
@@ -72,6 +72,45 @@ def may_speak_in(channel: discord.abc.GuildChannel) -> bool:
     me = channel.guild.me
     permissions = channel.permissions_for(me)
     return permissions.connect and permissions.speak
+
+
+AUDIO_SUFFIXES = (
+    ".ogg",
+    ".oga",
+    ".opus",
+    ".mp3",
+    ".wav",
+    ".m4a",
+    ".aac",
+    ".flac",
+    ".webm",
+    ".mp4",
+    ".mov",
+    ".mkv",
+    ".aiff",
+    ".aif",
+    ".caf",
+    ".wma",
+)
+
+
+def first_audio(message: discord.Message) -> discord.Attachment | None:
+    """The message's first audio (or video) attachment: a voice message, or an audio file."""
+    for attachment in message.attachments:
+        kind = attachment.content_type or ""
+        if kind.startswith(("audio/", "video/")) or attachment.filename.lower().endswith(AUDIO_SUFFIXES):
+            return attachment
+    return None
+
+
+def custom_id_of(interaction: discord.Interaction, kind: discord.InteractionType, prefix: str) -> str | None:
+    """The custom_id of a `kind` interaction (a modal submit, a button press) whose id starts with
+    `prefix`: one of ours that a listener answers (forms and buttons that outlive a restart); else None."""
+    data: Mapping[str, Any] = interaction.data or {}
+    custom_id = str(data.get("custom_id", ""))
+    if interaction.type is not kind or not custom_id.startswith(prefix):
+        return None
+    return custom_id
 
 
 T = TypeVar("T")

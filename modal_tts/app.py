@@ -21,6 +21,11 @@ Wire format (numpy-only helpers in `modal_tts/wire.py`, shared with the bot):
         version 1, kept for bots older than `speak`: whole chunks, int16 little-endian mono 44,100 Hz,
         one message per text; params is `SynthesisParams.to_dict()`; chunk i uses seed + i.
     info() -> {"revision", "device", "device_name", "dtype", "parameters", "versions", ...}
+    compare_speakers(reference: bytes, sample: bytes) -> {"similarity": float} or {"too_little_speech":
+        {"which", "voiced_seconds", "needed_seconds"}}: how alike two recordings' speakers sound (the
+        consent check; `modal_tts.consent_check`), both float32 little-endian mono 44,100 Hz.
+    check_watermark(pcm: bytes) -> {"confidence": float, "found": bool}: whether a clip (float32
+        little-endian mono 44,100 Hz) carries the watermark every output gets (`modal_tts.watermark`).
 
 Bad input raises `modal_tts.params.InvalidParams` or `modal_tts.wire.WireError` (ValueErrors), which
 Modal re-raises in the bot as the same type: `InvalidLatent`, a damaged voice, stays distinguishable.
@@ -47,15 +52,20 @@ Deploy-time settings (environment of the machine running `modal deploy`), with c
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import modal
+import numpy as np
 
 from modal_tts import wire
 from modal_tts.params import SAMPLE_RATE, SynthesisParams
+
+if TYPE_CHECKING:
+    from modal_tts.speakers import SpeakerVerifier
 
 APP_NAME = os.environ.get("ECHO_APP_NAME", "echo-voicebot")
 CLASS_NAME = "EchoTTS"
@@ -103,13 +113,35 @@ image = (
         "av==18.1.0",  # engine-side encoding (modal_tts.output): FFmpeg with libopus and libmp3lame
         "mutagen==1.48.1",
         "huggingface_hub>=1.0",  # pulls in hf_xet, which replaced hf_transfer
+        # The consent check's speaker encoder imports these (webrtcvad-wheels is webrtcvad, built).
+        "webrtcvad-wheels==2.0.14.post1",
+        "librosa==0.11.0",
+        "scipy==1.17.1",
+        # The watermark on every output (modal_tts.watermark): Perth imports librosa and scipy above,
+        # pkg_resources (gone from setuptools 81) and PyYAML.
+        "resemble-perth==1.0.1",
+        "setuptools==80.10.2",
+        "pyyaml==6.0.3",
     )
+    # Without its deps: it asks for the source-only webrtcvad and `typing`, a backport of the stdlib's.
+    .uv_pip_install("resemblyzer==0.1.4", extra_options="--no-deps")
     .env({"HF_XET_HIGH_PERFORMANCE": "1"})  # hf_xet's fast mode: the old HF_HUB_ENABLE_HF_TRANSFER
     .add_local_python_source("modal_tts")
 )
 
 app = modal.App(APP_NAME, image=image)
 weights_volume = modal.Volume.from_name(VOLUME_NAME, create_if_missing=True)
+
+
+def _speaker_verifier() -> SpeakerVerifier:
+    from modal_tts.speakers import SpeakerVerifier
+
+    return SpeakerVerifier()
+
+
+def _pcm(data: bytes) -> np.ndarray:
+    """Float32 PCM off the wire; none at all is a recording with no speech, not a malformed request."""
+    return wire.pcm_from_bytes(data) if data else np.zeros(0, np.float32)
 
 
 @app.function(volumes={VOLUME_PATH: weights_volume}, timeout=1800)
@@ -154,6 +186,10 @@ class EchoTTS:
         # bf16 for the GPU it will be moved to; float32 when a CPU does the work.
         dtype = torch.bfloat16 if in_container else None
         self.engine = EchoEngine.from_dir(root, device="cpu", dtype=dtype)
+        # The speaker encoder (~0.5 s to load and warm up) goes into the snapshot with the weights;
+        # `.local()` runs load it on the first consent check instead.
+        self.speakers_lock = threading.Lock()
+        self.speakers = _speaker_verifier() if in_container else None
 
     @modal.enter(snap=False)
     def to_gpu(self) -> None:
@@ -204,6 +240,28 @@ class EchoTTS:
             asked.texts, asked.latent, settings, asked.seed, chunk_timeout=TIMEOUT, pieces=True
         )
         yield from replies(pieces, asked)
+
+    @modal.method()
+    def compare_speakers(self, reference: bytes, sample: bytes) -> dict[str, Any]:
+        """The consent check's score, on the CPU in this input's thread: the GPU thread never waits for it."""
+        from modal_tts.consent_check import TooLittleSpeech, reply_to_wire
+
+        with self.speakers_lock:
+            if self.speakers is None:
+                self.speakers = _speaker_verifier()
+        try:
+            return reply_to_wire(self.speakers.compare(_pcm(reference), _pcm(sample)))
+        except TooLittleSpeech as short:
+            return reply_to_wire(short)
+
+    @modal.method()
+    def check_watermark(self, pcm: bytes) -> dict[str, Any]:
+        """Whether a clip (float32 mono 44.1 kHz) carries the watermark every output here gets:
+        {"confidence": 0..1, "found": bool}. On the GPU thread, between batches, as encode_speaker."""
+        from modal_tts.watermark import THRESHOLD
+
+        confidence = self.scheduler.call(self.engine.watermark_confidence, _pcm(pcm)).result()
+        return {"confidence": confidence, "found": confidence >= THRESHOLD}
 
     @modal.method()
     def info(self) -> dict[str, Any]:

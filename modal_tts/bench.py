@@ -17,7 +17,8 @@ These are smoke figures on a CPU, not speed: they show the scheduling works as d
 download. Prints JSON lines: device and versions; forward-pass time per (window, batch), eager and fast
 path; time to first audio and real-time factor for one short request, one full-window request and 8
 concurrent full-window requests; the low-latency plan's first-block latency at batch 1, 4 and 8 and its
-real-time factor; decode time; peak memory; GPU-seconds and cost per 20 s `/say`.
+real-time factor; decode time; watermark mark/check time per 20 s; peak memory; GPU-seconds and cost per
+20 s `/say`.
 Random weights never reach Echo's end of speech, so every chunk decodes its whole window: a worst case.
 """
 
@@ -386,6 +387,18 @@ def gpu_suite(
                 return engine.decode(lat, 0, w)
 
             _line(step="decode", latents=window, seconds=round(_median_seconds(engine, decode, repeats), 4))
+
+    # The watermark every output gets (modal_tts.watermark): marking and checking 20 s on this device.
+    from modal_tts.watermark import Watermarker
+
+    marker = engine.watermarker or Watermarker(engine.device)
+    noise = (np.random.default_rng(0).standard_normal(20 * SAMPLE_RATE) * 0.1).astype(np.float32)
+    _line(
+        step="watermark",
+        audio_s=20,
+        mark_s=round(_median_seconds(engine, lambda: marker.mark(noise), repeats), 4),
+        detect_s=round(_median_seconds(engine, lambda: marker.confidence(noise), repeats), 4),
+    )
 
     # A 20 s /say: the first sentence, then the rest in one chunk, as bot.text splits it.
     twenty = [FIRST_SENTENCE, "[S1] " + "word " * int(18 * 14 / 5)]

@@ -24,7 +24,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import safetensors
@@ -67,6 +67,9 @@ from modal_tts.prerequisites import (
 from modal_tts.scheduler import RowSpec as Row
 from modal_tts.scheduler import run_inline
 from modal_tts.windows import BUCKETS
+
+if TYPE_CHECKING:
+    from modal_tts.watermark import Watermarker
 
 # The sizes of jordand/echo-tts-base.
 OFFICIAL_ECHO_CONFIG: dict[str, Any] = dict(
@@ -258,6 +261,7 @@ class EchoEngine:
         self.shapes: FixedShapes | None = None  # pad every call to these (the fast path needs it)
         self.graphs: CudaGraphs | None = None
         self.blockwise = hasattr(model, "latent_encoder")  # can sample after a latent prefix
+        self.watermarker: Watermarker | None = None  # `from_dir` loads one: every output is marked
 
     # --- loading ------------------------------------------------------------------------------
 
@@ -269,11 +273,13 @@ class EchoEngine:
         dtype: torch.dtype | None = None,
         *,
         blockwise: bool = True,
+        watermark: bool = True,
     ) -> EchoEngine:
         """Load a weights directory. `dtype` is the DiT's: default bf16 on CUDA, float32 on CPU.
 
         The DAC and PCA stay float32: they are a small share of the time and bf16 audibly hurts them.
         `blockwise=False` drops the latent-prefix modules: only the whole plan can run then.
+        `watermark=False` leaves the output unmarked (`modal_tts.watermark`; benchmarks compare the two).
         """
         root = Path(path)
         if not root.is_dir():
@@ -305,6 +311,10 @@ class EchoEngine:
             )
         engine = cls(model.eval(), fish_ae.eval(), pca, _revision(root), {"echo": echo_cfg, "dac": dac_cfg})
         engine.blockwise = blockwise
+        if watermark:
+            from modal_tts.watermark import Watermarker
+
+            engine.watermarker = Watermarker()
         return engine.to(device, dtype)
 
     def to(self, device: str | torch.device, dtype: torch.dtype | None = None) -> EchoEngine:
@@ -323,6 +333,8 @@ class EchoEngine:
             pca_mean=self.pca.pca_mean.to(device),
             latent_scale=self.pca.latent_scale,
         )
+        if self.watermarker is not None:
+            self.watermarker.to(device)
         return self
 
     @property
@@ -471,11 +483,11 @@ class EchoEngine:
     def synthesize_rows(
         self, rows: Sequence[Row], params: SynthesisParams
     ) -> Iterator[tuple[int, np.ndarray]]:
-        """Sample rows of one window in one batched call, then decode and yield them one by one."""
+        """Sample rows of one window in one batched call, then decode, watermark and yield them one by one."""
         window = params.sequence_length or MAX_SEQUENCE_LENGTH
         latents = self.sample_rows(rows, params, window)
         for i in range(len(rows)):
-            yield i, self.decode(latents, i, self.end_of_speech(latents, i))
+            yield i, self.watermark(self.decode(latents, i, self.end_of_speech(latents, i)))
 
     # --- the scheduler's interface (modal_tts.scheduler.Engine) ---------------------------------------
 
@@ -534,6 +546,19 @@ class EchoEngine:
         decoded = echo.ae_decode(self.fish_ae, self.pca, latents[index : index + 1, :end])
         audio = decoded[0, 0, : end * SAMPLES_PER_LATENT].float().cpu().numpy()
         return np.ascontiguousarray(audio, dtype=np.float32)
+
+    def watermark(self, audio: np.ndarray, heard: int = 0) -> np.ndarray:
+        """`audio[heard:]` with the watermark added (`modal_tts.watermark.Watermarker.mark`); unchanged
+        when the engine was loaded without one."""
+        if self.watermarker is None:
+            return np.asarray(audio, dtype=np.float32)[heard:]
+        return self.watermarker.mark(audio, heard)
+
+    def watermark_confidence(self, audio: np.ndarray, sample_rate: int = SAMPLE_RATE) -> float:
+        """How surely `audio` carries the watermark, 0..1 (`modal_tts.watermark.THRESHOLD` decides)."""
+        if self.watermarker is None:
+            raise RuntimeError("This engine was loaded without its watermarker (watermark=False).")
+        return self.watermarker.confidence(audio, sample_rate)
 
     def _speaker_batch(self, latents: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
         for latent in latents:

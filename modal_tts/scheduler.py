@@ -30,11 +30,13 @@ every sampler call, encoding and decode. What it runs next:
   only the request that really fails gets the error.
 - **Busy:** past `max_waiting_rows` waiting rows a request is refused, unless nothing else waits: a
   request longer than the limit then runs alone rather than never.
+- **Watermark:** every piece is watermarked by the engine as it is handed over, once, with the chunk's
+  audio before it as context (`modal_tts.watermark`): files, voice messages, live Opus and PCM all carry it.
 
 Chunks reach the caller in order, each as its pieces (one per block; `last` marks a chunk's end); a later
 chunk that is ready early waits for the ones before it. `stream`, `astream` and `run_inline` join each
 chunk's pieces unless asked for them. Torch-free: the engine is reached through `sample_rows`, `extend`,
-`end_of_speech` and `decode`.
+`end_of_speech`, `decode` and `watermark`.
 """
 
 from __future__ import annotations
@@ -94,6 +96,8 @@ class Engine(Protocol):
     def end_of_speech(self, latents: Any, index: int) -> int: ...
 
     def decode(self, latents: Any, index: int, end: int) -> np.ndarray: ...
+
+    def watermark(self, audio: np.ndarray, heard: int = 0) -> np.ndarray: ...
 
 
 @dataclass(frozen=True)
@@ -403,7 +407,7 @@ def _hand_over(
             return None  # nothing new to hear yet: the next block decides the held-back tail
     return ChunkAudio(
         row.index,
-        audio[row.heard * SAMPLES_PER_LATENT :],
+        _marked(engine, audio, row.heard * SAMPLES_PER_LATENT),
         0.0,
         block.end,
         row.resampled,
@@ -411,6 +415,13 @@ def _hand_over(
         last=final,
         silences=row.silences,
     )
+
+
+def _marked(engine: Engine, audio: np.ndarray, heard: int) -> np.ndarray:
+    """The new samples, `audio[heard:]`, watermarked by the engine with the samples before them as
+    context; a test engine without `watermark` hands them over as decoded."""
+    mark = getattr(engine, "watermark", None)
+    return audio[heard:] if mark is None else mark(audio, heard)
 
 
 def run_inline(

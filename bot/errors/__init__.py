@@ -10,8 +10,11 @@ Import from here (`from bot.errors import VoiceNotFound`); the modules group the
   output         the speech's audio file (too big, encoder died, upload refused, --out not writable)
   backend        the speech backend, Modal or local: BackendError and its admin hints
   library        voice names, limits, the dictionary, and the library on disk (LibraryError)
+  consent        a voice waiting for its speaker's consent, and consent voice messages that can't count
   commands       who may use a Discord command, where, how often, and what it needs
   voice_channel  joining, playing and listening in a voice channel
+  watermark      a clip to check for the watermark or a consent voice message (size, length, download)
+  privacy        a member's own data: /myvoices, a voice's use, /forget me's confirmation
 """
 
 from __future__ import annotations
@@ -52,6 +55,17 @@ from bot.errors.commands import (
     NotYourForm,
     QuotaExhausted,
 )
+from bot.errors.consent import (
+    ConsentMessageTooShort,
+    ConsentNeedsVoiceMessage,
+    ConsentVoiceMismatch,
+    ManyPendingConsents,
+    ReferenceTooLittleSpeech,
+    SpeakerNotAMember,
+    SpeakerRequired,
+    TooLittleSpeech,
+    VoicePending,
+)
 from bot.errors.library import (
     DictionaryEntryNotFound,
     DictionaryFull,
@@ -78,6 +92,12 @@ from bot.errors.output import (
     OutputTooLarge,
     UploadFailed,
 )
+from bot.errors.privacy import (
+    ConfirmationExpired,
+    NotYourConfirmation,
+    NotYourVoice,
+    UsageNotVisible,
+)
 from bot.errors.reference import (
     BadReference,
     DownloadFailed,
@@ -101,6 +121,13 @@ from bot.errors.voice_channel import (
     NotPlaying,
     SpeakingElsewhere,
 )
+from bot.errors.watermark import (
+    ClipDownloadFailed,
+    ClipTooLarge,
+    ClipTooLong,
+    ClipTooShort,
+    NoAudioToCheck,
+)
 
 __all__ = [
     "BackendBusy",
@@ -114,7 +141,15 @@ __all__ = [
     "BackendUnreachable",
     "BadReference",
     "CannotJoinVoice",
+    "ClipDownloadFailed",
+    "ClipTooLarge",
+    "ClipTooLong",
+    "ClipTooShort",
+    "ConfirmationExpired",
+    "ConsentMessageTooShort",
+    "ConsentNeedsVoiceMessage",
     "ConsentRequired",
+    "ConsentVoiceMismatch",
     "CooldownActive",
     "DictionaryEntryNotFound",
     "DictionaryFull",
@@ -136,10 +171,12 @@ __all__ = [
     "LibraryTooNew",
     "LibraryUnreachable",
     "LocalEngineUnavailable",
+    "ManyPendingConsents",
     "ModalCredentialsMissing",
     "ModelLoadTimedOut",
     "NoAudioAttachment",
     "NoAudioStream",
+    "NoAudioToCheck",
     "NoDefaultVoice",
     "NoTextInMessage",
     "NotAllowedToClone",
@@ -148,27 +185,35 @@ __all__ = [
     "NotListening",
     "NotPlaying",
     "NotVoiceOwner",
+    "NotYourConfirmation",
     "NotYourForm",
+    "NotYourVoice",
     "NothingToSay",
     "OutputNotWritable",
     "OutputTooLarge",
     "QuotaExhausted",
     "ReferenceSilent",
+    "ReferenceTooLittleSpeech",
     "ReferenceTooLong",
     "ReferenceTooShort",
     "SilentSpeech",
     "SpeakerLatentRejected",
+    "SpeakerNotAMember",
+    "SpeakerRequired",
     "SpeakingElsewhere",
     "TextReadsTooLong",
     "TextTooLong",
+    "TooLittleSpeech",
     "Undecodable",
     "UploadFailed",
+    "UsageNotVisible",
     "VoiceBotError",
     "VoiceDeleted",
     "VoiceLimitReached",
     "VoiceNameTaken",
     "VoiceNeedsRepair",
     "VoiceNotFound",
+    "VoicePending",
     "VoicesFolderMissing",
     "fmt_bytes",
     "fmt_seconds",

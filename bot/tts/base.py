@@ -93,6 +93,17 @@ class TTSBackend(Protocol):
         plan (one piece, the whole chunk, for the whole plan), `last` on each chunk's final piece."""
         ...
 
+    async def speaker_similarity(self, reference: np.ndarray, sample: np.ndarray) -> float:
+        """How alike the speakers of two recordings (float32 mono 44.1 kHz) sound: the cosine of their
+        speaker embeddings, compared with `modal_tts.consent_check.SAME_SPEAKER_THRESHOLD`-like settings.
+        TooLittleSpeech (the sample) or ReferenceTooLittleSpeech when one has too little speech to tell."""
+        ...
+
+    async def watermark_confidence(self, pcm: np.ndarray) -> float:
+        """How surely a clip (float32 mono 44.1 kHz) carries the watermark every output gets, 0..1
+        (`modal_tts.watermark.THRESHOLD` decides); the check runs on the engine side."""
+        ...
+
     async def info(self) -> dict[str, Any]:
         """Revision, device and versions of the engine behind the backend."""
         ...

@@ -28,15 +28,18 @@ from bot.errors import (
     LocalEngineUnavailable,
     ModelLoadTimedOut,
     SpeakerLatentRejected,
+    consent,
 )
 from bot.tts.base import SpeakerLatent, SpokenChunk, checked_request
 from bot.wording import plural
 from modal_tts import prerequisites
+from modal_tts.consent_check import TooLittleSpeech as EngineTooLittleSpeech
 from modal_tts.params import InvalidLatent, InvalidParams, SynthesisParams
 from modal_tts.scheduler import Busy, Scheduler
 
 if TYPE_CHECKING:
     from modal_tts.engine import EchoEngine
+    from modal_tts.speakers import SpeakerVerifier
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +88,8 @@ class LocalBackend:
         self._engine = engine
         self._scheduler: Scheduler | None = None
         self._loading: Future[EchoEngine] | None = None
+        self._verifier: SpeakerVerifier | None = None  # loaded by the first speaker check
+        self._verifier_lock = threading.Lock()
 
     @property
     def batches_run(self) -> int:
@@ -226,6 +231,34 @@ class LocalBackend:
                 deadline = self._deadline()
         finally:
             await chunks.aclose()  # the scheduler drops what was not started yet
+
+    async def speaker_similarity(self, reference: np.ndarray, sample: np.ndarray) -> float:
+        """On a worker thread with a speaker encoder of its own, not on the engine's GPU thread: it is a small
+        CPU model apart from Echo, so a consent check neither waits for (nor needs) Echo's weights, nor
+        holds up a batch; within the timeout, its first load included."""
+        try:
+            async with asyncio.timeout(self.timeout):
+                return await asyncio.to_thread(self._compare_speakers, reference, sample)
+        except TimeoutError:
+            raise BackendTimedOut(self.timeout) from None
+        except EngineTooLittleSpeech as exc:
+            raise consent.from_engine(exc) from exc
+        except ModuleNotFoundError as exc:  # torch, resemblyzer or its librosa / webrtcvad: the engine extra
+            raise EngineNotInstalled(prerequisites.missing_packages() or [exc.name or "?"]) from exc
+        except Exception as exc:
+            raise _map_error(exc) from exc
+
+    def _compare_speakers(self, reference: np.ndarray, sample: np.ndarray) -> float:
+        with self._verifier_lock:  # one load, however many checks arrive while it runs
+            if self._verifier is None:
+                from modal_tts.speakers import SpeakerVerifier
+
+                self._verifier = SpeakerVerifier()
+            verifier = self._verifier
+        return float(verifier.compare(reference, sample))
+
+    async def watermark_confidence(self, pcm: np.ndarray) -> float:
+        return float(await self._on_gpu("watermark_confidence", pcm))
 
     async def info(self) -> dict[str, Any]:
         info: dict[str, Any] = await self._on_gpu("info")

@@ -29,12 +29,13 @@ from bot.errors import (
     ModalCredentialsMissing,
     OutputTooLarge,
     SpeakerLatentRejected,
+    consent,
 )
 from bot.tts.base import SpeakerLatent, SpokenChunk, SpokenFile, checked_request
 from bot.tts.readiness import modal_credentials
-from modal_tts import wire
+from modal_tts import consent_check, wire
 from modal_tts.output.errors import OutputTooLarge as EngineOutputTooLarge
-from modal_tts.params import InvalidLatent, SynthesisParams
+from modal_tts.params import SAMPLE_RATE, InvalidLatent, SynthesisParams
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +85,10 @@ def _map_error(exc: BaseException, timeout: float) -> BackendError | _Transient:
     # ExecutionError, RemoteError, (De)SerializationError, VersionError, DeprecationError (a
     # UserWarning, not a modal.Error), InputCancellation, CUDA errors re-raised from the container …
     return BackendFailed(detail)
+
+
+def _compared(pcm: np.ndarray) -> bytes:
+    return wire.pcm_to_bytes(np.asarray(pcm)[: round(consent_check.MAX_COMPARED_SECONDS * SAMPLE_RATE)])
 
 
 class ModalBackend:
@@ -248,6 +253,28 @@ class ModalBackend:
             finally:
                 if stream is not None and hasattr(stream, "aclose"):
                     await stream.aclose()
+
+    async def speaker_similarity(self, reference: np.ndarray, sample: np.ndarray) -> float:
+        """The app's `compare_speakers` (an app deployed before it says "redeploy", as for any method); only
+        the part of each recording the encoder reads is sent."""
+        reply = await self._call("compare_speakers", _compared(reference), _compared(sample))
+        try:
+            return consent_check.reply_from_wire(reply)
+        except consent_check.TooLittleSpeech as exc:
+            raise consent.from_engine(exc) from exc
+        except ValueError as exc:
+            raise BackendFailed(str(exc)) from exc
+
+    async def watermark_confidence(self, pcm: np.ndarray) -> float:
+        """The app's `check_watermark` (an app deployed before it says "redeploy", as for any method)."""
+        reply = await self._call("check_watermark", wire.pcm_to_bytes(pcm))
+        try:
+            confidence = float(reply["confidence"])
+        except (TypeError, KeyError, ValueError) as exc:
+            raise BackendFailed(f"malformed watermark reply from the GPU: {reply!r:.80}") from exc
+        if not 0.0 <= confidence <= 1.0:
+            raise BackendFailed(f"watermark confidence {confidence} is outside 0..1")
+        return confidence
 
     async def info(self) -> dict[str, Any]:
         return await self._call("info")

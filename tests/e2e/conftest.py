@@ -57,6 +57,16 @@ class SwitchableBackend:
             self.chunk_times.append(time.monotonic())
             yield replace(chunk, audio=np.zeros_like(chunk.audio)) if self.silent else chunk
 
+    async def speaker_similarity(self, reference, sample):
+        if self.failure:
+            raise self.failure
+        return await self.inner.speaker_similarity(reference, sample)
+
+    async def watermark_confidence(self, pcm):
+        if self.failure:
+            raise self.failure
+        return await self.inner.watermark_confidence(pcm)
+
     async def info(self):
         return await self.inner.info()
 
@@ -92,6 +102,11 @@ class World:
         await self.fake.member_join_voice(member, self.voice_channel)
         channel = self.bot.get_channel(self.voice_channel.id)
         await self.fake.wait_until(lambda: member.id in channel.voice_states, timeout=5)
+
+    def without_speaker_consent(self, guild: Guild | None = None) -> None:
+        """A server that lets voices be used without their speaker's voice message (tests of cloning
+        itself; the consent gate has tests of its own in test_consent.py)."""
+        self.bot.store.update_settings((guild or self.guild).id, speaker_consent=False)
 
     def add_voice(self, name: str, owner: Member, guild: Guild | None = None, seconds: float = 6.0):
         """A voice put straight into the library (cloning through Discord has tests of its own)."""
