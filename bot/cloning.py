@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-from bot import audio
+from bot import audio, audit
+from bot.consent import ConsentAsk
 from bot.errors import (
     BackendError,
     BackendFailed,
@@ -25,6 +27,7 @@ from bot.errors import (
 )
 from bot.store import Voice, VoiceLibrary, clean_name
 from bot.store.files import DamagedLatent, check_latent
+from bot.store.voice import new_voice_id
 from bot.tts import SpeakerLatent, TTSBackend
 
 log = logging.getLogger(__name__)
@@ -68,6 +71,7 @@ async def clone_voice(
     max_bytes: int,
     progress: Progress | None = None,
     speaker_id: int | None = None,
+    consent_ask: ConsentAsk | None = None,
 ) -> Cloned:
     name = await asyncio.to_thread(check_upload, store, guild_id, name, len(data), max_bytes)
     await _report(progress, "checking")
@@ -83,6 +87,7 @@ async def clone_voice(
         consent_by=consent_by,
         source=source,
         speaker_id=speaker_id,
+        consent_ask=consent_ask,
     )
 
 
@@ -97,23 +102,58 @@ async def clone_reference(
     consent_by: int,
     source: str,
     speaker_id: int | None = None,
+    consent_ask: ConsentAsk | None = None,
 ) -> Cloned:
     """The expensive half, for a reference already checked: encode, then add to the library.
-    `speaker_id`: whose voice it is, where known (the author of a cloned voice message)."""
+    `speaker_id`: whose voice it is, where known (the author of a cloned voice message).
+    `consent_ask`: the voice waits for its speaker's consent (bot.consent): it is kept pending, and its
+    request is recorded first (a crash in between leaves a request that expires, never a voice that
+    nobody asked about)."""
     name = await store.aio.check_can_add(guild_id, name)
     latent = usable(await backend.encode_speaker(reference.pcm))
     flac = await asyncio.to_thread(audio.encode, reference.pcm, "flac")
-    voice = await store.aio.add(
-        guild_id,
-        name,
-        owner_id=owner_id,
-        reference_flac=flac,
-        latent=latent.data,
-        duration_s=reference.duration_s,
-        revision=latent.revision,
-        consent_by=consent_by,
-        source=source,
-        speaker_id=speaker_id,
+    voice_id = new_voice_id()
+    if consent_ask is not None:
+        speaker_id = consent_ask.speaker_id
+        await store.aio.request_consent(
+            voice_id=voice_id,
+            guild_id=guild_id,
+            speaker_id=consent_ask.speaker_id,
+            requested_by=owner_id,
+            sentence=consent_ask.sentence,
+            expires_at=time.time() + consent_ask.expires_in_s,
+        )
+    try:
+        voice = await store.aio.add(
+            guild_id,
+            name,
+            owner_id=owner_id,
+            reference_flac=flac,
+            latent=latent.data,
+            duration_s=reference.duration_s,
+            revision=latent.revision,
+            consent_by=consent_by,
+            source=source,
+            speaker_id=speaker_id,
+            voice_id=voice_id,
+            pending=consent_ask is not None,
+        )
+    except BaseException:
+        if consent_ask is not None:
+            request = await store.aio.pending_consent(voice_id)
+            if request is not None:
+                await store.aio.withdraw_consent_request(request)
+        raise
+    audit.record(
+        "clone",
+        actor=owner_id,
+        guild=guild_id,
+        voice=voice.id,
+        name=voice.name,
+        speaker=speaker_id,
+        consent_by=None if voice.pending else consent_by,
+        source=source.split(":", 1)[0],
+        pending=voice.pending,
     )
     return Cloned(voice, reference.format)
 

@@ -44,7 +44,14 @@ class Config:
     discord_gateway: str | None = None
     voice_tls_verify: bool = True
     identify_interval_s: float = 5.5  # between two IDENTIFYs of one bucket (Discord's 5 s, and a margin)
+    # The speaker's own consent (per-server switch: /settings speaker_consent): how alike the consent voice
+    # message and the recording must sound (cosine similarity of speaker embeddings; docs/CONSENT.md
+    # says how this default was calibrated), how long a request waits, and how many tries it allows.
+    consent_threshold: float = 0.85
+    consent_expiry_hours: float = 24.0
+    consent_tries: int = 5
     log_format: str = "text"  # or "json": one JSON object per log line (bot.audit.JsonFormatter)
+    purge_grace_days: float = 30.0  # a server's data is deleted this long after the bot leaves it
 
     def with_overrides(self, **changes: object) -> Config:
         kept: dict[str, Any] = {k: v for k, v in changes.items() if v is not None}
@@ -70,7 +77,11 @@ _ENV = {
     "discord_gateway": "VOICEBOT_DISCORD_GATEWAY",
     "voice_tls_verify": "VOICEBOT_VOICE_TLS_VERIFY",
     "identify_interval_s": "VOICEBOT_IDENTIFY_INTERVAL",
+    "consent_threshold": "VOICEBOT_CONSENT_THRESHOLD",
+    "consent_expiry_hours": "VOICEBOT_CONSENT_EXPIRY_HOURS",
+    "consent_tries": "VOICEBOT_CONSENT_TRIES",
     "log_format": "VOICEBOT_LOG_FORMAT",
+    "purge_grace_days": "VOICEBOT_PURGE_GRACE_DAYS",
 }
 
 _LIMITS: dict[str, tuple[float, float]] = {
@@ -80,6 +91,10 @@ _LIMITS: dict[str, tuple[float, float]] = {
     "max_reference_bytes": (64 * 1024, 500 * 1024 * 1024),
     "idle_leave_s": (5, 86_400),
     "identify_interval_s": (0.1, 60),
+    "purge_grace_days": (0, 3650),
+    "consent_threshold": (0.0, 1.0),
+    "consent_expiry_hours": (0.0001, 24 * 30),
+    "consent_tries": (1, 20),
 }
 
 

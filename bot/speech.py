@@ -15,7 +15,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from bot import audio, text
-from bot.errors import SilentSpeech, SpeakerLatentRejected, VoiceDeleted, VoiceNeedsRepair, VoiceNotFound
+from bot.errors import (
+    SilentSpeech,
+    SpeakerLatentRejected,
+    VoiceDeleted,
+    VoiceNeedsRepair,
+    VoiceNotFound,
+    VoicePending,
+)
 from bot.store import Voice, VoiceLibrary
 from bot.tts import EncodingBackend, SpeakerLatent, SpokenChunk, TTSBackend
 from modal_tts.params import SynthesisParams
@@ -86,6 +93,8 @@ def plan(
     and refused here, before it is queued, never sent to share a GPU batch with other servers' speech)."""
     chunks = text.prepare(words, resolve=resolve, max_chars=max_chars, dictionary=store.dictionary(guild_id))
     voice = store.get(guild_id, voice_name)
+    if voice.pending:
+        raise VoicePending(voice.name, store.pending_speaker(voice.id))
     store.load_latent(voice)
     seed = new_seed() if seed is None else seed
     return Request(guild_id, user_id, voice, chunks, params or settings(), seed)
@@ -206,6 +215,7 @@ async def speak(
             kind="say",
             audio_seconds=seconds,
             gpu_seconds=gpu_seconds,
+            voice_id=request.voice.id,
         )
     return Speech(request, pcm, seconds, gpu_seconds)
 

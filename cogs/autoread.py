@@ -289,6 +289,8 @@ class AutoRead(
     async def on_message(self, message: discord.Message) -> None:
         if message.guild is None or message.type not in READABLE_TYPES or message.author == self.bot.user:
             return
+        if not self.bot.intents.message_content:
+            return  # messages arrive (for consent replies) but without their text: nothing to read
         # One message at a time per server, in the order Discord delivered them.
         async with self._intake.setdefault(message.guild.id, asyncio.Lock()):
             try:
@@ -347,7 +349,7 @@ class AutoRead(
             )
         )
         reservation = await bot.limits.reserve(
-            state.guild_settings, author.id, speech.longest_seconds(request)
+            state.guild_settings, author.id, speech.longest_seconds(request), voice_id=request.voice.id
         )
         self._make_room(guild.id, waiting, state.settings.queue_limit)
 

@@ -1,7 +1,9 @@
 """Cloning voices from Discord: /clone, and the message context menu "Clone voice from message".
 
-Consent is asked every time and recorded with the voice (who confirmed it, when). The upload's size is
-checked from the attachment's metadata before anything is downloaded.
+Consent is asked every time and recorded with the voice (who confirmed it, when). Where the server
+requires the speaker's own consent (the default), the voice is kept pending and its speaker is asked to
+agree with a voice message (bot.consent, cogs/consent.py); a member's own voice message needs no more.
+The upload's size is checked from the attachment's metadata before anything is downloaded.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot import cloning, replies
+from bot import cloning, consent, replies
 from bot.errors import (
     ConsentRequired,
     DownloadFailed,
@@ -24,37 +26,20 @@ from bot.errors import (
     NoAudioAttachment,
     NotAllowedToClone,
     NotYourForm,
+    SpeakerNotAMember,
 )
-from cogs.common import bot_of, guild_id_of
+from cogs.common import bot_of, custom_id_of, first_audio, guild_id_of
+from cogs.consent import post_request
 from cogs.voices import voice_card
 
-AUDIO_SUFFIXES = (
-    ".ogg",
-    ".oga",
-    ".opus",
-    ".mp3",
-    ".wav",
-    ".m4a",
-    ".aac",
-    ".flac",
-    ".webm",
-    ".mp4",
-    ".mov",
-    ".mkv",
-    ".aiff",
-    ".aif",
-    ".caf",
-    ".wma",
-)
 STEPS = {"checking": "Checking the audio…", "encoding": "Learning the voice…"}
 
 
 def audio_attachment(message: discord.Message) -> discord.Attachment:
-    for attachment in message.attachments:
-        kind = attachment.content_type or ""
-        if kind.startswith(("audio/", "video/")) or attachment.filename.lower().endswith(AUDIO_SUFFIXES):
-            return attachment
-    raise NoAudioAttachment()
+    attachment = first_audio(message)
+    if attachment is None:
+        raise NoAudioAttachment()
+    return attachment
 
 
 async def _check_may_clone(interaction: discord.Interaction) -> None:
@@ -76,12 +61,27 @@ async def clone_from(
     name: str,
     *,
     source: str,
-    speaker_id: int | None = None,
+    speaker: discord.Member | discord.User | None = None,
+    own_voice_message: bool = False,
 ) -> None:
-    """The whole flow, for /clone and the context menu alike."""
+    """The whole flow, for /clone and the context menu alike. `speaker`: whose voice it is (default:
+    the member cloning); `own_voice_message`: the clip is their own voice message, recorded live in the
+    app, so they are its speaker already (bot.consent)."""
     bot = bot_of(interaction)
     guild_id = guild_id_of(interaction)
     await _check_may_clone(interaction)
+    settings = await bot.store.aio.settings(guild_id)
+    ask = None
+    speaker_id = speaker.id if speaker is not None else None
+    if consent.needs_consent(settings, own_voice_message=own_voice_message):
+        speaker = speaker or interaction.user
+        if speaker.bot or not isinstance(speaker, discord.Member):
+            raise SpeakerNotAMember()
+        bot_name = bot.user.display_name if bot.user else "this bot"
+        server = interaction.guild.name if interaction.guild else "this server"
+        ask = consent.ask(
+            speaker.id, bot_name=bot_name, server_name=server, expiry_hours=bot.config.consent_expiry_hours
+        )
     # Refuse before downloading: bad/taken name, full library, or a file over the size cap.
     await asyncio.to_thread(
         cloning.check_upload, bot.store, guild_id, name, attachment.size, bot.config.max_reference_bytes
@@ -108,11 +108,23 @@ async def clone_from(
         max_bytes=bot.config.max_reference_bytes,
         progress=progress,
         speaker_id=speaker_id,
+        consent_ask=ask,
     )
+    if ask is None:
+        await interaction.edit_original_response(
+            content=f"Cloned from {cloned.format}. Try it: `/say voice:{cloned.voice.name} text:Hello!`",
+            embed=voice_card(cloned.voice, title=f"🎙️ New voice: {cloned.voice.name}"),
+        )
+        return
+    request = await bot.store.aio.pending_consent(cloned.voice.id)
+    ends = int(request.expires_at if request else time.time() + ask.expires_in_s)
+    who = "you confirm" if ask.speaker_id == interaction.user.id else f"<@{ask.speaker_id}> agrees"
     await interaction.edit_original_response(
-        content=f"Cloned from {cloned.format}. Try it: `/say voice:{cloned.voice.name} text:Hello!`",
-        embed=voice_card(cloned.voice, title=f"🎙️ New voice: {cloned.voice.name}"),
+        content=f"Saved from {cloned.format}. It can speak once {who} with a voice message: the request is "
+        f"below, and ends <t:{ends}:R>.",
+        embed=voice_card(cloned.voice, title=f"⏳ Waiting for consent: {cloned.voice.name}"),
     )
+    await post_request(interaction, cloned.voice, ask, ends)
 
 
 FORM_PREFIX = "clone-voice:"
@@ -129,6 +141,8 @@ class OpenForm:
     message_id: int
     expires_at: float  # time.monotonic()
     speaker_id: int | None = None  # the voice message's author: whose voice it is
+    speaker: discord.Member | discord.User | None = None
+    voice_message: bool = False  # recorded live in the app (not an uploaded file)
 
 
 class OpenForms:
@@ -155,12 +169,21 @@ class OpenForms:
         attachment: discord.Attachment,
         message_id: int,
         speaker_id: int | None = None,
+        speaker: discord.Member | discord.User | None = None,
+        voice_message: bool = False,
     ) -> str:
         now = self._clock()
         self._open = {key: form for key, form in self._open.items() if form.expires_at > now}
         custom_id = f"{FORM_PREFIX}{invocation_id}"
         self._open[custom_id] = OpenForm(
-            user_id, guild_id, attachment, message_id, now + self.timeout_s, speaker_id
+            user_id,
+            guild_id,
+            attachment,
+            message_id,
+            now + self.timeout_s,
+            speaker_id,
+            speaker,
+            voice_message,
         )
         return custom_id
 
@@ -230,6 +253,7 @@ class Clone(commands.Cog):
         name="What to call the voice (1–32 letters, digits, spaces, - or _)",
         attachment="5 s to 5 min of one person speaking: a voice message or an audio file",
         consent="I have this speaker's permission to clone their voice",
+        speaker="Whose voice it is (default: yours); they confirm with a voice message",
     )
     @app_commands.guild_only()
     async def clone(
@@ -238,10 +262,13 @@ class Clone(commands.Cog):
         name: app_commands.Range[str, 1, 32],
         attachment: discord.Attachment,
         consent: bool,
+        speaker: discord.Member | None = None,
     ) -> None:
         if not consent:
             raise ConsentRequired()
-        await clone_from(interaction, attachment, name, source=f"attachment:{attachment.filename}")
+        await clone_from(
+            interaction, attachment, name, source=f"attachment:{attachment.filename}", speaker=speaker
+        )
 
     async def clone_from_message(self, interaction: discord.Interaction, message: discord.Message) -> None:
         guild_id = guild_id_of(interaction)
@@ -254,6 +281,8 @@ class Clone(commands.Cog):
             attachment=attachment,
             message_id=message.id,
             speaker_id=message.author.id,
+            speaker=message.author,
+            voice_message=message.flags.voice,
         )
         modal = CloneModal(custom_id)
         modal.stop()  # a stopped modal stays out of discord.py's store: its submit comes to on_interaction
@@ -261,12 +290,10 @@ class Clone(commands.Cog):
 
     @commands.Cog.listener()
     async def on_interaction(self, interaction: discord.Interaction) -> None:
-        data: Mapping[str, Any] = interaction.data or {}
-        custom_id = str(data.get("custom_id", ""))
-        if interaction.type is not discord.InteractionType.modal_submit or not custom_id.startswith(
-            FORM_PREFIX
-        ):
+        custom_id = custom_id_of(interaction, discord.InteractionType.modal_submit, FORM_PREFIX)
+        if custom_id is None:
             return
+        data: Mapping[str, Any] = interaction.data or {}
         try:
             form = self.forms.take(custom_id, user_id=interaction.user.id, guild_id=interaction.guild_id)
             values = form_values(data)
@@ -277,7 +304,8 @@ class Clone(commands.Cog):
                 form.attachment,
                 values.get("name", ""),
                 source=f"message:{form.message_id}",
-                speaker_id=form.speaker_id,
+                speaker=form.speaker,
+                own_voice_message=form.voice_message and form.speaker_id == interaction.user.id,
             )
         except Exception as error:
             await replies.report(interaction, error)

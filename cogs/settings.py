@@ -6,6 +6,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from bot import audit
 from bot.choices import FileFormat, Mode
 from bot.store import GuildSettings
 from cogs.common import answer, bot_of, defer_private, guild_id_of
@@ -26,6 +27,10 @@ def describe(settings: GuildSettings, max_chars: int) -> discord.Embed:
     )
     embed.add_field(name="Default output", value=settings.default_mode)
     embed.add_field(name="File format", value="Ogg/Opus" if settings.file_format == "ogg" else "MP3")
+    embed.add_field(
+        name="Speaker's own consent",
+        value="required (a voice message from the speaker)" if settings.speaker_consent else "not required",
+    )
     return embed
 
 
@@ -42,6 +47,7 @@ class Settings(commands.Cog):
         daily_quota_minutes="Minutes of speech per day for the whole server (0: unlimited)",
         default_mode="Where /say speaks when no mode is given",
         file_format="Audio file format for replies",
+        speaker_consent="A new voice waits until its speaker agrees with a voice message (recommended)",
     )
     @app_commands.guild_only()
     @app_commands.default_permissions(manage_guild=True)
@@ -56,6 +62,7 @@ class Settings(commands.Cog):
         daily_quota_minutes: app_commands.Range[int, 0, 1440] | None = None,
         default_mode: Mode | None = None,
         file_format: FileFormat | None = None,
+        speaker_consent: bool | None = None,
     ) -> None:
         bot = bot_of(interaction)
         guild_id = guild_id_of(interaction)
@@ -74,9 +81,12 @@ class Settings(commands.Cog):
             changes["default_mode"] = default_mode
         if file_format is not None:
             changes["file_format"] = file_format
+        if speaker_consent is not None:
+            changes["speaker_consent"] = speaker_consent
         if changes:
             await defer_private(interaction)
             settings = await bot.store.aio.update_settings(guild_id, **changes)
+            audit.record("settings", actor=interaction.user.id, guild=guild_id, **changes)
         else:
             settings = await bot.store.aio.settings(guild_id)
         note = "Saved." if changes else "Current settings (give an option to change one):"

@@ -7,9 +7,9 @@ worded for the terminal by `bot.cli.main`.
 from __future__ import annotations
 
 import argparse
-import logging
 from dataclasses import asdict
 
+from bot import audit
 from bot.choices import FILE_FORMATS, MODES
 from bot.cli.common import library_exists, open_store, print_json
 from bot.cli.options import (
@@ -22,8 +22,6 @@ from bot.cli.options import (
     role_id,
 )
 from bot.config import Config
-
-audit = logging.getLogger("bot.audit")
 
 
 def _setting_changes(args: argparse.Namespace, config: Config) -> dict[str, object]:
@@ -42,6 +40,8 @@ def _setting_changes(args: argparse.Namespace, config: Config) -> dict[str, obje
         changes["default_mode"] = args.default_mode
     if args.file_format is not None:
         changes["file_format"] = args.file_format
+    if args.speaker_consent is not None:
+        changes["speaker_consent"] = args.speaker_consent == "on"
     return changes
 
 
@@ -59,7 +59,7 @@ async def cmd_settings(args: argparse.Namespace, config: Config) -> int:
         finally:
             store.close()
     if changes:
-        audit.info("CLI settings: guild %s changed %s", args.guild, ", ".join(sorted(changes)))
+        audit.record("settings", actor="cli", guild=args.guild, **changes)
     if args.json:
         print_json(asdict(settings))
         return 0
@@ -70,10 +70,11 @@ async def cmd_settings(args: argparse.Namespace, config: Config) -> int:
         "daily quota": f"{settings.daily_quota_s / 60:g} min" if settings.daily_quota_s else "no limit",
         "default mode": settings.default_mode,
         "file format": settings.file_format,
+        "speaker consent": "on" if settings.speaker_consent else "off",
     }
     print(f"{'Saved. ' if changes else ''}Settings for guild {args.guild}:")
     for key, value in shown.items():
-        print(f"  {key:<13} {value}")
+        print(f"  {key:<15} {value}")
     return 0
 
 
@@ -143,6 +144,11 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
     )
     settings.add_argument("--default-mode", choices=MODES, help="where /say speaks by default")
     settings.add_argument("--file-format", choices=FILE_FORMATS, help="audio format of file replies")
+    settings.add_argument(
+        "--speaker-consent",
+        choices=("on", "off"),
+        help="a new voice waits for its speaker's own consent voice message (default on)",
+    )
     json_option(settings)
     library_command(settings, cmd_settings)
 

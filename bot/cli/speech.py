@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import sys
 from dataclasses import asdict
 from pathlib import Path
@@ -37,8 +36,6 @@ from bot.config import Config
 from bot.errors import ConsentRequired, FileTooLarge, InvalidInput, OutputNotWritable, VoiceNotFound
 from bot.store import clean_name
 from bot.wording import plural
-
-audit = logging.getLogger("bot.audit")
 
 FORMATS_BY_SUFFIX = {".ogg": "ogg", ".opus": "ogg", ".oga": "ogg", ".mp3": "mp3", ".wav": "wav"}
 
@@ -101,9 +98,6 @@ async def cmd_clone(args: argparse.Namespace, config: Config) -> int:
         await backend.close()
         store.close()
     voice = cloned.voice
-    audit.info(
-        "CLI clone: voice %s in guild %s, owner %s, consent by %s", voice.id, args.guild, owner, args.consent
-    )
     if args.json:
         print_json({**asdict(voice), "format": cloned.format})
     else:

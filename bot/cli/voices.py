@@ -8,9 +8,9 @@ worded for the terminal by `bot.cli.main`.
 from __future__ import annotations
 
 import argparse
-import logging
 from dataclasses import asdict
 
+from bot import audit
 from bot.cli.common import library_exists, open_store, print_json
 from bot.cli.options import (
     Parser,
@@ -23,8 +23,6 @@ from bot.cli.options import (
 )
 from bot.config import Config
 from bot.errors import VoiceNotFound
-
-audit = logging.getLogger("bot.audit")
 
 
 async def cmd_voices(args: argparse.Namespace, config: Config) -> int:
@@ -60,7 +58,7 @@ async def cmd_delete(args: argparse.Namespace, config: Config) -> int:
         voice = store.delete(args.guild, args.voice)
     finally:
         store.close()
-    audit.info("CLI delete: voice %s in guild %s", voice.id, voice.guild_id)
+    audit.record("delete", actor="cli", guild=voice.guild_id, voice=voice.id, name=voice.name)
     print(f"Deleted “{voice.name}” and its files from guild {voice.guild_id}.")
     return 0
 
@@ -74,7 +72,7 @@ async def cmd_voice(args: argparse.Namespace, config: Config) -> int:
         if args.action == "rename":
             old = store.get(args.guild, args.voice).name
             voice = store.rename(args.guild, args.voice, args.new_name)
-            audit.info("CLI rename: voice %s in guild %s", voice.id, args.guild)
+            audit.record("settings", actor="cli", guild=args.guild, voice=voice.id, renamed_to=voice.name)
             print(f"Renamed “{old}” to “{voice.name}” in guild {args.guild}.")
         elif args.action == "default":
             voice = store.set_default_voice(args.guild, args.user, args.voice)

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from bot.choices import DEFAULT_FILE_FORMAT, DEFAULT_MODE, FILE_FORMATS, MODES
-from bot.errors import LibraryDamaged, VoiceNotFound
+from bot.errors import LibraryDamaged, VoiceNotFound, VoicePending
 from bot.store import sql
 from bot.store.engine import Engine
 from bot.store.faults import guarded
@@ -38,6 +38,7 @@ class GuildSettings:
     daily_quota_s: float | None = None  # seconds of speech per server per UTC day; None: no limit
     default_mode: str = DEFAULT_MODE
     file_format: str = DEFAULT_FILE_FORMAT
+    speaker_consent: bool = True  # a voice waits for its speaker's own consent voice message
 
 
 class SettingsAndUsage(Engine):
@@ -45,6 +46,7 @@ class SettingsAndUsage(Engine):
 
     get: Callable[[int, str], Voice]
     get_by_id: Callable[[int, str], Voice]
+    pending_speaker: Callable[[str], int | None]
 
     # --- per-guild settings and per-user defaults --------------------------------------------------
 
@@ -55,6 +57,8 @@ class SettingsAndUsage(Engine):
             return GuildSettings(guild_id)
         checked(self.where, "guild_settings", rows[0])
         row = {k: v for k, v in rows[0].items() if v is not None}
+        if "speaker_consent" in row:
+            row["speaker_consent"] = bool(row["speaker_consent"])
         return GuildSettings(**row)
 
     @guarded
@@ -62,6 +66,7 @@ class SettingsAndUsage(Engine):
         current = self.settings(guild_id).__dict__ | changes
         if current["default_mode"] not in MODES or current["file_format"] not in FILE_FORMATS:
             raise ValueError(f"bad settings: {changes}")
+        current["speaker_consent"] = int(current["speaker_consent"])  # an integer column on both engines
         with self.transaction() as tx:
             sql.upsert(tx, "guild_settings", current, ["guild_id"])
         return self.settings(guild_id)
@@ -81,6 +86,8 @@ class SettingsAndUsage(Engine):
     @guarded
     def set_default_voice(self, guild_id: int, user_id: int, name: str) -> Voice:
         voice = self.get(guild_id, name)
+        if voice.pending:
+            raise VoicePending(voice.name, self.pending_speaker(voice.id))
         with self.transaction() as tx:
             sql.upsert(
                 tx,
@@ -111,8 +118,10 @@ class SettingsAndUsage(Engine):
         audio_seconds: float,
         gpu_seconds: float,
         at: float | None = None,
+        voice_id: str | None = None,
     ) -> None:
-        """One delivery; `at` (default now) is when it was delivered, for one recorded late."""
+        """One delivery; `at` (default now) is when it was delivered, for one recorded late; `voice_id`
+        the voice it spoke in (its owner and speaker may see its use)."""
         with self.transaction() as tx:
             sql.insert(
                 tx,
@@ -124,6 +133,7 @@ class SettingsAndUsage(Engine):
                     "kind": kind,
                     "audio_seconds": audio_seconds,
                     "gpu_seconds": gpu_seconds,
+                    "voice_id": voice_id,
                 },
             )
 

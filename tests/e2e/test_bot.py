@@ -51,6 +51,7 @@ async def test_commands_are_synced_with_user_facing_descriptions(world: World):
 
 
 async def test_clone_with_consent_shows_progress_and_a_voice_card(world: World):
+    world.without_speaker_consent()
     upload = world.fake.attachment("ada.ogg", clip(), content_type="audio/ogg")
     record = await world.fake.invoke(
         "clone", {"name": "Ada", "consent": True}, user=world.alice, attachments=[upload]
@@ -332,6 +333,7 @@ async def test_long_files_show_progress_and_fit_the_upload_limit(world: World):
 
 
 async def test_settings_restrict_cloning_to_a_role_and_shape_say(world: World):
+    world.without_speaker_consent()
     cloners = world.fake.add_role(world.guild, "Cloners")
     dana = world.fake.add_member(world.guild, "Dana", roles=[cloners])
     saved = await world.fake.invoke(

@@ -66,6 +66,7 @@ async def test_two_processes_share_eight_servers_one_library_and_its_limits(
                 consent_by=member.id,
                 source="test",
             )
+        library.update_settings(guilds[0].id, speaker_consent=False)  # "Bea" below is ready at once
         env = {
             **os.environ,
             "DISCORD_TOKEN": fake.token,

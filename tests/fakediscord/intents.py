@@ -16,7 +16,7 @@ Rules, from Discord's docs (``events/gateway.mdx``, ``resources/application.mdx`
   restrictions"). Message context-menu targets always carry content (``interactions.py``).
 
 Not covered: 4013 for undefined intent bits, verified apps (the non-limited flags),
-mentions of the bot through its managed role or a reply.
+mentions of the bot through its managed role (a reply that pings the bot is a mention: ``messages``).
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ Rules (Discord's docs, ``events/gateway-events.mdx``, ``resources/message.mdx``,
 * Get Channel Messages returns newest first, 1–100 (default 50), ``before``/``after``/``around``
   exclusive, nothing without READ_MESSAGE_HISTORY.
 
-Not covered: replies, reactions, pins, stickers, threads, bulk deletes, embeds Discord unfurls
+Not covered: reactions, pins, stickers, threads, bulk deletes, embeds Discord unfurls
 from links, MESSAGE_UPDATE for embed unfurls.
 """
 
@@ -43,8 +43,10 @@ def post(
     embeds: Iterable[dict[str, Any]] = (),
     flags: int = 0,
     poll: tuple[str, Sequence[str]] | None = None,
+    reply_to: Message | None = None,
 ) -> Message:
-    """Store a message ``author`` posted in ``channel`` and dispatch MESSAGE_CREATE."""
+    """Store a message ``author`` posted in ``channel`` (a reply to ``reply_to``, type 19) and dispatch
+    MESSAGE_CREATE."""
     user = _author_user(world, channel, author)
     stored = [
         a if isinstance(a, Attachment) else world.store_attachment(channel.id, a[0], a[1])
@@ -61,8 +63,14 @@ def post(
         flags=flags,
         webhook_id=author.id if isinstance(author, Webhook) else None,
         poll=_poll(*poll) if poll is not None else None,
+        reply_to=reply_to,
+        type=19 if reply_to is not None else 0,
     )
     _mention(world, message)
+    if reply_to is not None and all(user.id != reply_to.author.id for user in message.mentions):
+        # a reply pings the author it answers (the app's default, "@ON"): they are among its mentions,
+        # so a bot without the Message Content intent still sees a reply to its own message
+        message.mentions.append(reply_to.author)
     world.messages[message.id] = message
     dispatch(world, "MESSAGE_CREATE", message)
     return message

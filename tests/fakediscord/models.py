@@ -565,6 +565,7 @@ class Message:
     mentions: list[User] = field(default_factory=list)
     mention_roles: list[int] = field(default_factory=list)
     poll: dict[str, Any] | None = None
+    reply_to: Message | None = None  # a reply (type 19): ``message_reference`` + ``referenced_message``
 
     @property
     def ephemeral(self) -> bool:
@@ -617,6 +618,20 @@ class Message:
             data["application_id"] = str(self.application_id)
         if self.interaction_metadata is not None:
             data["interaction_metadata"] = self.interaction_metadata
+        if self.reply_to is not None:
+            # resources/message.mdx: a reply's reference names the message, channel and guild it
+            # answers; ``referenced_message`` carries that message (one level: no nested reference)
+            data["message_reference"] = {
+                "type": 0,
+                "message_id": str(self.reply_to.id),
+                "channel_id": str(self.reply_to.channel_id),
+            }
+            if self.reply_to.guild_id is not None:
+                data["message_reference"]["guild_id"] = str(self.reply_to.guild_id)
+            referenced = self.reply_to.payload()
+            referenced.pop("referenced_message", None)
+            referenced.pop("message_reference", None)
+            data["referenced_message"] = referenced
         if self.poll is not None:
             data["poll"] = self.poll
         return data
