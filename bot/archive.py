@@ -90,8 +90,9 @@ def _add(tar: tarfile.TarFile, name: str, data: bytes) -> None:
 
 def export_guild(store: VoiceLibrary, guild_id: int) -> tuple[bytes, list[Voice]]:
     """The guild's voices as a .tar, and which they are. A voice whose files are unreadable raises the
-    store's error rather than be left out of a backup silently."""
-    voices = store.list(guild_id)
+    store's error rather than be left out of a backup silently. A voice still waiting for its speaker's
+    consent is left out: imported, it would be usable without that consent."""
+    voices = [voice for voice in store.list(guild_id) if not voice.pending]
     entries, payload = [], []
     for voice in voices:
         reference = store.read_reference(voice)  # checked: a damaged recording is named, not copied
@@ -219,6 +220,8 @@ def _entry(path: Path, index: int, raw: Any) -> _Entry:
         raise BadArchive(
             path, f"{where}'s files are {checksums!r}, not a sha256 for each of {sorted(wanted)}"
         )
+    if raw.get("consent_pending"):
+        raise BadArchive(path, f"{where} still waits for its speaker's consent, so it can't be imported")
     speaker = raw.get("speaker_id")
     return _Entry(
         id=voice_id,

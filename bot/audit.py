@@ -41,7 +41,7 @@ def record(
     *,
     actor: int | str | None,
     guild: int | None,
-    voice: str | None = None,
+    voice: Any = None,
     **details: Any,
 ) -> dict[str, Any]:
     """Write one audit line and return its fields. `actor`: the Discord id who did it, or a word for

@@ -39,6 +39,7 @@ class Reservation:
     started_at: float  # time.time()
     id: str = ""  # the library's reservation; "" where the server has no quota or cooldown to hold
     done: bool = False
+    voice_id: str | None = None  # the voice it speaks in, recorded with its usage
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,7 @@ class Delivered:
     at: float
     audio_seconds: float
     gpu_seconds: float
+    voice_id: str | None = None
 
 
 def utc_midnight(now: float) -> float:
@@ -88,15 +90,22 @@ class Limits:
         return [d for d in self._unrecorded if d.guild_id == guild_id]
 
     async def reserve(
-        self, settings: GuildSettings, user_id: int, seconds: float, *, reply_to: str | None = None
+        self,
+        settings: GuildSettings,
+        user_id: int,
+        seconds: float,
+        *,
+        reply_to: str | None = None,
+        voice_id: str | None = None,
     ) -> Reservation:
         """Hold `seconds` (the most the request can deliver) of today's quota and the member's cooldown,
         or refuse with why. `reply_to` ("application id:token" of the interaction) is kept with it, so
-        a process killed mid-request can tell the member after its restart."""
+        a process killed mid-request can tell the member after its restart. `voice_id`: the voice the
+        request speaks in, recorded with what it delivers."""
         guild_id = settings.guild_id
         if not settings.cooldown_s and not settings.daily_quota_s and not reply_to:  # nothing to keep
             self._reserved[guild_id] = self.reserved_seconds(guild_id) + seconds
-            return Reservation(guild_id, user_id, seconds, self._clock())
+            return Reservation(guild_id, user_id, seconds, self._clock(), voice_id=voice_id)
         async with self._locks.setdefault(guild_id, asyncio.Lock()):
             await self.released()
             await self._write_unrecorded()
@@ -117,7 +126,7 @@ class Limits:
                 reply_to=reply_to,
             )
             self._reserved[guild_id] = self.reserved_seconds(guild_id) + seconds
-            return Reservation(guild_id, user_id, seconds, now, reservation_id)
+            return Reservation(guild_id, user_id, seconds, now, reservation_id, voice_id=voice_id)
 
     async def settle(self, reservation: Reservation, delivered_s: float, *, gpu_seconds: float = 0.0) -> None:
         """The request delivered `delivered_s` of speech: charge that, and start the cooldown. Never
@@ -128,11 +137,7 @@ class Limits:
         try:
             if not reservation.id:  # reserved nothing in the library: only what was delivered to write
                 if delivered_s > 0:
-                    self._unrecorded.append(
-                        Delivered(
-                            reservation.guild_id, reservation.user_id, self._clock(), delivered_s, gpu_seconds
-                        )
-                    )
+                    self._unrecorded.append(self._delivered(reservation, delivered_s, gpu_seconds))
                     await self._write_unrecorded()
                 return
             await self.store.aio.settle_speech(
@@ -142,14 +147,11 @@ class Limits:
                 audio_seconds=delivered_s,
                 gpu_seconds=gpu_seconds,
                 at=self._clock(),
+                voice_id=reservation.voice_id,
             )
         except LibraryError as exc:
             if delivered_s > 0:
-                self._unrecorded.append(
-                    Delivered(
-                        reservation.guild_id, reservation.user_id, self._clock(), delivered_s, gpu_seconds
-                    )
-                )
+                self._unrecorded.append(self._delivered(reservation, delivered_s, gpu_seconds))
             log.error(
                 "Usage of %.1f s in guild %s not recorded yet (%d waiting): %s",
                 delivered_s,
@@ -160,6 +162,17 @@ class Limits:
             self._release_in_library(reservation)
         finally:
             self._let_go_here(reservation)
+
+    def _delivered(self, reservation: Reservation, seconds: float, gpu_seconds: float) -> Delivered:
+        """A delivery, now, to write to the library once it takes it."""
+        return Delivered(
+            reservation.guild_id,
+            reservation.user_id,
+            self._clock(),
+            seconds,
+            gpu_seconds,
+            reservation.voice_id,
+        )
 
     async def _write_unrecorded(self) -> None:
         """Write what was delivered but not recorded yet, oldest first; keep what the library refuses."""
@@ -174,6 +187,7 @@ class Limits:
                         audio_seconds=delivered.audio_seconds,
                         gpu_seconds=delivered.gpu_seconds,
                         at=delivered.at,
+                        voice_id=delivered.voice_id,
                     )
                 except LibraryError as exc:
                     log.warning(

@@ -124,6 +124,7 @@ class Say(commands.Cog):
             request.user_id,
             speech.longest_seconds(request),
             reply_to=f"{interaction.application_id}:{interaction.token}",
+            voice_id=request.voice.id,
         )
         # From here delivery owns the reservation: settled with what members got, else released.
         if channel is None:

@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import logging
+import time
 
 import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.errors import NotVoiceOwner
+from bot import audit
+from bot.errors import NotVoiceOwner, UsageNotVisible
 from bot.store import Voice
 from bot.wording import plural
 from cogs.common import answer, bot_of, defer_private, guild_id_of, is_manager, page_of, voice_names
 
 PAGE_SIZE = 10
+USAGE_DAYS = 30
+USAGE_LINES = 25  # newest uses listed; older ones counted
 log = logging.getLogger(__name__)
 
 
@@ -93,6 +97,8 @@ class Voices(commands.Cog):
         voice = await self._owned(interaction, name)
         await defer_private(interaction)
         renamed = await bot_of(interaction).store.aio.rename(voice.guild_id, voice.name, new_name)
+        who, where = interaction.user.id, voice.guild_id
+        audit.record("settings", actor=who, guild=where, voice=voice.id, renamed_to=renamed.name)
         await answer(interaction, f"Renamed “{voice.name}” to “{renamed.name}”.")
 
     @voice.command(
@@ -104,8 +110,41 @@ class Voices(commands.Cog):
         voice = await self._owned(interaction, name, speaker_may=True)
         await defer_private(interaction)
         await bot_of(interaction).store.aio.delete(voice.guild_id, voice.name)
-        log.info("Voice %s deleted from guild %s by user %s", voice.id, voice.guild_id, interaction.user.id)
+        who, where = interaction.user.id, voice.guild_id
+        audit.record("delete", actor=who, guild=where, voice=voice.id, name=voice.name)
         await answer(interaction, f"Deleted “{voice.name}”: its recording and voice data are gone.")
+
+    @voice.command(
+        name="usage", description="Who used a voice in the last 30 days (its owner, speaker or admins)."
+    )
+    @app_commands.describe(name="The voice")
+    @app_commands.autocomplete(name=voice_names)
+    async def usage(self, interaction: discord.Interaction, name: str) -> None:
+        """Visible to the voice's owner and speaker (it is their voice) and to Manage Server (who may
+        delete any voice here anyway), and to them only: it says who spoke, when."""
+        voice = await bot_of(interaction).store.aio.get(guild_id_of(interaction), name)
+        user_id = interaction.user.id
+        if user_id not in (voice.owner_id, voice.speaker_id) and not is_manager(interaction):
+            raise UsageNotVisible(voice.name)
+        await defer_private(interaction)
+        since = time.time() - USAGE_DAYS * 86_400
+        uses = await bot_of(interaction).store.aio.usage_of_voice(voice.guild_id, voice.id, since)
+        embed = discord.Embed(
+            title=f"🎙️ {voice.name}: the last {USAGE_DAYS} days", colour=discord.Colour.blurple()
+        )
+        if not uses:
+            embed.description = "Nobody has used this voice in that time."
+        else:
+            lines = [f"<t:{int(u.at)}:f> · <@{u.user_id}> · {u.seconds:.1f} s" for u in uses[:USAGE_LINES]]
+            if len(uses) > USAGE_LINES:
+                lines.append(f"… and {plural(len(uses) - USAGE_LINES, 'older use')}")
+            embed.description = "\n".join(lines)
+            members = len({u.user_id for u in uses})
+            total = sum(u.seconds for u in uses)
+            embed.set_footer(
+                text=f"{plural(len(uses), 'use')} by {plural(members, 'member')} · {total:.0f} s of speech"
+            )
+        await answer(interaction, embed=embed)
 
     @voice.command(name="default", description="Use this voice when you don't name one in /say.")
     @app_commands.describe(name="The voice")

@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from bot import archive
+from bot import archive, audit
 from bot.cli.common import Progress, check_writable, library_exists, open_store, print_json, write_atomically
 from bot.cli.options import examples, guild_id, guild_option, library_command
 from bot.config import Config
@@ -19,8 +18,6 @@ from bot.wording import plural
 
 if TYPE_CHECKING:
     from bot.store import Voice
-
-audit = logging.getLogger("bot.audit")
 
 
 def _refuse_to_replace(out: Path) -> None:
@@ -63,7 +60,7 @@ async def cmd_import(args: argparse.Namespace, config: Config) -> int:
         store.close()
     for item in imported:
         renamed = f" (renamed from “{item.renamed_from}”)" if item.renamed_from else ""
-        audit.info("CLI import: voice %s into guild %s", item.voice.id, item.voice.guild_id)
+        audit.record("clone", actor="cli", guild=item.voice.guild_id, voice=item.voice.id, source="import")
         print(f"Imported “{item.voice.name}”{renamed} into guild {item.voice.guild_id}.")
     print(f"{plural(len(imported), 'voice')} imported into guild {args.guild}.")
     return 0

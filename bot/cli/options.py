@@ -34,6 +34,7 @@ ENV_HELP = {
     "discord_api_base": "tests only: the loopback Discord's API",
     "discord_gateway": "tests only: the loopback Discord's gateway",
     "voice_tls_verify": "tests only: verify voice TLS (default true)",
+    "purge_grace_days": "days a server's data is kept after the bot leaves it (default 30)",
 }
 
 EXAMPLES = """\

@@ -29,7 +29,9 @@ from bot.errors import (
 )
 from bot.store import files, health
 from bot.store.aio import in_thread
+from bot.store.consents import Consents
 from bot.store.faults import guarded
+from bot.store.privacy import Privacy
 from bot.store.quotas import SpeechQuotas
 from bot.store.reading import Reading
 from bot.store.schema import wrong_value
@@ -42,7 +44,7 @@ log = logging.getLogger("bot.store")
 T = TypeVar("T")
 
 
-class VoiceLibrary(SettingsAndUsage, Reading, SpeechQuotas, Sessions):
+class VoiceLibrary(SettingsAndUsage, Reading, SpeechQuotas, Sessions, Consents, Privacy):
     """The library, whichever engine keeps it. Synchronous: the CLI and the tests call it directly;
     async code calls `await library.aio.get(...)`, the same method run in a worker thread."""
 
@@ -252,9 +254,11 @@ class VoiceLibrary(SettingsAndUsage, Reading, SpeechQuotas, Sessions):
         created_at: str | None = None,
         speaker_id: int | None = None,
         voice_id: str | None = None,
+        pending: bool = False,
     ) -> Voice:
         """A new voice, kept whole or not at all. `consent_at` and `created_at` keep an imported voice's
-        own record; `voice_id` keeps a migrated voice's id."""
+        own record; `voice_id` keeps a migrated voice's id; `pending`: kept, but not usable until its
+        speaker's consent (bot.store.consents)."""
         cleaned = names.clean_name(name)
         latent = files.check_latent(np.ascontiguousarray(latent, dtype=np.float16))  # as it will be read
         voice = Voice(
@@ -270,6 +274,7 @@ class VoiceLibrary(SettingsAndUsage, Reading, SpeechQuotas, Sessions):
             revision=revision,
             source=source,
             speaker_id=None if speaker_id is None else int(speaker_id),
+            consent_pending=int(pending),
         )
         key = names.name_key(cleaned)
         self._once_more_if_settled(lambda: self._store_voice(voice, key, reference_flac, latent))
@@ -312,6 +317,9 @@ class VoiceLibrary(SettingsAndUsage, Reading, SpeechQuotas, Sessions):
     def delete(self, guild_id: int, name: str) -> Voice:
         voice = self.get(guild_id, name)
         self._remove_voice(voice)
+        if voice.pending:  # its consent request goes with it
+            with self.transaction() as tx:
+                tx.execute("DELETE FROM consents WHERE voice_id = ?", [voice.id])
         log.info("Voice %s deleted from guild %s", voice.id, guild_id)
         return voice
 
@@ -373,3 +381,26 @@ class AsyncVoiceLibrary:
     set_autoread_member = in_thread(VoiceLibrary.set_autoread_member)
     autoread_ignored_roles = in_thread(VoiceLibrary.autoread_ignored_roles)
     set_autoread_ignored_role = in_thread(VoiceLibrary.set_autoread_ignored_role)
+
+    # privacy: deletion on request, purge after the bot leaves a server
+    voices_of_member = in_thread(VoiceLibrary.voices_of_member)
+    usage_of_voice = in_thread(VoiceLibrary.usage_of_voice)
+    forget_user = in_thread(VoiceLibrary.forget_user)
+    resume_forgets = in_thread(VoiceLibrary.resume_forgets)
+    departed = in_thread(VoiceLibrary.departed)
+    returned = in_thread(VoiceLibrary.returned)
+    departures = in_thread(VoiceLibrary.departures)
+    guilds_with_data = in_thread(VoiceLibrary.guilds_with_data)
+    purge = in_thread(VoiceLibrary.purge)
+
+    # the speaker's own consent
+    request_consent = in_thread(VoiceLibrary.request_consent)
+    posted_consent_request = in_thread(VoiceLibrary.posted_consent_request)
+    pending_consents = in_thread(VoiceLibrary.pending_consents)
+    pending_consent = in_thread(VoiceLibrary.pending_consent)
+    consent_attempt = in_thread(VoiceLibrary.consent_attempt)
+    confirm_consent = in_thread(VoiceLibrary.confirm_consent)
+    withdraw_consent_request = in_thread(VoiceLibrary.withdraw_consent_request)
+    expired_consents = in_thread(VoiceLibrary.expired_consents)
+    next_consent_expiry = in_thread(VoiceLibrary.next_consent_expiry)
+    pending_speaker = in_thread(VoiceLibrary.pending_speaker)

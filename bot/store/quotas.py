@@ -97,9 +97,10 @@ class SpeechQuotas(Engine):
         audio_seconds: float,
         gpu_seconds: float,
         at: float,
+        voice_id: str | None = None,
     ) -> None:
         """What was delivered is charged and the reservation ends, together or not at all (under the
-        server's lock: a check running meanwhile sees both or neither)."""
+        server's lock: a check running meanwhile sees both or neither). `voice_id`: the voice it spoke in."""
         with self.transaction(lock=("limits", guild_id)) as tx:
             if audio_seconds > 0:
                 sql.insert(
@@ -112,6 +113,7 @@ class SpeechQuotas(Engine):
                         "kind": "say",
                         "audio_seconds": audio_seconds,
                         "gpu_seconds": gpu_seconds,
+                        "voice_id": voice_id,
                     },
                 )
             tx.execute("DELETE FROM reservations WHERE id = ?", [reservation_id])

@@ -197,11 +197,16 @@ class GatewayServer:
             if session.owns(guild_id):
                 self._dispatch_to(session, event, data)
 
-    def guild_created(self, guild_id: int) -> None:
-        """GUILD_CREATE for a guild the bot just joined, to the sessions of its shard."""
+    def guild_created(self, guild_id: int, *, joined: bool = False) -> None:
+        """GUILD_CREATE for a guild the bot just joined, to the sessions of its shard. ``joined``: sent
+        without ``unavailable``, as Discord sends a join (discord.py's on_guild_join), not a guild that
+        came back from an outage (on_guild_available)."""
         for session in self.sessions.values():
             if session.owns(guild_id):
-                self._dispatch_to(session, "GUILD_CREATE", self.guild_create(guild_id, session))
+                payload = self.guild_create(guild_id, session)
+                if joined:
+                    payload.pop("unavailable", None)
+                self._dispatch_to(session, "GUILD_CREATE", payload)
 
     def _dispatch_to(self, session: GatewaySession, event: str, data: dict[str, Any]) -> None:
         needed = intents.event_intent(event, data)

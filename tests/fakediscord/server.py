@@ -116,6 +116,7 @@ class FakeDiscord:
         self.voice = VoiceServer(self.world, heartbeat_interval_ms=voice_heartbeat_interval_ms, dave=dave)
         self.gateway.voice = self.voice
         self._factory = InteractionFactory(self.world)
+        self._left_guilds: dict[int, Guild] = {}  # guilds the bot was removed from (`remove_bot`)
         self._patch_discord = patch_discord
         self._patch: contextlib.ExitStack | None = None
         self._runner: web.AppRunner | None = None
@@ -276,6 +277,18 @@ class FakeDiscord:
         self.gateway.guild_created(guild.id)
         return guild
 
+    def remove_bot(self, guild: Guild) -> None:
+        """The bot is kicked from ``guild`` (or leaves it): GUILD_DELETE (without ``unavailable``, as
+        Discord sends it for a removal) to its shard, and the guild is gone from the bot's world until
+        ``invite_bot`` brings it back, members, channels and all."""
+        self.world.dispatch("GUILD_DELETE", {"id": str(guild.id)})
+        self._left_guilds[guild.id] = self.world.guilds.pop(guild.id)
+
+    def invite_bot(self, guild: Guild) -> None:
+        """The bot is invited back to a guild it was removed from: GUILD_CREATE to its shard."""
+        self.world.guilds[guild.id] = self._left_guilds.pop(guild.id)
+        self.gateway.guild_created(guild.id, joined=True)
+
     def add_text_channel(self, guild: Guild, name: str) -> Channel:
         return self._add_channel(guild, name, ChannelType.GUILD_TEXT)
 
@@ -367,6 +380,7 @@ class FakeDiscord:
         flags: int = 0,
         silent: bool = False,
         poll: tuple[str, Sequence[str]] | None = None,
+        reply_to: Message | None = None,
     ) -> Message:
         """A message a member (a person or another bot) or a webhook posted in a text channel or a
         voice channel's text chat, dispatched as MESSAGE_CREATE (to a bot that can see the
@@ -384,6 +398,7 @@ class FakeDiscord:
             embeds=embeds,
             flags=flags,
             poll=poll,
+            reply_to=reply_to,
         )
 
     def add_dm_message(
@@ -432,6 +447,7 @@ class FakeDiscord:
         duration_secs: float,
         waveform: bytes | str | None = None,
         filename: str = "voice-message.ogg",
+        reply_to: Message | None = None,
     ) -> Message:
         """A Discord voice message: flag 8192, one Ogg/Opus attachment with duration and waveform."""
         attachment = self.world.store_attachment(
@@ -442,7 +458,9 @@ class FakeDiscord:
             duration_secs=duration_secs,
             waveform=encode_waveform(waveform if waveform is not None else bytes([128] * 64)),
         )
-        return self.add_message(channel, author, attachments=[attachment], flags=MessageFlag.IS_VOICE_MESSAGE)
+        return self.add_message(
+            channel, author, attachments=[attachment], flags=MessageFlag.IS_VOICE_MESSAGE, reply_to=reply_to
+        )
 
     # -- commands ----------------------------------------------------------------------------------
 
