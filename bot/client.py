@@ -20,12 +20,13 @@ import discord
 import yarl
 from discord.ext import commands
 
-from bot import health, replies
+from bot import health, replies, retention
 from bot.cloning import keep_voices_encoded
 from bot.config import Config, ConfigError
 from bot.discord_compat import gateway_closed
 from bot.encoder import Encoder
 from bot.limits import Limits
+from bot.reencode import ModelFollower
 from bot.restarts import tell_cut_short
 from bot.store import VoiceLibrary, open_library
 from bot.tts import TTSBackend, create_backend
@@ -40,6 +41,9 @@ EXTENSIONS = (
     "cogs.settings",
     "cogs.dictionary",
     "cogs.autoread",
+    "cogs.consent",
+    "cogs.privacy",
+    "cogs.verify",
 )
 
 
@@ -65,8 +69,11 @@ class VoiceBot(commands.Bot):
         intents = discord.Intents.none()
         intents.guilds = True
         intents.voice_states = True  # who is in which voice channel: joining, leaving when alone
-        # Auto-read: messages and their text. Message Content is privileged (enabled in the Portal).
-        intents.guild_messages = intents.message_content = message_content
+        # Messages: a speaker's consent voice message, a reply to the bot's request, which Discord shows
+        # the bot without the Message Content intent (a reply that pings the bot mentions it). Auto-read
+        # needs every message's text: Message Content is privileged (enabled in the Portal).
+        intents.guild_messages = True
+        intents.message_content = message_content
         connector = None
         if not config.voice_tls_verify:
             connector = aiohttp.TCPConnector(ssl=False)
@@ -89,6 +96,8 @@ class VoiceBot(commands.Bot):
         self.playback: Any = None
         self.encoder = Encoder()  # its worker processes start with the first file
         self.repairs: asyncio.Task[None] | None = None
+        self.reencoder: asyncio.Task[None] | None = None  # voices follow the engine's model
+        self.purges: asyncio.Task[None] | None = None  # servers the bot left, purged after a grace period
         self.synced: list[discord.app_commands.AppCommand] = []
         self._kept_warm = False
         self._heartbeat: asyncio.Task[None] | None = None
@@ -110,6 +119,9 @@ class VoiceBot(commands.Bot):
                 log.warning(
                     "Told %d of %d members their request was cut short by a restart", told, len(cut_short)
                 )
+            forgotten = await self.store.aio.resume_forgets()  # deletions a crash cut short, before serving
+            if forgotten:
+                log.warning("Finished %d member deletions a crash had interrupted", len(forgotten))
             self._start_speech()
         from bot.playback import Playback
 
@@ -161,6 +173,39 @@ class VoiceBot(commands.Bot):
     async def on_ready(self) -> None:
         if self._heartbeat is None:
             self._heartbeat = asyncio.create_task(self._beat(), name="voicebot-heartbeat")
+        if self.purges is None and not self.sync_only:
+            self.purges = asyncio.create_task(self._look_after_departures(), name="voicebot-purges")
+        if self.reencoder is None and not self.sync_only:
+            # Voices follow the engine's model (bot.reencode): this process's shards' voices, one at a
+            # time, never while its members' speech is in flight.
+            follower = ModelFollower(self.store, self.backend, mine=self.owns_guild, busy=self._speaking)
+            self.reencoder = asyncio.create_task(follower.run(), name="voicebot-reencode")
+
+    def _speaking(self) -> bool:
+        """Whether members' speech requests are in flight in this process."""
+        return any(self.limits.reserved_seconds(guild.id) for guild in self.guilds)
+
+    def owns_guild(self, guild_id: int) -> bool:
+        """Whether the server is on this process's shards (its events and its presence are known here)."""
+        return retention.owner_of_shards(getattr(self, "shard_ids", None), self.shard_count)(guild_id)
+
+    async def _look_after_departures(self) -> None:
+        """Once ready (the server list is whole): who invited the bot back or removed it while it was
+        offline, then the purge of servers whose grace period ended, now and every hour."""
+        try:
+            await retention.settle_presence(self.store, [g.id for g in self.guilds], self.owns_guild)
+        except Exception:
+            log.exception("Could not check which servers the bot left while offline")
+        await retention.keep_purging(self.store, self.config.purge_grace_days, self.owns_guild)
+
+    async def on_guild_join(self, guild: discord.Guild) -> None:
+        if await self.store.aio.returned(guild.id):
+            log.info("Invited back to guild %s before its data was purged: it is kept", guild.id)
+
+    async def on_guild_remove(self, guild: discord.Guild) -> None:
+        await self.store.aio.departed(guild.id)
+        days = self.config.purge_grace_days
+        log.info("Left guild %s: its data is purged in %g days unless invited back", guild.id, days)
 
     async def _beat(self) -> None:
         """For Docker's HEALTHCHECK (`python -m bot.health`): a fresh file while connected and ready."""
@@ -203,6 +248,10 @@ class VoiceBot(commands.Bot):
             await keep_warm(False)
         if self.repairs is not None:
             self.repairs.cancel()
+        if self.reencoder is not None:
+            self.reencoder.cancel()
+        if self.purges is not None:
+            self.purges.cancel()
         await super().close()
         await self.encoder.close()
         if getattr(self, "backend", None) is not None:

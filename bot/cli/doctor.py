@@ -274,11 +274,15 @@ async def _backend(config: Config) -> list[Finding]:
     finally:
         await backend.close()
     where = info.get("device_name") or info.get("device")
+    from bot.cli.reencode import model_findings  # how far the voices are toward this model
+
+    following = await model_findings(config, info.get("revision"))
     if config.backend == "modal":
         gpu = info.get("gpu") or where
         line = f"Modal app {config.modal_app} is deployed: model {info.get('revision')} on {gpu}."
-        return [Finding("ok", line)]
-    return [Finding("ok", f"Speech backend (local) answers: model {info.get('revision')} on {where}.")]
+        return [Finding("ok", line), *following]
+    line = f"Speech backend (local) answers: model {info.get('revision')} on {where}."
+    return [Finding("ok", line), *following]
 
 
 def _setup_finding(exc: BackendError) -> Finding:
