@@ -74,8 +74,9 @@ async def clone_from(
     ask = None
     speaker_id = speaker.id if speaker is not None else None
     if consent.needs_consent(settings, own_voice_message=own_voice_message):
+        # A /clone option is a member; a message's author (the menu) posted here, member or not cached.
         speaker = speaker or interaction.user
-        if speaker.bot or not isinstance(speaker, discord.Member):
+        if speaker.bot:
             raise SpeakerNotAMember()
         bot_name = bot.user.display_name if bot.user else "this bot"
         server = interaction.guild.name if interaction.guild else "this server"

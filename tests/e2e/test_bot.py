@@ -28,6 +28,9 @@ EXPECTED_COMMANDS = {
     "settings",
     "Clone voice from message",
     "Speak message",
+    "Check for AI voice",
+    "forget",
+    "myvoices",
 }
 
 
@@ -44,7 +47,8 @@ async def test_commands_are_synced_with_user_facing_descriptions(world: World):
     options = {o["name"]: o for o in say["options"]}
     assert options["voice"].get("autocomplete") is True
     assert [c["value"] for c in options["mode"]["choices"]] == ["auto", "file", "channel"]
-    assert {o["name"] for o in commands["voice"]["options"]} == {"info", "rename", "delete", "default"}
+    subcommands = {o["name"] for o in commands["voice"]["options"]}
+    assert subcommands == {"info", "rename", "delete", "default", "usage"}
     assert commands["Speak message"]["type"] == 3
     # The settings command is hidden from members without Manage Server by default.
     assert int(commands["settings"]["default_member_permissions"]) == Perm.MANAGE_GUILD

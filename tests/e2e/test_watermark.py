@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bot.audio.clip import load_clip
+from bot.audio.clip import WATERMARK_THRESHOLD, load_clip
 from bot.cli import main
 from modal_tts.output import encode
 from modal_tts.params import SAMPLES_PER_LATENT
@@ -72,3 +72,35 @@ async def test_a_say_file_is_found_marked_and_a_clean_upload_is_not(
     local = ["--backend", "local", "--weights", str(tiny_model_dir), "--device", "cpu"]
     assert await asyncio.to_thread(main, ["verify", *local, str(said)]) == 0
     assert await asyncio.to_thread(main, ["verify", *local, str(mine)]) == 1
+
+
+async def test_an_mp3_file_and_live_voice_carry_the_mark(world: World, monkeypatch):
+    """The bot's other deliveries: an MP3 file (the server's file format) and live voice, as the fake
+    voice server received its Opus packets, decoded back to 48 kHz."""
+    engine = world.backend.inner._engine
+    spoken = np.tile(speech("slt-reference.ogg"), 4)
+    monkeypatch.setattr(
+        engine, "decode", lambda latents, index, end: spoken[: end * SAMPLES_PER_LATENT].copy()
+    )
+    world.add_voice("Ada", world.alice)
+    await (await world.fake.invoke("settings", {"file_format": "mp3"}, user=world.admin)).wait_for_answer()
+    record = await world.fake.invoke(
+        "say", {"text": "A file, please.", "voice": "Ada", "mode": "file"}, user=world.alice
+    )
+    final = await record.wait_for(lambda r: r.kind == "edit" and r.files, timeout=60)
+    (upload,) = final.files
+    assert upload.filename == "Ada.mp3"
+    assert engine.watermark_confidence(load_clip(upload.data, max_bytes=10**8)) >= WATERMARK_THRESHOLD
+
+    await world.join_voice(world.alice)
+    record = await world.fake.invoke(
+        "say",
+        {"text": "Now in the voice channel, please.", "voice": "Ada", "mode": "channel"},
+        user=world.alice,
+    )
+    await world.fake.wait_until(lambda: len(world.fake.voice_packets(world.guild)) > 150, timeout=90)
+    heard = world.fake.voice_pcm(world.guild, mono=True)
+    assert float(np.abs(heard).max()) > 0.01
+    assert engine.watermark_confidence(heard, 48000) >= WATERMARK_THRESHOLD
+    # the same speech, unmarked, is not taken for marked
+    assert engine.watermark_confidence(spoken[: heard.size]) < WATERMARK_THRESHOLD
