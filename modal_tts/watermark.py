@@ -14,8 +14,11 @@ uses Perth (Resemble's Chatterbox too): it says "made by a Perth-watermarking AI
 
 from __future__ import annotations
 
-import warnings
-from importlib import resources
+import importlib
+import importlib.util
+import sys
+import types
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -36,24 +39,72 @@ CONTEXT_SAMPLES = SAMPLE_RATE // 2
 FADE_SAMPLES = SAMPLE_RATE // 50
 
 
-with warnings.catch_warnings():  # perth imports pkg_resources, deprecated since setuptools 80
-    warnings.simplefilter("ignore", UserWarning)
-    from perth.perth_net.perth_net_implicit.config import PerthConfig
-    from perth.perth_net.perth_net_implicit.model.perth_net import PerthNet
-    from perth.perth_net.perth_net_implicit.utils import magphase_to_cx, normalize
-
 _FADE_IN = (0.5 - 0.5 * np.cos(np.linspace(0.0, np.pi, FADE_SAMPLES))).astype(np.float32)
+# How Perth scales its dB magnitudes for the network (its `normalize`): 0 at the floor, 1 at +15 dB.
+_FLOOR_DB_HEADROOM = 15.0
 
 
-def _perth_net() -> Any:
+def _perth_modules() -> dict[str, Any]:
+    """PerthNet's config, encoder and decoder modules, imported from the wheel without running the
+    `perth` package's own imports: those pull in librosa, numba, scipy.signal and pkg_resources (about
+    5 s in every process that loads an engine, the CLI's included) for a resampler and filters this
+    module never uses. The model files are imported under a private package name, so a real `import
+    perth` elsewhere is untouched."""
+    spec = importlib.util.find_spec("perth")  # finds the wheel without importing it
+    if spec is None or not spec.submodule_search_locations:
+        raise ModuleNotFoundError("No module named 'perth'", name="perth")
+    folder = Path(next(iter(spec.submodule_search_locations))) / "perth_net" / "perth_net_implicit"
+    if _PRIVATE not in sys.modules:
+        package = types.ModuleType(_PRIVATE)
+        package.__path__ = [str(folder)]
+        sys.modules[_PRIVATE] = package
+    names = ("config", "model", "model.encoder", "model.decoder")
+    modules = {name: importlib.import_module(f"{_PRIVATE}.{name}") for name in names}
+    return {"folder": folder, **modules}
+
+
+_PRIVATE = "modal_tts._perth_implicit"
+
+
+class _PerthNet(torch.nn.Module):
+    """PerthNet's two networks: the encoder writes the mark into a magnitude spectrogram, the decoder
+    reads it back (the training-time audio processor is not needed)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        found = _perth_modules()
+        weights = found["folder"].parent / "pretrained" / "implicit"
+        self.hp = found["config"].PerthConfig(**yaml.safe_load((weights / "hparams.yaml").read_text()))
+        subband = found["model"].compute_subband_freq(self.hp)
+        self.encoder = found["model.encoder"].Encoder(self.hp.hidden_size, subband)
+        self.decoder = found["model.decoder"].Decoder(self.hp.hidden_size, subband)
+        state = torch.load(weights / "perth_net_250000.pth.tar", map_location="cpu", weights_only=True)[
+            "model"
+        ]
+        for part in ("encoder", "decoder"):
+            prefix = f"{part}."
+            getattr(self, part).load_state_dict(
+                {key.removeprefix(prefix): value for key, value in state.items() if key.startswith(prefix)}
+            )
+        self.eval()
+
+
+def _perth_net() -> _PerthNet:
     """PerthNet with the wheel's weights, on the CPU, in eval mode."""
-    folder = resources.files("perth.perth_net") / "pretrained" / "implicit"
-    hparams = PerthConfig(**yaml.safe_load((folder / "hparams.yaml").read_text()))
-    net = PerthNet(hparams)
-    with resources.as_file(folder / "perth_net_250000.pth.tar") as path:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    net.load_state_dict(checkpoint["model"])
-    return net.eval()
+    return _PerthNet()
+
+
+def normalize(hp: Any, magnitude_db: torch.Tensor) -> torch.Tensor:
+    """dB magnitudes as PerthNet reads them."""
+    floor_db = 20 * np.log10(hp.stft_magnitude_min)
+    return (magnitude_db - floor_db) / (-floor_db + _FLOOR_DB_HEADROOM)
+
+
+def magphase_to_cx(hp: Any, magnitude: torch.Tensor, phase: torch.Tensor) -> torch.Tensor:
+    """A spectrum from PerthNet's normalised magnitudes and a phase."""
+    floor_db = 20 * np.log10(hp.stft_magnitude_min)
+    magnitude_db = magnitude * (-floor_db + _FLOOR_DB_HEADROOM) + floor_db
+    return 10.0 ** ((magnitude_db / 20).clip(max=10)) * torch.exp(1.0j * phase)
 
 
 class Watermarker:
