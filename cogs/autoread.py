@@ -62,6 +62,9 @@ class Waiting:
 
     def __init__(self) -> None:
         self.items: collections.OrderedDict[int, QueueItem] = collections.OrderedDict()
+        # Messages edited or deleted while still being taken in (before they had a queue item): the
+        # intake drops them once it gets that far.
+        self.withdrawn: collections.deque[int] = collections.deque(maxlen=256)
         self.dropped = 0
         self.last_speaker: int | None = None
 
@@ -351,6 +354,9 @@ class AutoRead(
         reservation = await bot.limits.reserve(
             state.guild_settings, author.id, speech.longest_seconds(request), voice_id=request.voice.id
         )
+        if message.id in waiting.withdrawn:  # edited or deleted while it was being taken in
+            bot.limits.release(reservation)
+            return
         self._make_room(guild.id, waiting, state.settings.queue_limit)
 
         def ended(outcome: Outcome, message_id: int = message.id) -> None:
@@ -423,8 +429,10 @@ class AutoRead(
         self._withdraw(payload.guild_id, payload.message_id, "deleted")
 
     def _withdraw(self, guild_id: int | None, message_id: int, why: str) -> None:
-        waiting = self._waiting.get(guild_id or 0)
+        waiting = self._waiting.setdefault(guild_id, Waiting()) if guild_id else None
         item = waiting.items.pop(message_id, None) if waiting else None
+        if waiting is not None and item is None:
+            waiting.withdrawn.append(message_id)  # perhaps still being taken in: it must not be read
         if item is not None and guild_id and bot_of_client(self.bot).playback.withdraw(guild_id, item):
             log.info(
                 "Auto-read: message %s was %s before it was read; taken out of the queue", message_id, why
