@@ -41,6 +41,7 @@ Progress = Callable[[str], Awaitable[None] | None]
 class Cloned:
     voice: Voice
     format: str  # what the upload was, e.g. "ogg/opus"
+    consent_until: float | None = None  # a pending voice: when its consent request ends
 
 
 async def _report(progress: Progress | None, step: str) -> None:
@@ -113,9 +114,10 @@ async def clone_reference(
     latent = usable(await backend.encode_speaker(reference.pcm))
     flac = await asyncio.to_thread(audio.encode, reference.pcm, "flac")
     voice_id = new_voice_id()
+    request = None
     if consent_ask is not None:
         speaker_id = consent_ask.speaker_id
-        await store.aio.request_consent(
+        request = await store.aio.request_consent(
             voice_id=voice_id,
             guild_id=guild_id,
             speaker_id=consent_ask.speaker_id,
@@ -155,7 +157,7 @@ async def clone_reference(
         source=source.split(":", 1)[0],
         pending=voice.pending,
     )
-    return Cloned(voice, reference.format)
+    return Cloned(voice, reference.format, request.expires_at if request else None)
 
 
 def usable(latent: SpeakerLatent) -> SpeakerLatent:

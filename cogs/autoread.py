@@ -429,10 +429,12 @@ class AutoRead(
         self._withdraw(payload.guild_id, payload.message_id, "deleted")
 
     def _withdraw(self, guild_id: int | None, message_id: int, why: str) -> None:
-        waiting = self._waiting.setdefault(guild_id, Waiting()) if guild_id else None
+        waiting = self._waiting.get(guild_id or 0)
         item = waiting.items.pop(message_id, None) if waiting else None
-        if waiting is not None and item is None:
-            waiting.withdrawn.append(message_id)  # perhaps still being taken in: it must not be read
+        intake = self._intake.get(guild_id or 0)
+        if item is None and guild_id and intake is not None and intake.locked():
+            # a message of this server is being taken in right now: perhaps this one, not read then
+            self._waiting.setdefault(guild_id, Waiting()).withdrawn.append(message_id)
         if item is not None and guild_id and bot_of_client(self.bot).playback.withdraw(guild_id, item):
             log.info(
                 "Auto-read: message %s was %s before it was read; taken out of the queue", message_id, why

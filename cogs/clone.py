@@ -117,8 +117,7 @@ async def clone_from(
             embed=voice_card(cloned.voice, title=f"🎙️ New voice: {cloned.voice.name}"),
         )
         return
-    request = await bot.store.aio.pending_consent(cloned.voice.id)
-    ends = int(request.expires_at if request else time.time() + ask.expires_in_s)
+    ends = int(cloned.consent_until or time.time() + ask.expires_in_s)
     who = "you confirm" if ask.speaker_id == interaction.user.id else f"<@{ask.speaker_id}> agrees"
     await interaction.edit_original_response(
         content=f"Saved from {cloned.format}. It can speak once {who} with a voice message: the request is "

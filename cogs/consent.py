@@ -102,10 +102,6 @@ class Consent(commands.Cog):
         self.waiting.add((guild_id, speaker_id))
         self._wake.set()  # the new request may expire before the next planned look
 
-    def _owns(self, guild_id: int) -> bool:
-        owns = getattr(self.bot, "owns_guild", None)
-        return True if owns is None else bool(owns(guild_id))
-
     # --- the speaker's answer ---------------------------------------------------------------------
 
     @commands.Cog.listener()
@@ -243,7 +239,7 @@ class Consent(commands.Cog):
         store = self.bot.store
         ended = 0
         for request in await store.aio.expired_consents():
-            if not self._owns(request.guild_id):
+            if not self.bot.owns_guild(request.guild_id):
                 continue
             if request.message_id is None and time.time() < request.expires_at + UNPOSTED_GRACE_S:
                 continue  # being posted right now (a short expiry): it ends once both can be told
