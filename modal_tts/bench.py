@@ -135,20 +135,29 @@ def timed_requests(
 
 
 class EndsSpeech:
-    """An engine whose speech ends where the text's estimate says: its latents are flat (zero) from then
-    on, as Echo's are after the last word. Everything else is the wrapped engine's."""
+    """An engine whose speech ends where a text's estimate says: its latents are flat (zero) from then on,
+    as Echo's are after the last word. `text` sets one end for every row; without it each row's speech
+    ends where its own text's estimate says (a request of Echo's length, not random weights' whole
+    window). Everything else is the wrapped engine's."""
 
-    def __init__(self, engine: EchoEngine, text: str) -> None:
+    def __init__(self, engine: EchoEngine, text: str | None = None) -> None:
         self.engine = engine
-        self.end = windows.estimate_latents(text) + round(windows.LEAD_SECONDS * windows.LATENTS_PER_SECOND)
+        self.end = None if text is None else speech_end(text)
 
     def sample_rows(self, rows: Any, params: SynthesisParams, window: int, **block: Any) -> Any:
         latents = self.engine.sample_rows(rows, params, window, **block).clone()
-        latents[:, max(self.end - block.get("start", 0), 0) :] = 0.0
+        for i, row in enumerate(rows):
+            end = self.end if self.end is not None else speech_end(row.text)
+            latents[i, max(end - block.get("start", 0), 0) :] = 0.0
         return latents
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.engine, name)
+
+
+def speech_end(text: str) -> int:
+    """The latent where speech of `text` ends by the text's estimate (with the lead Echo starts with)."""
+    return windows.estimate_latents(text) + round(windows.LEAD_SECONDS * windows.LATENTS_PER_SECOND)
 
 
 @dataclass
@@ -313,7 +322,10 @@ def gpu_suite(
     price_per_second: float,
     fast_path: bool,
     block_batches: tuple[int, ...] = (1, 4, 8),
+    concurrent: int = 8,
 ) -> None:
+    """The GPU suite's JSON lines on `engine`'s device. `concurrent`: how many full-window requests arrive
+    at once in the batching case; `block_batches`: the batch sizes the low-latency plan is timed at."""
     started = time.perf_counter()
     info = engine.info()
     _line(
@@ -340,7 +352,7 @@ def gpu_suite(
         for name, requests in (
             ("short", [[FIRST_SENTENCE]]),
             ("full_window", [[LONG_CHUNK]]),
-            ("8_concurrent_full_window", [[LONG_CHUNK]] * 8),
+            (f"{concurrent}_concurrent_full_window", [[LONG_CHUNK]] * concurrent),
         ):
             timed_requests(scheduler, requests, latent, params)  # warm-up
             runs = [timed_requests(scheduler, requests, latent, params) for _ in range(repeats)]

@@ -63,6 +63,37 @@ def test_marking_keeps_the_length_and_everything_above_2_khz(marker):
     assert marker.confidence(marked) > 0.9 and marker.confidence(audio) < THRESHOLD
 
 
+def test_the_mark_is_perths_32_khz_mark_taken_the_short_way(marker):
+    """Marking's shortcuts (the change's iSTFT at 8 kHz, oneDNN convolutions and resampler, dB from the
+    power) give the mark Perth's own path gives: marked magnitudes and the original phase back through
+    the 32 kHz iSTFT, resampled by torchaudio."""
+    import torch
+    from torchaudio.transforms import Resample
+
+    audio = clip(CLIPS[1])[: 4 * SAMPLE_RATE]
+    hp, sub = marker.hp, marker.subband
+    with torch.inference_mode():
+        x32 = Resample(SAMPLE_RATE, hp.sample_rate)(torch.from_numpy(audio))
+        assert torch.allclose(marker.down(torch.from_numpy(audio)), x32, atol=1e-5)
+        window = torch.hann_window(hp.window_size)
+        spectrum = torch.stft(x32, hp.n_fft, hp.hop_size, hp.window_size, window, return_complex=True)
+        floor_db = 20 * np.log10(hp.stft_magnitude_min)
+        span = -floor_db + 15.0  # Perth's normalize
+        mag = (20 * torch.log10(spectrum.abs().clip(hp.stft_magnitude_min)) - floor_db) / span
+        marked, _ = marker.net.encoder(mag[None])
+        phase = torch.angle(spectrum)
+        rebuilt = 10 ** ((marked[0] * span + floor_db) / 20) * torch.exp(1j * phase)
+        original = 10 ** ((mag * span + floor_db) / 20) * torch.exp(1j * phase)
+        change = torch.zeros_like(spectrum)
+        change[:sub] = rebuilt[:sub] - original[:sub]
+        delta32 = torch.istft(change, hp.n_fft, hp.hop_size, hp.window_size, window, length=x32.numel())
+        expected = Resample(hp.sample_rate, SAMPLE_RATE)(delta32)[: audio.size].numpy()
+    got = marker.mark(audio) - audio
+    inside = slice(FADE_SAMPLES, audio.size - FADE_SAMPLES)  # the fade at the end is marking's own
+    error = np.linalg.norm(got[inside] - expected[inside]) / np.linalg.norm(expected[inside])
+    assert np.abs(expected).max() > 1e-3 and error < 0.005
+
+
 @pytest.mark.parametrize("seconds", [0.3, 1.0, 7.3])
 def test_any_length_comes_back_as_long(marker, seconds):
     audio = speech_like(seconds)
