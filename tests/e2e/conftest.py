@@ -111,7 +111,10 @@ class World:
     def add_voice(self, name: str, owner: Member, guild: Guild | None = None, seconds: float = 6.0):
         """A voice put straight into the library (cloning through Discord has tests of its own)."""
         engine = self.backend.inner._engine
-        latent = engine.encode_speaker(speech_like(seconds))
+        key = (engine.revision, seconds)
+        if key not in _LATENTS:  # the same clip always gives the same latent: encode it once per session
+            _LATENTS[key] = engine.encode_speaker(speech_like(seconds))
+        latent = _LATENTS[key]
         return self.bot.store.add(
             (guild or self.guild).id,
             name,
@@ -123,6 +126,9 @@ class World:
             consent_by=owner.id,
             source="test",
         )
+
+
+_LATENTS: dict[tuple[str, float], np.ndarray] = {}
 
 
 @pytest.fixture
