@@ -53,6 +53,9 @@ _FADE_IN = (0.5 - 0.5 * np.cos(np.linspace(0.0, np.pi, FADE_SAMPLES))).astype(np
 _FLOOR_DB_HEADROOM = 15.0
 
 
+_PRIVATE = "modal_tts._perth_implicit"  # the package name PerthNet's model files are imported under
+
+
 def _perth_modules() -> dict[str, Any]:
     """PerthNet's config, encoder and decoder modules, imported from the wheel without running the
     `perth` package's own imports: those pull in librosa, numba, scipy.signal and pkg_resources (about
@@ -70,9 +73,6 @@ def _perth_modules() -> dict[str, Any]:
     names = ("config", "model", "model.encoder", "model.decoder")
     modules = {name: importlib.import_module(f"{_PRIVATE}.{name}") for name in names}
     return {"folder": folder, **modules}
-
-
-_PRIVATE = "modal_tts._perth_implicit"
 
 
 class _OneDnnConv1d(torch.nn.Conv1d):
@@ -107,8 +107,9 @@ class _Resample(Resample):
 
 
 class _PerthNet(torch.nn.Module):
-    """PerthNet's two networks: the encoder writes the mark into a magnitude spectrogram, the decoder
-    reads it back (the training-time audio processor is not needed)."""
+    """PerthNet's two networks with the wheel's weights, on the CPU, in eval mode: the encoder writes the
+    mark into a magnitude spectrogram, the decoder reads it back (the training-time audio processor is
+    not needed)."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -132,22 +133,15 @@ class _PerthNet(torch.nn.Module):
         self.eval()
 
 
-def _perth_net() -> _PerthNet:
-    """PerthNet with the wheel's weights, on the CPU, in eval mode."""
-    return _PerthNet()
-
-
-def db_span(hp: Any) -> float:
-    """The dB range Perth scales to 0..1 for the network (its `normalize`): from the floor to +15 dB."""
-    return float(-20 * np.log10(hp.stft_magnitude_min) + _FLOOR_DB_HEADROOM)
-
-
 class Watermarker:
     """PerthNet on one device: `mark` float32 mono 44.1 kHz audio, read a clip's `confidence`."""
 
     def __init__(self, device: str | torch.device = "cpu") -> None:
-        self.net = _perth_net()
+        self.net = _PerthNet()
         self.hp = self.net.hp
+        # Perth's `normalize`: dB from its magnitude floor (0) to +15 dB (1).
+        self.floor_db = float(20 * np.log10(self.hp.stft_magnitude_min))
+        self.db_span = -self.floor_db + _FLOOR_DB_HEADROOM
         # The STFT bins below Perth's highest watermark frequency: the only ones the encoder changes.
         self.subband = self.net.encoder.subband
         self.to(device)
@@ -203,7 +197,7 @@ class Watermarker:
         # Perth rebuilds the marked spectrum from the marked magnitudes and the original phase; the
         # change is that spectrum less the original, i.e. the original times (the encoder's dB change
         # as a gain, minus one).
-        gain_db = (marked[0, : self.subband] - mag[: self.subband]) * db_span(hp)
+        gain_db = (marked[0, : self.subband] - mag[: self.subband]) * self.db_span
         factor = _SYNTH_FACTOR
         change = spectrum.new_zeros(hp.n_fft // factor // 2 + 1, spectrum.shape[1])
         change[: self.subband] = spectrum[: self.subband] * torch.expm1(gain_db * (np.log(10.0) / 20))
@@ -223,11 +217,10 @@ class Watermarker:
     def _normalised(self, spectrum: torch.Tensor) -> torch.Tensor:
         """A spectrum's magnitudes as PerthNet reads them: dB, scaled as Perth's `normalize` does. Taken
         from the power (complex `abs` spends three times as long on its square roots)."""
-        hp = self.hp
         parts = torch.view_as_real(spectrum)
         power = torch.addcmul(parts[..., 0] * parts[..., 0], parts[..., 1], parts[..., 1])
-        floor_db, span = 20 * np.log10(hp.stft_magnitude_min), db_span(hp)
-        return power.clip_(hp.stft_magnitude_min**2).log10_().mul_(10 / span).sub_(floor_db / span)
+        span = self.db_span
+        return power.clip_(self.hp.stft_magnitude_min**2).log10_().mul_(10 / span).sub_(self.floor_db / span)
 
     @torch.inference_mode()
     def confidence(self, audio: np.ndarray, sample_rate: int = SAMPLE_RATE) -> float:
