@@ -40,6 +40,7 @@ EXTENSIONS = (
     "cogs.voice_channel",
     "cogs.settings",
     "cogs.dictionary",
+    "cogs.apikeys",
     "cogs.autoread",
     "cogs.consent",
     "cogs.privacy",

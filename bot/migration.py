@@ -3,8 +3,9 @@
 Everything the bot keeps goes: voices with their recordings and latents (byte for byte, the same ids,
 those waiting for their speaker's consent too), server settings, default voices, usage (with the voice
 each delivery spoke in), the pronunciation dictionaries, the auto-read rules, pending consent requests,
-the servers the bot left (their purge date kept) and deletions a crash cut short. Speech reservations
-are not copied: they belong to requests of a bot that must be stopped first.
+the servers the bot left (their purge date kept), deletions a crash cut short, and API keys (only their
+secrets' hashes are kept, which mean the same there: every key keeps working). Speech reservations are
+not copied: they belong to requests of a bot that must be stopped first.
 
 Safe to run again, and to resume after an interruption:
 - each voice goes in one transaction (its row and its files together); a voice already there is
@@ -46,6 +47,7 @@ SMALL_TABLES = [
     "consents",  # requests waiting for a speaker's consent (their voices are copied with the voices)
     "departures",  # servers the bot left: still purged when their grace period ends
     "forgets",  # a member's deletion a crash cut short: finished by the bot's next start there
+    "api_keys",  # the HTTP API's keys, as their secrets' hashes: they keep working there
 ]
 USAGE_COLUMNS = ("id", "guild_id", "user_id", "at", "kind", "audio_seconds", "gpu_seconds", "voice_id")
 VOICE_COLUMNS = (*FIELDS, "name_key", "needs_reencode")

@@ -27,7 +27,7 @@ def _call(capsys, *argv: str) -> tuple[int, str, str]:
 
 @pytest.fixture
 def data(tmp_path: Path, monkeypatch) -> Path:
-    """A SQLite library with two servers' voices and a bit of everything else."""
+    """A SQLite library with two servers' voices and a bit of everything else, API keys included."""
     monkeypatch.chdir(tmp_path)  # no stray .env from the developer's checkout
     store = VoiceStore(tmp_path / "data")
     for guild in (1, 2):
@@ -53,6 +53,8 @@ def data(tmp_path: Path, monkeypatch) -> Path:
     store.set_autoread_member(2, 7, True)
     store.set_autoread_ignored_role(2, 66, True)
     store.update_autoread_settings(1, read_bots=True, max_chars=120)
+    store.create_api_key(1, created_by=7, name="CI")
+    store.create_api_key(2, created_by=0, name="cron")
     store.close()
     return tmp_path / "data"
 
@@ -68,6 +70,7 @@ def _everything(library) -> dict:
         "usage": [library.audio_seconds_since(g, 0) for g in (1, 2)],
         "last_say": library.last_say_at(1, 7),
         "dictionary": library.dictionary(1),
+        "api_keys": [library.api_keys(g) for g in (1, 2)],
         "autoread": [
             (
                 library.autoread_settings(g),
@@ -109,6 +112,7 @@ def test_migrate_again_copies_nothing_twice_and_picks_up_what_changed(data, post
         report["voices_copied"] == 0 and report["voices_already_there"] == 6 and report["usage_copied"] == 0
     )
     assert report["verified_rows"]["voices"] == 6 and report["verified_rows"]["usage"] == 2
+    assert report["verified_rows"]["api_keys"] == 2
     target = PostgresVoiceStore(postgres_url)
     assert target.count(1) == 3 and target.settings(2).cooldown_s == 9.0
     target.close()
@@ -164,6 +168,7 @@ def test_verify_names_what_differs(data, postgres_url, capsys):
         voice_id = conn.execute("SELECT voice_id FROM voice_files LIMIT 1").fetchone()[0]
         conn.execute("UPDATE voice_files SET latent = 'garbled'::bytea WHERE voice_id = %s", [voice_id])
         conn.execute("DELETE FROM usage WHERE id = (SELECT min(id) FROM usage)")
+        conn.execute("DELETE FROM api_keys WHERE name = 'cron'")
     source, target = VoiceStore(data, read_only=True), PostgresVoiceStore(postgres_url)
     try:
         with pytest.raises(migration.MigrationMismatch) as caught:
@@ -172,6 +177,7 @@ def test_verify_names_what_differs(data, postgres_url, capsys):
         source.close()
         target.close()
     assert "usage: 2 rows here, 1 there" in caught.value.admin_message
+    assert "api_keys: 2 rows here, 1 there" in caught.value.admin_message
     assert f"voice {voice_id}: its recording or latent differs" in caught.value.admin_message
 
 

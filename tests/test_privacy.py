@@ -57,7 +57,8 @@ def store(open_test_library):
 @pytest.fixture
 def alices_world(store):
     """Alice owns voices in two servers, Bob owns one of her (she is its speaker) and one of his own,
-    Carol asked Alice's consent for a voice that waits for it; usage, defaults, auto-read around them."""
+    Carol asked Alice's consent for a voice that waits for it; usage, defaults, auto-read and API keys
+    around them."""
     voices = {
         "mine1": add(store, G1, "AliceOne", ALICE),
         "mine2": add(store, G2, "AliceTwo", ALICE),
@@ -74,6 +75,8 @@ def alices_world(store):
     store.set_autoread_member(G1, ALICE, True)
     store.set_autoread_member(G1, BOB, True)
     store.update_autoread_settings(G1, fallback_voice_id=voices["of_her"].id)
+    store.create_api_key(G2, created_by=ALICE, name="Alice's")
+    store.create_api_key(G1, created_by=BOB, name="Bob's")
     return voices
 
 
@@ -100,6 +103,7 @@ def test_forget_deletes_every_trace_of_the_member_and_nothing_of_anyone_else(sto
         "auto-read opt-ins": 1,
         "speech reservations": 0,
         "consent requests": 1,
+        "API keys": 1,
     }
     # What is left is Bob's own, and nothing names Alice
     assert [r[0] for r in execute(store, "SELECT name FROM voices")] == ["Bob"]
@@ -120,6 +124,7 @@ def test_forget_deletes_every_trace_of_the_member_and_nothing_of_anyone_else(sto
     assert store.default_voice(G1, BOB) is None
     assert store.autoread_settings(G1).fallback_voice_id is None
     assert store.autoread_members(G1) == {BOB}
+    assert [k.name for g in (G1, G2) for k in store.api_keys(g)] == ["Bob's"]
     events = [getattr(r, "audit", {}) for r in caplog.records]
     assert [e["event"] for e in events].count("delete") == 4
     (forget,) = [e for e in events if e["event"] == "forget"]
@@ -187,6 +192,8 @@ def test_purge_deletes_a_departed_server_after_its_grace_period_only(store):
     store.add_pronunciation(G1, "GIF", "jif")
     store.set_autoread_channel(G1, 5, True)
     store.set_autoread_member(G1, BOB, True)
+    store.create_api_key(G1, created_by=BOB, name="CI")
+    store.create_api_key(G2, created_by=BOB, name="CI")
     t0 = 1_000_000.0
     store.departed(G1, at=t0)
     store.departed(G1, at=t0 + 50)  # leaving again before a return keeps the first time
@@ -200,7 +207,8 @@ def test_purge_deletes_a_departed_server_after_its_grace_period_only(store):
     report = store.purge(t0 + 30 * DAY, grace_s=30 * DAY)
     (purged,) = report.guilds
     assert purged.guild_id == G1 and sorted(purged.voices) == ["Ada", "Eve"]
-    assert purged.rows["usage"] == 1 and purged.rows["pronunciations"] == 1
+    assert purged.rows["usage"] == 1 and purged.rows["pronunciations"] == 1 and purged.rows["api_keys"] == 1
+    assert [k.guild_id for k in store.api_keys(G1) + store.api_keys(G2)] == [G2]
     assert store.guilds_with_data() == {G2}
     assert not any(has_files(store, v) for v in gone) and has_files(store, kept)
     assert store.departures() == {} and store.purge(t0 + 90 * DAY, grace_s=30 * DAY).guilds == []

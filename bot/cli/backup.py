@@ -155,9 +155,9 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
     move = commands.add_parser(
         "migrate",
         help="copy the SQLite library (the data folder) into PostgreSQL",
-        description="Copy every voice, setting, usage record, dictionary and auto-read rule of the data "
-        "folder's library into a PostgreSQL database, then verify counts and checksums. Stop the bot "
-        "first. Safe to run again or to resume: nothing is copied twice.",
+        description="Copy every voice, setting, usage record, dictionary, auto-read rule and API key of "
+        "the data folder's library into a PostgreSQL database, then verify counts and checksums. Stop the "
+        "bot first. Safe to run again or to resume: nothing is copied twice.",
         epilog=examples(
             "voicebot migrate --to postgresql://voicebot:secret@localhost:5432/voicebot",
             "voicebot migrate --to postgresql://voicebot@db/voicebot --json",

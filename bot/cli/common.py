@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING
 
 from bot.config import Config, check, load_config
 from bot.errors import (
+    ApiKeyNameTaken,
+    ApiKeyNotFound,
     BackendFailed,
     BackendNotDeployed,
     BackendOutdated,
@@ -31,6 +33,7 @@ from bot.errors import (
     ReferenceTooLong,
     ReferenceTooShort,
     TextTooLong,
+    TooManyApiKeys,
     VoiceBotError,
     VoiceLimitReached,
     VoiceNameTaken,
@@ -213,6 +216,16 @@ def terminal_message(exc: VoiceBotError, args: argparse.Namespace) -> str:
     if isinstance(exc, DictionaryEntryNotFound):
         listing = f"voicebot dictionary list --guild {guild}" if guild else "voicebot dictionary list"
         return f"{where}'s dictionary has no entry for “{exc.word}”. See it with `{listing}`."
+    if isinstance(exc, ApiKeyNotFound):
+        listing = f"voicebot apikey list --guild {guild}" if guild else "voicebot apikey list --guild G"
+        return f"{where} has no API key called “{exc.key[:64]}”. See them with `{listing}`."
+    if isinstance(exc, ApiKeyNameTaken):
+        return f"{where} already has an API key called “{exc.name}”. Pick another --name, or revoke that one."
+    if isinstance(exc, TooManyApiKeys):
+        return (
+            f"{where} has reached its limit of {plural(exc.limit, 'API key')}. Revoke one with "
+            "`voicebot apikey revoke` first."
+        )
     if isinstance(exc, ReferenceTooShort | ReferenceTooLong):
         return f"That clip is {fmt_seconds(exc.seconds)} long; {CLIP_LIMITS}."
     if isinstance(exc, FileTooLarge):

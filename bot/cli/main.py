@@ -1,10 +1,10 @@
 """`voicebot`: run the bot, manage a guild's voices from a terminal, deploy the GPU app, fetch weights.
 
 The entry point only builds the parser from the command families and dispatches; each family's module
-(`bot.cli.speech`, `voices`, `settings`, `backup`, `privacy`, `service`, `reencode`, `verify`,
-`deploy`, `weights`) holds its commands' arguments and the code that runs them. This is the one place errors
-become a line on stderr and an exit status. A bare `voicebot` prints the help and exits 2: it asked for
-nothing, and a script that runs it by mistake should notice.
+(`bot.cli.speech`, `voices`, `settings`, `apikeys`, `backup`, `privacy`, `service`, `reencode`,
+`verify`, `deploy`, `weights`) holds its commands' arguments and the code that runs them. This is the
+one place errors become a line on stderr and an exit status. A bare `voicebot` prints the help and exits
+2: it asked for nothing, and a script that runs it by mistake should notice.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from pathlib import Path
 
 from bot import audit
 from bot.cli import (
+    apikeys,
     backup,
     deploy,
     privacy,
@@ -37,7 +38,7 @@ from bot.config import export_service_credentials, read_dotenv
 from bot.errors import BackendError, InvalidInput, LibraryError, OutputNotWritable, VoiceBotError
 
 # In the order `voicebot --help` lists them; each adds its commands' parsers and their handlers
-FAMILIES = (speech, voices, settings, backup, privacy, service, reencode, verify, deploy, weights)
+FAMILIES = (speech, voices, settings, apikeys, backup, privacy, service, reencode, verify, deploy, weights)
 LIBRARY_FREE = ("deploy", "weights")  # commands that never open the voice library
 
 

@@ -102,8 +102,8 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
         help="delete everything stored about a member, in every server",
         description=(
             "Delete a member's voices (those they own, and those of them whoever owns them), recordings, "
-            "latents, usage, default voices, auto-read opt-ins and consent requests, in every server. "
-            + EARLIER_COPIES
+            "latents, usage, default voices, auto-read opt-ins, consent requests and the API keys they "
+            "made, in every server. " + EARLIER_COPIES
         ),
         epilog=examples("voicebot forget --user 456", "voicebot forget --user 456 --json"),
     )

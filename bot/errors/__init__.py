@@ -9,7 +9,7 @@ Import from here (`from bot.errors import VoiceNotFound`); the modules group the
   reference      a clip to clone from (download, size, format, length, silence)
   output         the speech's audio file (too big, encoder died, upload refused, --out not writable)
   backend        the speech backend, Modal or local: BackendError and its admin hints
-  library        voice names, limits, the dictionary, and the library on disk (LibraryError)
+  library        voice names, limits, the dictionary, API keys, and the library on disk (LibraryError)
   consent        a voice waiting for its speaker's consent, and consent voice messages that can't count
   commands       who may use a Discord command, where, how often, and what it needs
   voice_channel  joining, playing and listening in a voice channel
@@ -67,9 +67,12 @@ from bot.errors.consent import (
     VoicePending,
 )
 from bot.errors.library import (
+    ApiKeyNameTaken,
+    ApiKeyNotFound,
     DictionaryEntryNotFound,
     DictionaryFull,
     DiskFull,
+    InvalidApiKeyName,
     InvalidDictionaryEntry,
     InvalidVoiceName,
     LibraryBusy,
@@ -79,6 +82,7 @@ from bot.errors.library import (
     LibraryReadOnly,
     LibraryTooNew,
     LibraryUnreachable,
+    TooManyApiKeys,
     VoiceDeleted,
     VoiceLimitReached,
     VoiceNameTaken,
@@ -130,6 +134,8 @@ from bot.errors.watermark import (
 )
 
 __all__ = [
+    "ApiKeyNameTaken",
+    "ApiKeyNotFound",
     "BackendBusy",
     "BackendError",
     "BackendFailed",
@@ -160,6 +166,7 @@ __all__ = [
     "FileTooLarge",
     "FormExpired",
     "GuildOnly",
+    "InvalidApiKeyName",
     "InvalidDictionaryEntry",
     "InvalidInput",
     "InvalidVoiceName",
@@ -204,6 +211,7 @@ __all__ = [
     "TextReadsTooLong",
     "TextTooLong",
     "TooLittleSpeech",
+    "TooManyApiKeys",
     "Undecodable",
     "UploadFailed",
     "UsageNotVisible",

@@ -1,5 +1,5 @@
 """The voice library: what a member asks of it that it can't do (voice names, limits, the pronunciation
-dictionary), and the library on disk being unusable (`LibraryError`: damaged, full, read-only, busy,
+dictionary, API keys), and the library on disk being unusable (`LibraryError`: damaged, full, read-only, busy,
 too new, its folder missing, a voice needing repair).
 """
 
@@ -73,6 +73,35 @@ class DictionaryFull(InvalidInput):
     def __init__(self, limit: int) -> None:
         super().__init__(
             f"This server's pronunciation dictionary is full ({limit} entries). Remove one first."
+        )
+        self.limit = limit
+
+
+class ApiKeyNotFound(InvalidInput):
+    def __init__(self, key: str) -> None:
+        super().__init__(f"This server has no API key called “{key[:64]}”. See them with /apikey list.")
+        self.key = key
+
+
+class ApiKeyNameTaken(InvalidInput):
+    def __init__(self, name: str) -> None:
+        super().__init__(
+            f"This server already has an API key called “{name}”. Pick another name, or revoke that one."
+        )
+        self.name = name
+
+
+class InvalidApiKeyName(InvalidInput):
+    def __init__(self, name: str, problem: str) -> None:
+        super().__init__(f"“{name[:40]}” can't be an API key's name: {problem}.")
+        self.name, self.problem = name, problem
+
+
+class TooManyApiKeys(InvalidInput):
+    def __init__(self, limit: int) -> None:
+        super().__init__(
+            f"This server has reached its limit of {limit} API keys. Revoke one with /apikey revoke before "
+            "creating another."
         )
         self.limit = limit
 

@@ -14,9 +14,10 @@ recording is never deleted by a repair: a voice whose latent is missing is re-en
 
 Modules, by concern: `voice` (the Voice row), `engine` (what both engines provide), `library` (the API,
 written once), `settings` (guild settings, defaults, usage), `reading` (the dictionary and auto-read),
-`sql` (statements both engines share), `sqlite` + `schema` + `files` + `health` (the SQLite engine, its
-tables, its files and its sweep/audit), `postgres` + `pg_schema` (the PostgreSQL engine and its
-tables), `faults` (failures as typed errors), `aio` (methods as coroutines).
+`api_keys` (per-server keys for the HTTP API), `sql` (statements both engines share), `sqlite` +
+`schema` + `files` + `health` (the SQLite engine, its tables, its files and its sweep/audit), `postgres`
++ `pg_schema` (the PostgreSQL engine and its tables), `faults` (failures as typed errors), `aio`
+(methods as coroutines).
 
 Synchronous by design: the CLI and the tests call it directly. Async code uses `library.aio`: `await
 library.aio.get(g, n)` runs `library.get(g, n)` in a worker thread, same arguments, result and errors.
@@ -28,6 +29,7 @@ from pathlib import Path
 
 from bot.choices import FILE_FORMATS, MODES
 from bot.names import MAX_NAME_LENGTH, clean_name, name_key
+from bot.store.api_keys import ApiKey
 from bot.store.files import LATENT, REFERENCE
 from bot.store.health import Audit, SweepReport
 from bot.store.library import AsyncVoiceLibrary, VoiceLibrary
@@ -69,6 +71,7 @@ __all__ = [
     "MODES",
     "REFERENCE",
     "SCHEMA_VERSION",
+    "ApiKey",
     "AsyncVoiceLibrary",
     "Audit",
     "AutoReadSettings",

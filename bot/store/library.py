@@ -29,6 +29,7 @@ from bot.errors import (
 )
 from bot.store import files, health
 from bot.store.aio import in_thread
+from bot.store.api_keys import ApiKeys
 from bot.store.consents import Consents
 from bot.store.faults import guarded
 from bot.store.privacy import Privacy
@@ -44,7 +45,7 @@ log = logging.getLogger("bot.store")
 T = TypeVar("T")
 
 
-class VoiceLibrary(SettingsAndUsage, Reading, SpeechQuotas, Sessions, Consents, Privacy):
+class VoiceLibrary(SettingsAndUsage, Reading, SpeechQuotas, Sessions, Consents, Privacy, ApiKeys):
     """The library, whichever engine keeps it. Synchronous: the CLI and the tests call it directly;
     async code calls `await library.aio.get(...)`, the same method run in a worker thread."""
 
@@ -404,3 +405,10 @@ class AsyncVoiceLibrary:
     expired_consents = in_thread(VoiceLibrary.expired_consents)
     next_consent_expiry = in_thread(VoiceLibrary.next_consent_expiry)
     pending_speaker = in_thread(VoiceLibrary.pending_speaker)
+
+    # API keys
+    create_api_key = in_thread(VoiceLibrary.create_api_key)
+    api_key_for = in_thread(VoiceLibrary.api_key_for)
+    api_key_used = in_thread(VoiceLibrary.api_key_used)
+    api_keys = in_thread(VoiceLibrary.api_keys)
+    revoke_api_key = in_thread(VoiceLibrary.revoke_api_key)

@@ -156,7 +156,22 @@ CREATE TABLE forgets (
 CREATE TABLE departures (guild_id bigint PRIMARY KEY, left_at double precision NOT NULL);
 """
 
-MIGRATIONS: list[str] = [_VERSION_1, _VERSION_2, _VERSION_3, _VERSION_4]
+# Per-server API keys for the HTTP API: what SQLite's schema 10 adds (see bot.store.schema._migrate_10).
+_VERSION_5 = """
+CREATE TABLE api_keys (
+    id text PRIMARY KEY,
+    guild_id bigint NOT NULL,
+    created_by bigint NOT NULL,
+    name text NOT NULL,
+    secret_hash text NOT NULL,
+    created_at double precision NOT NULL,
+    last_used_at double precision
+);
+CREATE INDEX api_keys_by_guild ON api_keys (guild_id);
+CREATE INDEX api_keys_by_creator ON api_keys (created_by);
+"""
+
+MIGRATIONS: list[str] = [_VERSION_1, _VERSION_2, _VERSION_3, _VERSION_4, _VERSION_5]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -2,9 +2,10 @@
 
 - `forget_user`: everything about one member, in every server: the voices they own, the voices of them
   (their speaker id, or their consent on record), whoever uploaded them, with their recordings and
-  latents; their usage, default voices, auto-read opt-ins, speech reservations, and the consent
-  requests they made or were asked (with the voices waiting on them). A `forgets` row is written first
-  and removed last, so a crash part-way leaves a row `resume_forgets` finishes at the next start.
+  latents; their usage, default voices, auto-read opt-ins, speech reservations, the consent
+  requests they made or were asked (with the voices waiting on them), and the API keys they made. A
+  `forgets` row is written first and removed last, so a crash part-way leaves a row `resume_forgets`
+  finishes at the next start.
 - `departed` / `returned` / `purge`: when the bot leaves a server its data is kept for a grace period
   (a re-invite keeps it), then every row and file of that server goes.
 
@@ -36,6 +37,7 @@ MEMBER_ROWS = (
     ("auto-read opt-ins", "autoread_members", "user_id = ?"),
     ("speech reservations", "reservations", "user_id = ?"),
     ("consent requests", "consents", "speaker_id = ? OR requested_by = ?"),
+    ("API keys", "api_keys", "created_by = ?"),
 )
 # Every table holding a server's rows, voices aside (they go with their files first); `departures` last.
 GUILD_TABLES = (
@@ -49,6 +51,7 @@ GUILD_TABLES = (
     "autoread_ignored_roles",
     "autoread_settings",
     "guild_settings",
+    "api_keys",
     "departures",
 )
 

@@ -197,6 +197,18 @@ def _migrate_9(db: sqlite_utils.Database) -> None:
     db.execute("CREATE TABLE departures (guild_id INTEGER PRIMARY KEY, left_at REAL NOT NULL)")
 
 
+def _migrate_10(db: sqlite_utils.Database) -> None:
+    """Per-server API keys for the HTTP API (bot.store.api_keys): the public id, the server, who made it
+    (0: a terminal), its name, the sha256 of its secret (never the secret), and when it was made and
+    last used (NULL: never)."""
+    db.execute(
+        "CREATE TABLE api_keys (id TEXT PRIMARY KEY, guild_id INTEGER NOT NULL, created_by INTEGER NOT NULL, "
+        "name TEXT NOT NULL, secret_hash TEXT NOT NULL, created_at REAL NOT NULL, last_used_at REAL)"
+    )
+    db.execute("CREATE INDEX api_keys_by_guild ON api_keys (guild_id)")
+    db.execute("CREATE INDEX api_keys_by_creator ON api_keys (created_by)")
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _migrate_1,
     _migrate_2,
@@ -207,6 +219,7 @@ MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _migrate_7,
     _migrate_8,
     _migrate_9,
+    _migrate_10,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

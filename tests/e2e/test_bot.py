@@ -31,6 +31,7 @@ EXPECTED_COMMANDS = {
     "Check for AI voice",
     "forget",
     "myvoices",
+    "apikey",
 }
 
 
