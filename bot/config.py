@@ -52,6 +52,8 @@ class Config:
     consent_tries: int = 5
     log_format: str = "text"  # or "json": one JSON object per log line (bot.audit.JsonFormatter)
     purge_grace_days: float = 30.0  # a server's data is deleted this long after the bot leaves it
+    # `voicebot api`: browser origins allowed to call it (comma-separated, or *); none by default
+    api_cors_origins: str | None = None
 
     def with_overrides(self, **changes: object) -> Config:
         kept: dict[str, Any] = {k: v for k, v in changes.items() if v is not None}
@@ -82,6 +84,7 @@ _ENV = {
     "consent_tries": "VOICEBOT_CONSENT_TRIES",
     "log_format": "VOICEBOT_LOG_FORMAT",
     "purge_grace_days": "VOICEBOT_PURGE_GRACE_DAYS",
+    "api_cors_origins": "VOICEBOT_API_CORS_ORIGINS",
 }
 
 _LIMITS: dict[str, tuple[float, float]] = {

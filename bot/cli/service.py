@@ -9,7 +9,7 @@ import logging
 
 from bot import audit
 from bot.cli.common import create_backend, library_exists, open_store
-from bot.cli.options import examples, json_option, library_command, speech_options
+from bot.cli.options import examples, json_option, library_command, ranged, speech_options
 from bot.config import Config, check
 from bot.errors import InvalidInput, VoiceBotError
 from bot.wording import plural
@@ -155,6 +155,23 @@ async def cmd_sync(args: argparse.Namespace, config: Config) -> int:
     return 0
 
 
+async def cmd_api(args: argparse.Namespace, config: Config) -> int:
+    from bot.api.server import run
+
+    check(config)
+    if library_exists(config):  # a damaged library is one line now, not a traceback on the first request
+        store = await asyncio.to_thread(open_store, config, writes=False)
+        await asyncio.to_thread(store.close)
+    await _check_speech(config)
+    logging.getLogger().setLevel(logging.INFO)
+    _name_the_process(f"api {args.host}:{args.port}", config)
+    try:
+        await run(config, args.host, args.port)
+    except OSError as exc:  # the port is taken, or the address isn't this machine's
+        raise InvalidInput(f"Can't listen on {args.host}:{args.port}: {exc.strerror or exc}.") from None
+    return 0
+
+
 def _short(exc: BaseException) -> str:
     cause = getattr(exc, "os_error", None) or exc  # aiohttp wraps the socket's own error
     text = getattr(cause, "strerror", None) or str(cause) or type(cause).__name__
@@ -203,6 +220,21 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
     )
     # checks its settings and speech set-up itself, in its own order
     library_command(run, cmd_run, check_args=_check_scale)
+
+    api = commands.add_parser(
+        "api",
+        help="serve the OpenAI-compatible speech API over HTTP (keys: voicebot apikey)",
+        epilog=examples(
+            "voicebot api",
+            "voicebot api --host 0.0.0.0 --port 8080   # behind a TLS reverse proxy (README)",
+        ),
+    )
+    api.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, this machine only)"
+    )
+    api.add_argument("--port", type=ranged(1, 65535), default=8080, help="port to listen on (default: 8080)")
+    speech_options(api)
+    library_command(api, cmd_api)
 
     sync = commands.add_parser(
         "sync",
