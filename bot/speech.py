@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -44,6 +44,8 @@ class Request:
     chunks: list[str]
     params: SynthesisParams
     seed: int
+    # the voice's latent as planning loaded it, for a caller that speaks at once (`stream(fresh=True)`)
+    latent: np.ndarray | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -87,6 +89,7 @@ def plan(
     resolve: text.Resolver | None = None,
     params: SynthesisParams | None = None,
     seed: int | None = None,
+    keep_latent: bool = False,
 ) -> Request:
     """Everything checked before any GPU time: the text (with this guild's pronunciation dictionary),
     then the voice in this guild, and that its latent is whole (a damaged one is marked for re-encoding
@@ -95,18 +98,24 @@ def plan(
     voice = store.get(guild_id, voice_name)
     if voice.pending:
         raise VoicePending(voice.name, store.pending_speaker(voice.id))
-    store.load_latent(voice)
+    latent = store.load_latent(voice)
     seed = new_seed() if seed is None else seed
-    return Request(guild_id, user_id, voice, chunks, params or settings(), seed)
+    # kept only when asked: queued /say requests would otherwise each hold up to a megabyte
+    kept = latent if keep_latent else None
+    return Request(guild_id, user_id, voice, chunks, params or settings(), seed, kept)
 
 
 async def stream(
-    store: VoiceLibrary, backend: TTSBackend, request: Request, *, live: bool = False
+    store: VoiceLibrary, backend: TTSBackend, request: Request, *, live: bool = False, fresh: bool = False
 ) -> AsyncIterator[SpokenChunk]:
     """The request's speech as it is made, piece by piece (a chunk, or a block of one); `live` asks an
     encoding backend for Opus packets instead of PCM. The voice is looked up again first: a queued
-    request may come up after its voice was deleted."""
-    speaker = await _speaker(store, request.voice)
+    request may come up after its voice was deleted. `fresh`: the request was planned just now (the
+    HTTP API speaks as soon as it plans), so the latent planning loaded is used as it is."""
+    if fresh and request.latent is not None:
+        speaker = SpeakerLatent(request.latent, request.voice.revision)
+    else:
+        speaker = await _speaker(store, request.voice)
     peak = 0.0  # of the chunk so far: a quiet first block is a lead-in, a quiet chunk is a failure
     speak = backend.speak_live if live and isinstance(backend, EncodingBackend) else backend.synthesize
     async with _rejected_voice(store, request.voice):

@@ -68,7 +68,9 @@ class ApiKeysCog(commands.GroupCog, name="apikey", description="Keys for the bot
         embed.set_footer(text=f"{len(keys)} of {MAX_API_KEYS} keys")
         await answer(interaction, embed=embed)
 
-    @app_commands.command(name="revoke", description="Delete an API key: it stops working at once.")
+    @app_commands.command(
+        name="revoke", description="Delete an API key: the API stops taking it within 5 seconds."
+    )
     @app_commands.describe(key="The key's name or id, as /apikey list shows it")
     async def revoke(self, interaction: discord.Interaction, key: app_commands.Range[str, 1, 100]) -> None:
         guild_id = guild_id_of(interaction)
@@ -77,7 +79,7 @@ class ApiKeysCog(commands.GroupCog, name="apikey", description="Keys for the bot
         await answer(
             interaction,
             f"Revoked the API key “{discord.utils.escape_markdown(revoked.name)}” (`{revoked.id}`): "
-            "it works no more.",
+            "the API stops taking it within 5 seconds.",
         )
 
     @revoke.autocomplete("key")

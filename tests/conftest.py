@@ -108,6 +108,10 @@ SLOW_MODULES = {
     "test_playback",
     "test_store_limits",
     "test_limits_processes",
+    "test_api_server",
+    "test_api_fuzz",
+    "test_api_process",
+    "test_api_modal_path",
 }
 
 

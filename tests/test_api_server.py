@@ -114,9 +114,29 @@ async def test_the_openai_client_gets_speech_in_every_format(api: Api):
     assert len(raw.content) / 2 / 24000 == pytest.approx(samples.size / rate, abs=0.01)
 
 
+class GatedBackend:
+    """The tiny model's backend, holding every piece after the first until `opened` is set."""
+
+    def __init__(self, backend: LocalBackend) -> None:
+        self.backend, self.opened, self.pieces = backend, asyncio.Event(), 0
+
+    def __getattr__(self, name: str):
+        return getattr(self.backend, name)
+
+    async def synthesize(self, *args):
+        async for piece in self.backend.synthesize(*args):
+            if self.pieces:
+                await asyncio.wait_for(self.opened.wait(), 60)
+            self.pieces += 1
+            yield piece
+
+
 async def test_a_stream_starts_before_the_speech_is_done(api: Api):
-    """`with_streaming_response` reads bytes as they are made: the first block's bytes arrive while the
-    rest of a longer text is still being sampled."""
+    """`with_streaming_response` reads the first block's bytes while the engine still holds the rest:
+    the engine gives its next pieces only once the client has bytes (a server that waited for the
+    whole speech would never send any, and the test would time out)."""
+    gated = GatedBackend(api.backend)
+    api.service.backend = gated  # type: ignore[assignment]
     client = api.aclient()
     words = "This sentence is long enough to take more than one block. " * 3
     parts: list[bytes] = []
@@ -124,9 +144,13 @@ async def test_a_stream_starts_before_the_speech_is_done(api: Api):
         model="tts-1-hd", voice="Ann", input=words, response_format="mp3", extra_body={"seed": 3}
     ) as response:
         assert response.headers["content-type"] == "audio/mpeg"
+        assert "content-length" not in response.headers
         async for part in response.iter_bytes():
+            if not parts:
+                assert gated.pieces == 1  # the first bytes came from the first piece alone
+                gated.opened.set()
             parts.append(part)
-    assert len(parts) >= 2
+    assert gated.pieces >= 2
     pcm, rate = decoded(b"".join(parts))
     assert pcm.size / rate > 2.0
 
@@ -190,6 +214,18 @@ async def test_keys_are_checked_and_scoped_to_their_server(api: Api):
         reply = await http.post("/v1/audio/speech", json={"model": "tts-1", "voice": "Ann", "input": "Hi."})
         assert reply.status_code == 401
         assert set(reply.json()["error"]) == {"message", "type", "param", "code"}
+
+
+async def test_a_revoked_key_stops_working(api: Api, monkeypatch: pytest.MonkeyPatch):
+    from bot.api import service
+
+    client = api.client()
+    listed = await asyncio.to_thread(client.get, "/audio/voices", cast_to=httpx.Response)
+    assert listed.status_code == 200
+    monkeypatch.setattr(service, "KEY_RECHECK_S", 0.0)  # otherwise within 5 s
+    api.store.revoke_api_key(GUILD, "tests")
+    with pytest.raises(openai.AuthenticationError):
+        await asyncio.to_thread(client.get, "/audio/voices", cast_to=httpx.Response)
 
 
 async def test_bad_input_is_refused_in_openais_shape(api: Api):
@@ -293,6 +329,10 @@ async def test_a_failure_mid_stream_cuts_the_stream_and_charges_what_was_sent(ap
     assert events[0]["type"] == "speech.audio.delta"
     assert events[-1]["type"] == "error"
     assert events[-1]["error"]["code"] == "server_error"
+    for _ in range(100):  # settled just after each response ended
+        if api.service.limits.reserved_seconds(GUILD) == 0:
+            break
+        await asyncio.sleep(0.05)
     charged = api.store.audio_seconds_since(GUILD, 0)
     assert 1.0 < charged < 2 * 4.0  # two first blocks (1.5 s each), not the texts' whole length
 

@@ -77,3 +77,17 @@ async def test_the_autoread_bench_measures_post_to_first_packet():
     report = await measure(runs=2, chunk_s=0.05)
     assert report["runs"] == 2 and report["first_packet_ms_median"] >= 50  # never before the chunk exists
     assert {"bot_overhead_ms_median", "bot_overhead_ms_p90", "first_post_with_join_ms"} <= set(report)
+
+
+async def test_the_api_bench_measures_first_bytes_overhead_and_sharing():
+    from bench.api import measure
+
+    report = await measure(requests=2, concurrent=4, fmt="wav", ramp_s=0.2)
+    assert report["completed"] == 8 and report["errors"] == []
+    assert report["rows_per_batch"] > 1  # concurrent streams shared the engine's batches
+    assert report["burst_most_at_once"] == 4
+    assert report["ttfb_ms"] > 0 and report["engine_first_ms"] > 0
+    assert report["ttfb_goal_ms"] == pytest.approx(1.1 * report["engine_first_ms"] + 20, abs=0.2)
+    for key in ("sequential_overhead_p50_ms", "ramped_overhead_p99_ms", "burst_before_engine_p99_ms"):
+        assert key in report
+    assert isinstance(report["ttfb_ok"], bool) and isinstance(report["overhead_ok"], bool)

@@ -73,7 +73,7 @@ def test_build_context_leaves_out_secrets_data_and_weights() -> None:
 def test_compose_services_build_the_images_and_keep_data_in_a_named_volume() -> None:
     compose = yaml.safe_load((ROOT / "compose.yaml").read_text())
     services = compose["services"]
-    assert set(services) == {"bot", "bot-gpu", "postgres", "bot-scaled"}
+    assert set(services) == {"bot", "bot-gpu", "postgres", "bot-scaled", "api"}
     declared = set(compose["volumes"])
     for name, service in services.items():
         if name == "postgres":
@@ -101,6 +101,15 @@ def _default_bytes(value: object) -> int:
     return int(size.group(1)) * {"": 1, "k": 2**10, "m": 2**20, "g": 2**30}[size.group(2)]
 
 
+def test_the_api_profile_serves_the_speech_api_on_this_machine_only() -> None:
+    api = yaml.safe_load((ROOT / "compose.yaml").read_text())["services"]["api"]
+    assert api["profiles"] == ["api"] and api["command"][:1] == ["api"]
+    assert "voicebot-data:/data" in api["volumes"]  # the bot's own library
+    (published,) = api["ports"]
+    assert published.startswith("127.0.0.1:") and published.endswith(":8080")
+    assert "/healthz" in " ".join(api["healthcheck"]["test"])
+
+
 def test_the_scale_profile_runs_several_processes_over_postgresql() -> None:
     services = yaml.safe_load((ROOT / "compose.yaml").read_text())["services"]
     scaled, postgres = services["bot-scaled"], services["postgres"]
@@ -113,7 +122,7 @@ def test_the_scale_profile_runs_several_processes_over_postgresql() -> None:
     assert any(v.endswith(":/var/lib/postgresql/data") for v in postgres["volumes"])
 
 
-@pytest.mark.parametrize("name", ["bot", "bot-gpu", "bot-scaled"])
+@pytest.mark.parametrize("name", ["bot", "bot-gpu", "bot-scaled", "api"])
 def test_compose_service_runs_read_only_without_capabilities_and_with_limits(name: str) -> None:
     service = yaml.safe_load((ROOT / "compose.yaml").read_text())["services"][name]
     assert service["read_only"] is True

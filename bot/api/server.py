@@ -209,19 +209,20 @@ async def _send_audio(request: web.Request, stream: SpeechStream, fmt: str) -> w
     response = web.StreamResponse(headers={"Content-Type": content_type(fmt)})
     response.enable_chunked_encoding()
     try:
-        await response.prepare(request)
-        async for data in stream.audio():
-            await _write(response, data)
-    except (ConnectionResetError, TimeoutError, asyncio.CancelledError):
-        await stream.close()
-        raise
-    except Exception as exc:  # after the first bytes: cut the stream, so the client can't take it as whole
-        await stream.close()
-        _log_cut(request, exc)
-        if request.transport is not None:
-            request.transport.abort()
-        raise ConnectionResetError("stream cut after a failure") from exc
-    await response.write_eof()
+        try:
+            await response.prepare(request)
+            async for data in stream.audio():
+                await _write(response, data)
+        except (ConnectionResetError, TimeoutError, asyncio.CancelledError):
+            raise
+        except Exception as exc:  # after the first bytes: cut the stream, so no client takes it as whole
+            _log_cut(request, exc)
+            if request.transport is not None:
+                request.transport.abort()
+            raise ConnectionResetError("stream cut after a failure") from exc
+        await response.write_eof()
+    finally:
+        await stream.close()  # settled after the response's end: the client waits for no library write
     return response
 
 
@@ -241,25 +242,25 @@ async def _send_events(request: web.Request, stream: SpeechStream) -> web.Stream
     then `speech.audio.done` with the usage (or an `error` event)."""
     response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
     try:
-        await response.prepare(request)
-        async for data in stream.audio():
-            await _write(
-                response, _event({"type": "speech.audio.delta", "audio": base64.b64encode(data).decode()})
+        try:
+            await response.prepare(request)
+            async for data in stream.audio():
+                delta = {"type": "speech.audio.delta", "audio": base64.b64encode(data).decode()}
+                await _write(response, _event(delta))
+            await _write(response, _event({"type": "speech.audio.done", "usage": stream.usage.as_dict()}))
+        except (ConnectionResetError, TimeoutError, asyncio.CancelledError):
+            raise
+        except Exception as exc:
+            _log_cut(request, exc)
+            error = (
+                from_error(exc)
+                if isinstance(exc, VoiceBotError)
+                else ApiError(500, "The engine failed mid-stream.", type="server_error")
             )
-        await _write(response, _event({"type": "speech.audio.done", "usage": stream.usage.as_dict()}))
-    except (ConnectionResetError, TimeoutError, asyncio.CancelledError):
+            await _write(response, _event({"type": "error", **error.body()}))
+        await response.write_eof()
+    finally:
         await stream.close()
-        raise
-    except Exception as exc:
-        await stream.close()
-        _log_cut(request, exc)
-        error = (
-            from_error(exc)
-            if isinstance(exc, VoiceBotError)
-            else ApiError(500, "The engine failed mid-stream.", type="server_error")
-        )
-        await _write(response, _event({"type": "error", **error.body()}))
-    await response.write_eof()
     return response
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -30,7 +31,7 @@ from bot.api.request import MAX_INPUT_CHARS, SpeechAsk
 from bot.config import Config
 from bot.errors import VoiceBotError
 from bot.limits import Limits, Reservation
-from bot.store import Voice, VoiceLibrary
+from bot.store import GuildSettings, Voice, VoiceLibrary
 from bot.store.api_keys import ApiKey
 from bot.tts import SpokenChunk, TTSBackend
 from modal_tts.output.stream import StreamEncoder
@@ -39,6 +40,8 @@ log = logging.getLogger(__name__)
 
 LATENTS_PER_SECOND = 21.5  # Echo's latent frames per second of speech: its "output tokens"
 USED_EVERY_S = 60.0  # a key's "last used" is written at most this often
+SLICE_SAMPLES = 11025  # 0.25 s at 44.1 kHz: what is encoded and sent at a time
+KEY_RECHECK_S = 5.0  # an accepted key is looked up again after this long
 
 
 @dataclass
@@ -70,28 +73,37 @@ class SpeechStream:
     _closed: bool = field(default=False, repr=False)
 
     async def audio(self) -> AsyncIterator[bytes]:
-        """The response's bytes as each piece is encoded; the stream is settled whatever happens (what
-        reached the encoder counts, as for a /say heard in part)."""
+        """The response's bytes as each piece is encoded. The caller `close`s the stream once its
+        response has ended (settling it then, so the library's write doesn't hold back the end of the
+        response), and whatever happens; a stream abandoned part way is closed here too."""
         try:
             piece: SpokenChunk | None = self.first
             while piece is not None:
                 self.gpu_seconds += piece.gpu_seconds
-                data = await asyncio.to_thread(self.encoder.feed, piece.audio)
-                self.sent_samples += piece.audio.size
-                if data:
-                    yield data
+                # A piece is a block of speech (1.5 s to 6 s): encoded and sent a slice at a time, so its
+                # first words leave after a slice's encoding, not the whole block's.
+                for start in range(0, piece.audio.size, SLICE_SAMPLES):
+                    part = piece.audio[start : start + SLICE_SAMPLES]
+                    data = await asyncio.to_thread(self.encoder.feed, part)
+                    self.sent_samples += part.size
+                    if data:
+                        yield data
                 piece = await anext(self.pieces, None)
             tail = await asyncio.to_thread(self.encoder.close)
+            self.usage.output_tokens = round(self.seconds * LATENTS_PER_SECOND)
             if tail:
                 yield tail
-        finally:
+        except BaseException:
             await self.close()
+            raise
 
     @property
     def seconds(self) -> float:
         return self.sent_samples / speech.audio.SAMPLE_RATE
 
     async def close(self) -> None:
+        """Stop the engine's work on it if any is left, and charge what reached the encoder (as a /say
+        heard in part is charged for what was heard). Once; safe to call again."""
         if self._closed:
             return
         self._closed = True
@@ -105,10 +117,24 @@ class ApiService:
     def __init__(self, store: VoiceLibrary, backend: TTSBackend, limits: Limits, config: Config) -> None:
         self.store, self.backend, self.limits, self.config = store, backend, limits, config
         self._used: dict[str, float] = {}  # key id → when its use was last written
+        # sha256 of a key → the key and when the library last accepted it (never the key itself)
+        self._accepted: dict[bytes, tuple[ApiKey, float]] = {}
 
     async def key_for(self, secret: str) -> ApiKey | None:
+        """The key `secret` is, or None. An accepted key is asked for again only after KEY_RECHECK_S, so
+        a burst of requests doesn't queue for the library; a revoked key stops working within that."""
+        digest = hashlib.sha256(secret.encode("utf-8", "replace")).digest()
+        now = time.monotonic()
+        known = self._accepted.get(digest)
+        if known is not None and now - known[1] < KEY_RECHECK_S:
+            return known[0]
         key = await self.store.aio.api_key_for(secret)
-        if key is not None:
+        if key is None:
+            self._accepted.pop(digest, None)
+        else:
+            if len(self._accepted) > 1024:  # keys of this process's recent requests, not every key ever
+                self._accepted.clear()
+            self._accepted[digest] = (key, now)
             now = time.time()
             if now - self._used.get(key.id, 0.0) >= USED_EVERY_S:
                 self._used[key.id] = now
@@ -118,8 +144,13 @@ class ApiService:
 
     # speech
 
-    def _plan(self, key: ApiKey, ask: SpeechAsk, max_chars: int) -> speech.Request:
-        return speech.plan(
+    def _plan(self, key: ApiKey, ask: SpeechAsk) -> tuple[GuildSettings, speech.Request]:
+        """The server's settings and the planned request, in one trip to a worker thread (under a burst,
+        each trip waits for a free worker)."""
+        settings = self.store.settings(key.guild_id)
+        # OpenAI's limit, or the server's own lower one (/settings max_text_chars)
+        max_chars = min(settings.max_text_chars or MAX_INPUT_CHARS, MAX_INPUT_CHARS)
+        request = speech.plan(
             self.store,
             guild_id=key.guild_id,
             user_id=key.created_by,
@@ -128,19 +159,18 @@ class ApiService:
             max_chars=max_chars,
             params=speech.settings(bool(ask.force_speaker), live=True),
             seed=ask.seed,
+            keep_latent=True,  # spoken at once: `stream(fresh=True)` uses it
         )
+        return settings, request
 
     async def start_speech(self, key: ApiKey, ask: SpeechAsk) -> SpeechStream:
         """Everything that may refuse the request, then the engine's first piece (sampled in the
         low-latency block plan, as live voice is, so the first bytes leave after its first block)."""
-        settings = await self.store.aio.settings(key.guild_id)
-        # OpenAI's limit, or the server's own lower one (/settings max_text_chars)
-        max_chars = min(settings.max_text_chars or MAX_INPUT_CHARS, MAX_INPUT_CHARS)
-        request = await asyncio.to_thread(self._plan, key, ask, max_chars)
+        settings, request = await asyncio.to_thread(self._plan, key, ask)
         reservation = await self.limits.reserve(
             settings, key.created_by, speech.longest_seconds(request), voice_id=request.voice.id
         )
-        pieces = speech.stream(self.store, self.backend, request)
+        pieces = speech.stream(self.store, self.backend, request, fresh=True)
         try:
             first = await anext(pieces)
             tags = speech.tags_of(request)

@@ -51,7 +51,10 @@ async def cmd_apikey(args: argparse.Namespace, config: Config) -> int:
                 )
         else:
             revoked = store.revoke_api_key(args.guild, args.key, actor="cli")
-            print(f"Revoked API key {revoked.id} (“{revoked.name}”) of guild {args.guild}: it works no more.")
+            print(
+                f"Revoked API key {revoked.id} (“{revoked.name}”) of guild {args.guild}: "
+                "the API stops taking it within 5 s."
+            )
     finally:
         store.close()
     return 0
@@ -86,7 +89,10 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
     uses = {
         "create": ("make a key and print it (shown once)", "voicebot apikey create --guild 123 --name CI"),
         "list": ("show the guild's keys (never the keys themselves)", "voicebot apikey list --guild 123"),
-        "revoke": ("delete a key: it stops working at once", "voicebot apikey revoke --guild 123 CI"),
+        "revoke": (
+            "delete a key: the API stops taking it within 5 s",
+            "voicebot apikey revoke --guild 123 CI",
+        ),
     }
     family = commands.add_parser(
         "apikey",

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 
 from bot import audit
 from bot.cli.common import create_backend, library_exists, open_store
@@ -168,7 +169,8 @@ async def cmd_api(args: argparse.Namespace, config: Config) -> int:
     try:
         await run(config, args.host, args.port)
     except OSError as exc:  # the port is taken, or the address isn't this machine's
-        raise InvalidInput(f"Can't listen on {args.host}:{args.port}: {exc.strerror or exc}.") from None
+        reason = os.strerror(exc.errno) if exc.errno else str(exc)
+        raise InvalidInput(f"Can't listen on {args.host}:{args.port}: {reason}.") from None
     return 0
 
 
