@@ -410,6 +410,15 @@ async def test_health_openapi_and_no_cors_unless_configured(api: Api):
             assert pre.headers["access-control-allow-origin"] == "https://app.example"
             other = await http.get("/healthz", headers={"Origin": "https://evil.example"})
             assert "access-control-allow-origin" not in other.headers
+            # a streamed answer carries it too (its headers leave before the handler returns)
+            spoken = await http.post(
+                "/v1/audio/speech",
+                headers={"Origin": "https://app.example", "Authorization": f"Bearer {api.key}"},
+                json={"model": "tts-1", "voice": "Ann", "input": "Hi.", "response_format": "wav"},
+                timeout=120,
+            )
+            assert spoken.status_code == 200
+            assert spoken.headers["access-control-allow-origin"] == "https://app.example"
     finally:
         await runner.cleanup()
 
@@ -440,3 +449,11 @@ async def test_slow_clients_are_cut_off(api: Api, monkeypatch: pytest.MonkeyPatc
         writer.close()
     finally:
         await runner.cleanup()
+
+
+def test_voicebot_api_listens_on_this_machine_unless_told_otherwise():
+    from bot.cli.main import build_parser
+
+    args = build_parser().parse_args(["api"])
+    assert (args.host, args.port) == ("127.0.0.1", 8080)
+    assert build_parser().parse_args(["api", "--host", "0.0.0.0", "--port", "9000"]).port == 9000

@@ -98,25 +98,35 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         )
 
 
-@web.middleware
-async def cors(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Only where configured: browsers on the named origins may call the API (with a key)."""
+def _allowed_origin(request: web.Request) -> str | None:
     allowed = request.app[CORS]
     origin = request.headers.get("Origin")
-    if not allowed or origin is None or not ("*" in allowed or origin in allowed):
-        return await handler(request)
-    headers = {"Access-Control-Allow-Origin": origin, "Vary": "Origin"}
-    if request.method == "OPTIONS":
-        headers |= {
+    if origin is None or not allowed or not ("*" in allowed or origin in allowed):
+        return None
+    return origin
+
+
+@web.middleware
+async def cors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Only where configured: a browser's preflight from a named origin is answered here; every answer to
+    that origin is marked as its own by `_cors_headers`, streams included (their headers leave before the
+    handler returns)."""
+    if request.method == "OPTIONS" and _allowed_origin(request) is not None:
+        headers = {
             "Access-Control-Allow-Methods": "GET, POST, DELETE",
             "Access-Control-Allow-Headers": "Authorization, Content-Type",
             "Access-Control-Max-Age": "600",
         }
         return web.Response(status=204, headers=headers)
-    response = await handler(request)
-    if not response.prepared:
-        response.headers.update(headers)
-    return response
+    return await handler(request)
+
+
+async def _cors_headers(request: web.Request, response: web.StreamResponse) -> None:
+    origin = _allowed_origin(request)
+    if origin is not None:
+        response.headers["Access-Control-Allow-Origin"] = origin
+        response.headers["Access-Control-Expose-Headers"] = "Retry-After"
+        response.headers["Vary"] = "Origin"
 
 
 def _bearer(request: web.Request) -> str:
@@ -347,6 +357,7 @@ def create_app(api: ApiService, *, cors_origins: tuple[str, ...] = ()) -> web.Ap
     )
     app[KEY] = api
     app[CORS] = cors_origins
+    app.on_response_prepare.append(_cors_headers)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/openapi.json", openapi)
     app.router.add_get("/v1/models", models)
