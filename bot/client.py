@@ -11,11 +11,13 @@ import asyncio
 import hashlib
 import json
 import logging
+import os
 import signal
 from collections.abc import Sequence
 from typing import Any
 
 import aiohttp
+import aiohttp.web
 import discord
 import yarl
 from discord.ext import commands
@@ -65,6 +67,7 @@ class VoiceBot(commands.Bot):
         sync_on_start: bool = True,
         sync_only: bool = False,
         message_content: bool = False,
+        api_address: tuple[str, int] | None = None,
         **discord_options: Any,
     ) -> None:
         intents = discord.Intents.none()
@@ -90,6 +93,10 @@ class VoiceBot(commands.Bot):
         self._given_backend = backend
         self.sync_on_start = sync_on_start
         self.sync_only = sync_only
+        # `voicebot run --api-port`: the speech API served from this process, on its library, limits and
+        # speech backend (a local engine's batches shared with the API's requests)
+        self.api_address = api_address
+        self.api_runner: aiohttp.web.AppRunner | None = None
         self.holder = "bot"  # this process's role, for what it holds in the library (bot.limits)
         self.store: VoiceLibrary
         self.limits: Limits
@@ -124,6 +131,8 @@ class VoiceBot(commands.Bot):
             if forgotten:
                 log.warning("Finished %d member deletions a crash had interrupted", len(forgotten))
             self._start_speech()
+            if self.api_address is not None:
+                await self._serve_api(*self.api_address)
         from bot.playback import Playback
 
         self.playback = Playback(idle_timeout=self.config.idle_leave_s)
@@ -144,6 +153,21 @@ class VoiceBot(commands.Bot):
         # Voices whose latent went missing are re-encoded from their kept reference, off the hot path.
         repairer = keep_voices_encoded(self.store, self.backend)
         self.repairs = asyncio.create_task(repairer, name="voice-repairs")
+
+    async def _serve_api(self, host: str, port: int) -> None:
+        from bot.api.server import cors_origins, create_app, serve
+        from bot.api.service import ApiService
+
+        app = create_app(
+            ApiService(self.store, self.backend, self.limits, self.config),
+            cors_origins=cors_origins(self.config),
+        )
+        try:
+            self.api_runner = await serve(app, host, port)
+        except OSError as exc:  # the port is taken, or the address isn't this machine's
+            reason = os.strerror(exc.errno) if exc.errno else str(exc)
+            raise ConfigError(f"Can't listen on {host}:{port} for the speech API: {reason}.") from None
+        log.info("Speech API listening on http://%s:%d", host, self.api_runner.addresses[0][1])
 
     async def _on_command_error(
         self, interaction: discord.Interaction, error: discord.app_commands.AppCommandError
@@ -253,6 +277,8 @@ class VoiceBot(commands.Bot):
             self.reencoder.cancel()
         if self.purges is not None:
             self.purges.cancel()
+        if self.api_runner is not None:  # its streams end before the backend and library close
+            await self.api_runner.cleanup()
         await super().close()
         await self.encoder.close()
         if getattr(self, "backend", None) is not None:
@@ -319,9 +345,14 @@ def discord_token(config: Config) -> str:
 
 
 async def run_bot(
-    config: Config, *, sync_only: bool = False, shards: tuple[Sequence[int], int] | None = None
+    config: Config,
+    *,
+    sync_only: bool = False,
+    shards: tuple[Sequence[int], int] | None = None,
+    api: tuple[str, int] | None = None,
 ) -> None:
-    """Log in and serve until closed; `shards` (ids, count) runs that range of a sharded bot."""
+    """Log in and serve until closed; `shards` (ids, count) runs that range of a sharded bot; `api`
+    (host, port) serves the speech API from this process too."""
     token = discord_token(config)
     point_at_discord(config)
     # Auto-read needs the Message Content intent; without it in the Portal, everything else still runs.
@@ -330,6 +361,7 @@ async def run_bot(
             "sync_on_start": not sync_only and (shards is None or 0 in shards[0]),  # one process syncs
             "sync_only": sync_only,
             "message_content": message_content,
+            "api_address": None if sync_only else api,
         }
         bot = (
             ShardedVoiceBot(config, shard_ids=shards[0], shard_count=shards[1], **options)

@@ -66,6 +66,11 @@ def _check_scale(args: argparse.Namespace) -> None:
     """--shards with --shard-count, or --processes, never both; named before anything starts."""
     from bot.launcher import parse_shards
 
+    if args.api_port is not None and args.processes is not None:
+        raise InvalidInput(
+            "--api-port serves the speech API from one bot process; with --processes, run `voicebot api` "
+            "beside them instead."
+        )
     if args.processes is not None:
         if args.shards is not None:
             raise InvalidInput(
@@ -123,8 +128,9 @@ async def cmd_run(args: argparse.Namespace, config: Config) -> int:
     shards = (args.shard_ids, args.shard_count) if getattr(args, "shards", None) else None
     if shards:
         _name_the_process(shard_label(*shards), config)
+    api = (args.api_host, args.api_port) if args.api_port is not None else None
     try:
-        await run_bot(config, shards=shards)
+        await run_bot(config, shards=shards, api=api)
     except _discord_errors() as exc:
         raise DiscordUnreachable(_api_base(config), _short(exc)) from None
     return 0
@@ -203,7 +209,7 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
         "run",
         help="connect to Discord and serve the commands (Ctrl-C stops it)",
         epilog=examples(
-            "voicebot run --backend local --weights ./weights --device cuda",
+            "voicebot run --backend local --weights ./weights --api-port 8080",
             "voicebot run --processes 4",
             "voicebot run --shards 0-3 --shard-count 8",
         ),
@@ -219,6 +225,16 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
         type=int,
         metavar="N",
         help="run N processes, splitting Discord's recommended shards between them; restart any that dies",
+    )
+    served = run.add_argument_group("the speech API in the same process (one process only)")
+    served.add_argument(
+        "--api-port",
+        type=ranged(1, 65535),
+        metavar="PORT",
+        help="also serve the OpenAI-compatible speech API on PORT, sharing this bot's speech engine",
+    )
+    served.add_argument(
+        "--api-host", default="127.0.0.1", metavar="HOST", help="its address (default: 127.0.0.1)"
     )
     # checks its settings and speech set-up itself, in its own order
     library_command(run, cmd_run, check_args=_check_scale)

@@ -139,7 +139,16 @@ def message_content() -> bool:
 
 
 @pytest.fixture
-async def world(tmp_path: Path, tiny_engine, tiny_model_dir, message_content: bool) -> AsyncIterator[World]:
+def api_address() -> tuple[str, int] | None:
+    """Where the bot serves the speech API from its own process (`voicebot run --api-port`): nowhere,
+    unless a test module overrides this fixture."""
+    return None
+
+
+@pytest.fixture
+async def world(
+    tmp_path: Path, tiny_engine, tiny_model_dir, message_content: bool, api_address: tuple[str, int] | None
+) -> AsyncIterator[World]:
     """The real bot (bot/client.py) on the loopback Discord, configured only through its settings."""
     async with FakeDiscord(patch_discord=False) as fake:
         if message_content:
@@ -163,7 +172,7 @@ async def world(tmp_path: Path, tiny_engine, tiny_model_dir, message_content: bo
         saved = discord.http.Route.BASE, discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY
         point_at_discord(config)
         backend = SwitchableBackend(LocalBackend(engine=tiny_engine))
-        bot = VoiceBot(config, backend=backend, message_content=message_content)
+        bot = VoiceBot(config, backend=backend, message_content=message_content, api_address=api_address)
         try:
             async with fake.running(bot, ready_timeout=20):
                 await fake.wait_for_commands("say", "clone", "voices")
