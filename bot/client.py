@@ -155,13 +155,10 @@ class VoiceBot(commands.Bot):
         self.repairs = asyncio.create_task(repairer, name="voice-repairs")
 
     async def _serve_api(self, host: str, port: int) -> None:
-        from bot.api.server import cors_origins, create_app, serve
+        from bot.api.server import create_app, serve
         from bot.api.service import ApiService
 
-        app = create_app(
-            ApiService(self.store, self.backend, self.limits, self.config),
-            cors_origins=cors_origins(self.config),
-        )
+        app = create_app(ApiService(self.store, self.backend, self.limits, self.config))
         try:
             self.api_runner = await serve(app, host, port)
         except OSError as exc:  # the port is taken, or the address isn't this machine's

@@ -93,6 +93,16 @@ def _speech_request() -> dict[str, Any]:
     }
 
 
+def _list(items: dict[str, Any]) -> dict[str, Any]:
+    """OpenAI's list envelope: `{"object": "list", "data": [...]}`."""
+    data: dict[str, Any] = {"type": "array", **({"items": items} if items else {})}
+    return {
+        "type": "object",
+        "required": ["object", "data"],
+        "properties": {"object": {"const": "list"}, "data": data},
+    }
+
+
 def _event() -> dict[str, Any]:
     """One server-sent event of an `sse` stream: its `data` is JSON, one of OpenAI's speech events."""
     usage = {
@@ -228,18 +238,7 @@ def document() -> dict[str, Any]:
                     "responses": {
                         "200": {
                             "description": "echo-tts and its aliases.",
-                            "content": {
-                                "application/json": {
-                                    "schema": {
-                                        "type": "object",
-                                        "required": ["object", "data"],
-                                        "properties": {
-                                            "object": {"const": "list"},
-                                            "data": {"type": "array"},
-                                        },
-                                    }
-                                }
-                            },
+                            "content": {"application/json": {"schema": _list({})}},
                         },
                         **_errors(*_KEYED),
                     },
@@ -272,19 +271,7 @@ def document() -> dict[str, Any]:
                         "200": {
                             "description": "The key's server's voices.",
                             "content": {
-                                "application/json": {
-                                    "schema": {
-                                        "type": "object",
-                                        "required": ["object", "data"],
-                                        "properties": {
-                                            "object": {"const": "list"},
-                                            "data": {
-                                                "type": "array",
-                                                "items": {"$ref": "#/components/schemas/Voice"},
-                                            },
-                                        },
-                                    }
-                                }
+                                "application/json": {"schema": _list({"$ref": "#/components/schemas/Voice"})}
                             },
                         },
                         **_errors(*_KEYED),

@@ -157,10 +157,12 @@ async def _read_capped(request: web.Request, cap: int) -> bytes:
                     raise _too_large(size, cap)
                 parts.append(chunk)
     except TimeoutError:
-        raise ApiError(
-            408, f"The request body took over {BODY_TIMEOUT_S:g} s to arrive.", code="timeout"
-        ) from None
+        raise _too_slow() from None
     return b"".join(parts)
+
+
+def _too_slow() -> ApiError:
+    return ApiError(408, f"The request body took over {BODY_TIMEOUT_S:g} s to arrive.", code="timeout")
 
 
 def _too_large(size: int, cap: int) -> ApiError:
@@ -336,9 +338,7 @@ async def _form(request: web.Request, cap: int) -> dict[str, bytes]:
                 if part.name in ("name", "audio_sample", "consent"):
                     fields[part.name] = bytes(data)
     except TimeoutError:
-        raise ApiError(
-            408, f"The request body took over {BODY_TIMEOUT_S:g} s to arrive.", code="timeout"
-        ) from None
+        raise _too_slow() from None
     except (ValueError, AssertionError, HttpProcessingError) as exc:  # a malformed form, or part header
         detail = exc.message if isinstance(exc, HttpProcessingError) else str(exc)
         raise invalid(None, f"The form can't be read: {detail[:200]}.", "invalid_body") from None
@@ -351,12 +351,13 @@ async def delete_voice(request: web.Request) -> web.Response:
     return web.json_response({"id": voice.id, "object": "audio.voice.deleted", "deleted": True})
 
 
-def create_app(api: ApiService, *, cors_origins: tuple[str, ...] = ()) -> web.Application:
+def create_app(api: ApiService, *, cors_origins: tuple[str, ...] | None = None) -> web.Application:
+    """The API on `api`; browsers' origins from its configuration unless given."""
     app = web.Application(
         middlewares=[cors, errors], client_max_size=api.config.max_reference_bytes + FORM_SLACK
     )
     app[KEY] = api
-    app[CORS] = cors_origins
+    app[CORS] = allowed_origins(api.config) if cors_origins is None else cors_origins
     app.on_response_prepare.append(_cors_headers)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/openapi.json", openapi)
@@ -378,7 +379,7 @@ async def serve(app: web.Application, host: str, port: int) -> web.AppRunner:
     return runner
 
 
-def cors_origins(config: Config) -> tuple[str, ...]:
+def allowed_origins(config: Config) -> tuple[str, ...]:
     raw = config.api_cors_origins or ""
     return tuple(origin.strip().rstrip("/") for origin in raw.split(",") if origin.strip())
 
@@ -393,7 +394,7 @@ async def run(config: Config, host: str, port: int) -> None:
     try:
         await limits.start()
         runner = await serve(
-            create_app(ApiService(store, backend, limits, config), cors_origins=cors_origins(config)),
+            create_app(ApiService(store, backend, limits, config)),
             host,
             port,
         )

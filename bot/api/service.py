@@ -144,9 +144,9 @@ class ApiService:
 
     # speech
 
-    def _plan(self, key: ApiKey, ask: SpeechAsk) -> tuple[GuildSettings, speech.Request]:
-        """The server's settings and the planned request, in one trip to a worker thread (under a burst,
-        each trip waits for a free worker)."""
+    def _plan(self, key: ApiKey, ask: SpeechAsk) -> tuple[GuildSettings, speech.Request, StreamEncoder]:
+        """The server's settings, the planned request and its encoder (opening a codec is not for the
+        event loop), in one trip to a worker thread (under a burst, each trip waits for a free worker)."""
         settings = self.store.settings(key.guild_id)
         # OpenAI's limit, or the server's own lower one (/settings max_text_chars)
         max_chars = min(settings.max_text_chars or MAX_INPUT_CHARS, MAX_INPUT_CHARS)
@@ -161,20 +161,19 @@ class ApiService:
             seed=ask.seed,
             keep_latent=True,  # spoken at once: `stream(fresh=True)` uses it
         )
-        return settings, request
+        encoder = StreamEncoder(ask.response_format, tags=speech.tags_of(request), speed=ask.speed)
+        return settings, request, encoder
 
     async def start_speech(self, key: ApiKey, ask: SpeechAsk) -> SpeechStream:
         """Everything that may refuse the request, then the engine's first piece (sampled in the
         low-latency block plan, as live voice is, so the first bytes leave after its first block)."""
-        settings, request = await asyncio.to_thread(self._plan, key, ask)
+        settings, request, encoder = await asyncio.to_thread(self._plan, key, ask)
         reservation = await self.limits.reserve(
             settings, key.created_by, speech.longest_seconds(request), voice_id=request.voice.id
         )
         pieces = speech.stream(self.store, self.backend, request, fresh=True)
         try:
             first = await anext(pieces)
-            tags = speech.tags_of(request)
-            encoder = StreamEncoder(ask.response_format, tags=tags, speed=ask.speed)
         except BaseException:
             self.limits.release(reservation)
             with contextlib.suppress(Exception):
