@@ -214,6 +214,13 @@ class Watermarker:
         piece[: delta.size] += delta
         return piece
 
+    @torch.inference_mode()
+    def spectrogram(self, audio: np.ndarray) -> torch.Tensor:
+        """Float32 mono 44.1 kHz audio as PerthNet's encoder and decoder read it: normalised dB
+        magnitudes, [bins, frames] (the benchmark times the encoder alone on these)."""
+        signal = torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32).reshape(-1))
+        return self._normalised(self._stft(self.down(signal.to(self.device))))
+
     def _normalised(self, spectrum: torch.Tensor) -> torch.Tensor:
         """A spectrum's magnitudes as PerthNet reads them: dB, scaled as Perth's `normalize` does. Taken
         from the power (complex `abs` spends three times as long on its square roots)."""
