@@ -44,6 +44,9 @@ def test_the_gpu_suite_runs_end_to_end_on_any_device(tiny_engine, capsys):
     assert blocks["batch"] == 1 and 0 < blocks["first_block_s"] < blocks["total_s"]
     cost = next(line for line in lines if line.get("step") == "cost")
     assert cost["gpu_seconds"] > 0 and cost["cost_per_say_usd"] > 0
+    (marking,) = [line for line in lines if line.get("step") == "watermark"]
+    unmarked_s = cost["gpu_seconds"] - marking["mark_s"]  # the tiny engine marks its output
+    assert cost["watermark_share"] == pytest.approx(marking["mark_s"] / unmarked_s, rel=0.01)
 
 
 async def test_pipeline_bench_times_each_stage_of_a_20_second_say():
