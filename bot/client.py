@@ -11,7 +11,6 @@ import asyncio
 import hashlib
 import json
 import logging
-import os
 import signal
 from collections.abc import Sequence
 from typing import Any
@@ -155,14 +154,14 @@ class VoiceBot(commands.Bot):
         self.repairs = asyncio.create_task(repairer, name="voice-repairs")
 
     async def _serve_api(self, host: str, port: int) -> None:
-        from bot.api.server import create_app, serve
+        from bot.api.server import create_app, listen_failure, serve
         from bot.api.service import ApiService
 
         app = create_app(ApiService(self.store, self.backend, self.limits, self.config))
         try:
             self.api_runner = await serve(app, host, port)
         except OSError as exc:  # the port is taken, or the address isn't this machine's
-            reason = os.strerror(exc.errno) if exc.errno else str(exc)
+            reason = listen_failure(exc)
             raise ConfigError(f"Can't listen on {host}:{port} for the speech API: {reason}.") from None
         log.info("Speech API listening on http://%s:%d", host, self.api_runner.addresses[0][1])
 

@@ -27,6 +27,7 @@ import asyncio
 import base64
 import json
 import logging
+import os
 import signal
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -375,8 +376,17 @@ async def serve(app: web.Application, host: str, port: int) -> web.AppRunner:
     # answer, so the client, still sending, gets to read the 413 rather than a reset connection.
     runner = web.AppRunner(app, keepalive_timeout=HEADER_TIMEOUT_S, lingering_time=LINGER_S, access_log=log)
     await runner.setup()
-    await web.TCPSite(runner, host, port).start()
+    try:
+        await web.TCPSite(runner, host, port).start()
+    except OSError:
+        await runner.cleanup()  # nothing is left half set up for the caller to close
+        raise
     return runner
+
+
+def listen_failure(exc: OSError) -> str:
+    """Why `serve` couldn't listen, in words (the port is taken, or the address isn't this machine's)."""
+    return os.strerror(exc.errno) if exc.errno else str(exc)
 
 
 def allowed_origins(config: Config) -> tuple[str, ...]:

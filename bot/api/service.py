@@ -135,11 +135,11 @@ class ApiService:
             if len(self._accepted) > 1024:  # keys of this process's recent requests, not every key ever
                 self._accepted.clear()
             self._accepted[digest] = (key, now)
-            now = time.time()
-            if now - self._used.get(key.id, 0.0) >= USED_EVERY_S:
-                self._used[key.id] = now
+            wall = time.time()  # "last used" is a date; the recheck above runs on the monotonic clock
+            if wall - self._used.get(key.id, 0.0) >= USED_EVERY_S:
+                self._used[key.id] = wall
                 with contextlib.suppress(VoiceBotError):  # a busy library never refuses a good key
-                    await self.store.aio.api_key_used(key.id, now)
+                    await self.store.aio.api_key_used(key.id, wall)
         return key
 
     # speech

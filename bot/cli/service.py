@@ -6,7 +6,6 @@ import argparse
 import asyncio
 import json
 import logging
-import os
 
 from bot import audit
 from bot.cli.common import create_backend, library_exists, open_store
@@ -163,7 +162,7 @@ async def cmd_sync(args: argparse.Namespace, config: Config) -> int:
 
 
 async def cmd_api(args: argparse.Namespace, config: Config) -> int:
-    from bot.api.server import run
+    from bot.api.server import listen_failure, run
 
     check(config)
     if library_exists(config):  # a damaged library is one line now, not a traceback on the first request
@@ -175,8 +174,7 @@ async def cmd_api(args: argparse.Namespace, config: Config) -> int:
     try:
         await run(config, args.host, args.port)
     except OSError as exc:  # the port is taken, or the address isn't this machine's
-        reason = os.strerror(exc.errno) if exc.errno else str(exc)
-        raise InvalidInput(f"Can't listen on {args.host}:{args.port}: {reason}.") from None
+        raise InvalidInput(f"Can't listen on {args.host}:{args.port}: {listen_failure(exc)}.") from None
     return 0
 
 
